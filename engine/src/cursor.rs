@@ -1,0 +1,267 @@
+//! Where the pull of one collection stands, and which page to ask for next.
+//!
+//! Owns the cursor semantics documented in docs/sync-protocol.md. Pure: no IO, no clock.
+//!
+//! Directus refuses `_gt` on uuid keys, so the keyset `(stamp, key) > (S, K)` cannot be sent.
+//! Instead a position inside a group of rows sharing one stamp is held as "the first `seen`
+//! rows at stamp S in key order", paged with `offset`, and checked with an anchor: the next
+//! request starts one row early and must return the last row already seen first. If it does
+//! not, the group changed under the pull and is re-read from its start (re-applying a row is
+//! a no-op), so no row is skipped however large the group is.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::model::{Key, RemoteRow, Stamp};
+
+/// The stored pull position of a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "at", rename_all = "snake_case")]
+pub enum PullPosition {
+    /// Nothing pulled yet.
+    #[default]
+    Start,
+    /// Every row stamped at or before `stamp` has been applied.
+    After { stamp: Stamp },
+    /// Every row stamped before `stamp` has been applied, and the first `seen` rows stamped
+    /// exactly `stamp` in key order, the last of which is `last_key`.
+    Within {
+        stamp: Stamp,
+        seen: u64,
+        last_key: Option<Key>,
+    },
+}
+
+/// One page request, in Directus terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRequest {
+    /// The cursor condition, already combined with the collection's own filter.
+    pub filter: Value,
+    pub offset: u64,
+    pub limit: u32,
+    /// The key the first returned row must have (the last row of the previous page).
+    pub anchor: Option<Key>,
+}
+
+/// What a fetched page means for the pull.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageOutcome {
+    /// Apply `rows`, then store `next`. `done` when the server has nothing further.
+    Advance {
+        rows: Vec<RemoteRow>,
+        next: PullPosition,
+        done: bool,
+    },
+    /// The anchor row moved: re-read the group from `restart` (nothing to apply).
+    AnchorLost { restart: PullPosition },
+}
+
+/// The request for the page at `position`.
+pub fn page_request(
+    position: &PullPosition,
+    cursor_field: &str,
+    page_size: u32,
+    collection_filter: Option<&Value>,
+) -> PageRequest {
+    let (condition, offset, anchor) = match position {
+        PullPosition::Start => (json!({ cursor_field: { "_nnull": true } }), 0, None),
+        PullPosition::After { stamp } => (json!({ cursor_field: { "_gt": stamp.to_wire() } }), 0, None),
+        PullPosition::Within {
+            stamp,
+            seen,
+            last_key,
+        } => {
+            let condition = json!({ cursor_field: { "_gte": stamp.to_wire() } });
+            match last_key {
+                Some(key) if *seen > 0 => (condition, seen - 1, Some(key.clone())),
+                _ => (condition, *seen, None),
+            }
+        }
+    };
+    let filter = match collection_filter {
+        Some(own) => json!({ "_and": [condition, own] }),
+        None => condition,
+    };
+    let limit = page_size + u32::from(anchor.is_some());
+    PageRequest {
+        filter,
+        offset,
+        limit,
+        anchor,
+    }
+}
+
+/// Interprets the rows returned for `request` at `position`.
+pub fn page_outcome(
+    position: &PullPosition,
+    request: &PageRequest,
+    mut rows: Vec<RemoteRow>,
+) -> PageOutcome {
+    if let Some(anchor) = &request.anchor {
+        let stamp = match position {
+            PullPosition::Within { stamp, .. } => *stamp,
+            _ => unreachable!("anchors are only set within a stamp group"),
+        };
+        let anchored = rows
+            .first()
+            .is_some_and(|first| &first.key == anchor && first.stamp == stamp);
+        if !anchored {
+            return PageOutcome::AnchorLost {
+                restart: PullPosition::Within {
+                    stamp,
+                    seen: 0,
+                    last_key: None,
+                },
+            };
+        }
+        rows.remove(0);
+    }
+    let page_size = request.limit as usize - usize::from(request.anchor.is_some());
+    let done = rows.len() < page_size;
+    let next = match rows.last() {
+        None => position.clone(),
+        Some(last) => {
+            let trailing = rows.iter().rev().take_while(|r| r.stamp == last.stamp).count() as u64;
+            let seen = match position {
+                PullPosition::Within { stamp, seen, .. }
+                    if *stamp == last.stamp && trailing == rows.len() as u64 =>
+                {
+                    seen + trailing
+                }
+                _ => trailing,
+            };
+            PullPosition::Within {
+                stamp: last.stamp,
+                seen,
+                last_key: Some(last.key.clone()),
+            }
+        }
+    };
+    PageOutcome::Advance { rows, next, done }
+}
+
+/// The position to keep once a pull has reached the end.
+///
+/// `settled` is the latest stamp before which no row can still appear: the server clock at
+/// the start of the pull minus the overlap window. Rows committed late carry stamps older
+/// than rows already seen; rewinding to `settled` re-reads that window on the next pull.
+pub fn settle(position: &PullPosition, settled: Stamp) -> PullPosition {
+    match position {
+        PullPosition::Start => PullPosition::Start,
+        PullPosition::After { stamp } | PullPosition::Within { stamp, .. } => PullPosition::After {
+            stamp: (*stamp).min(settled),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn stamp(s: i64) -> Stamp {
+        Stamp(Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap())
+    }
+
+    fn row(key: &str, s: i64) -> RemoteRow {
+        RemoteRow {
+            key: key.into(),
+            stamp: stamp(s),
+            data: Default::default(),
+        }
+    }
+
+    #[test]
+    fn start_asks_for_every_stamped_row() {
+        let req = page_request(&PullPosition::Start, "ts", 2, None);
+        assert_eq!(req.filter, json!({"ts": {"_nnull": true}}));
+        assert_eq!((req.offset, req.limit, req.anchor), (0, 2, None));
+    }
+
+    #[test]
+    fn collection_filter_is_combined() {
+        let own = json!({"status": {"_eq": "live"}});
+        let req = page_request(&PullPosition::After { stamp: stamp(1) }, "ts", 10, Some(&own));
+        assert_eq!(req.filter["_and"][1], own);
+    }
+
+    #[test]
+    fn tie_group_larger_than_a_page_is_walked_with_an_anchor() {
+        // Five rows share one stamp; pages of two.
+        let all: Vec<_> = ["a", "b", "c", "d", "e"].iter().map(|k| row(k, 5)).collect();
+        let mut position = PullPosition::Start;
+        let mut applied = Vec::new();
+        loop {
+            let req = page_request(&position, "ts", 2, None);
+            let offset = req.offset as usize;
+            let page: Vec<_> = all.iter().skip(offset).take(req.limit as usize).cloned().collect();
+            match page_outcome(&position, &req, page) {
+                PageOutcome::Advance { rows, next, done } => {
+                    applied.extend(rows.into_iter().map(|r| r.key));
+                    position = next;
+                    if done {
+                        break;
+                    }
+                }
+                PageOutcome::AnchorLost { .. } => panic!("stable data never loses its anchor"),
+            }
+        }
+        assert_eq!(applied, ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_moved_anchor_restarts_the_group() {
+        let position = PullPosition::Within {
+            stamp: stamp(5),
+            seen: 2,
+            last_key: Some("b".into()),
+        };
+        let req = page_request(&position, "ts", 2, None);
+        assert_eq!((req.offset, req.limit), (1, 3));
+        // "a" was updated elsewhere and left the group: offset 1 now lands on "c".
+        let outcome = page_outcome(&position, &req, vec![row("c", 5), row("d", 5)]);
+        assert_eq!(
+            outcome,
+            PageOutcome::AnchorLost {
+                restart: PullPosition::Within {
+                    stamp: stamp(5),
+                    seen: 0,
+                    last_key: None
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn seen_counts_only_the_trailing_stamp() {
+        let req = page_request(&PullPosition::Start, "ts", 3, None);
+        let outcome = page_outcome(
+            &PullPosition::Start,
+            &req,
+            vec![row("a", 1), row("b", 2), row("c", 2)],
+        );
+        let PageOutcome::Advance { next, done, .. } = outcome else {
+            panic!("expected rows")
+        };
+        assert!(!done);
+        assert_eq!(
+            next,
+            PullPosition::Within {
+                stamp: stamp(2),
+                seen: 2,
+                last_key: Some("c".into())
+            }
+        );
+    }
+
+    #[test]
+    fn settle_rewinds_to_the_overlap_window() {
+        let at = PullPosition::Within {
+            stamp: stamp(100),
+            seen: 3,
+            last_key: Some("x".into()),
+        };
+        assert_eq!(settle(&at, stamp(90)), PullPosition::After { stamp: stamp(90) });
+        assert_eq!(settle(&at, stamp(200)), PullPosition::After { stamp: stamp(100) });
+    }
+}

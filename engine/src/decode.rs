@@ -1,0 +1,142 @@
+//! Turning server rows into [`RemoteRow`]s, checked against the configured field types.
+//!
+//! Owns what counts as a well-formed remote row. A bad row is reported with its collection,
+//! key and field and never stops the rows around it. Pure: no IO.
+
+use schema::{CollectionConfig, FieldType};
+use serde_json::Value;
+
+use crate::model::{Key, RemoteRow, Row, Stamp, key_from_json};
+
+/// Why one server row could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("collection {collection}, key {}, field {field}: {message}", key.as_deref().unwrap_or("?"))]
+pub struct RowError {
+    pub collection: String,
+    pub key: Option<Key>,
+    pub field: String,
+    pub message: String,
+}
+
+/// Decodes one server row of `collection`.
+pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRow, RowError> {
+    let fail = |key: Option<&Key>, field: &str, message: String| RowError {
+        collection: collection.name.clone(),
+        key: key.cloned(),
+        field: field.to_owned(),
+        message,
+    };
+    let Some(object) = raw.as_object() else {
+        return Err(fail(None, "*", format!("expected an object, got {}", kind_of(raw))));
+    };
+    let pk = &collection.primary_key;
+    let key = object
+        .get(pk)
+        .and_then(key_from_json)
+        .ok_or_else(|| fail(None, pk, "missing or not a string or integer".into()))?;
+    let cursor = &collection.cursor;
+    let stamp = match object.get(cursor) {
+        Some(Value::String(s)) => Stamp::parse(s)
+            .ok_or_else(|| fail(Some(&key), cursor, format!("{s:?} is not an RFC 3339 timestamp")))?,
+        Some(other) => {
+            return Err(fail(
+                Some(&key),
+                cursor,
+                format!("expected a timestamp, got {}", kind_of(other)),
+            ));
+        }
+        None => return Err(fail(Some(&key), cursor, "missing from the server row".into())),
+    };
+    let mut data = Row::new();
+    for field in &collection.fields {
+        let value = object.get(&field.name).ok_or_else(|| {
+            fail(
+                Some(&key),
+                &field.name,
+                "missing from the server row (is it readable with this token?)".into(),
+            )
+        })?;
+        check_value(field.kind, value)
+            .map_err(|message| fail(Some(&key), &field.name, message))?;
+        data.insert(field.name.clone(), value.clone());
+    }
+    Ok(RemoteRow { key, stamp, data })
+}
+
+/// Whether `value` fits a field of type `kind` (null always does).
+pub fn check_value(kind: FieldType, value: &Value) -> Result<(), String> {
+    let ok = match (kind, value) {
+        (_, Value::Null) | (FieldType::Json, _) => true,
+        (FieldType::String | FieldType::Text, Value::String(_)) => true,
+        (FieldType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (FieldType::Float, Value::Number(_)) => true,
+        (FieldType::Boolean, Value::Bool(_)) => true,
+        (FieldType::Uuid, Value::String(s)) => uuid::Uuid::parse_str(s).is_ok(),
+        (FieldType::Timestamp, Value::String(s)) => Stamp::parse(s).is_some(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("expected {}, got {}", kind.as_str(), describe(value)))
+    }
+}
+
+fn describe(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 40 {
+        format!("{} {}...", kind_of(value), &text[..text.floor_char_boundary(40)])
+    } else {
+        format!("{} {text}", kind_of(value))
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn articles() -> CollectionConfig {
+        CollectionConfig::new("articles")
+            .with_field("title", FieldType::String)
+            .with_field("views", FieldType::Integer)
+    }
+
+    #[test]
+    fn decodes_a_good_row() {
+        let raw = json!({"id": "k1", "last_modified": "2026-01-01T00:00:00.000Z", "title": "t", "views": 3});
+        let row = remote_row(&articles(), &raw).unwrap();
+        assert_eq!(row.key, "k1");
+        assert_eq!(row.data["views"], json!(3));
+    }
+
+    #[test]
+    fn names_collection_key_and_field_of_a_bad_value() {
+        let raw = json!({"id": "k1", "last_modified": "2026-01-01T00:00:00.000Z", "title": "t", "views": "many"});
+        let err = remote_row(&articles(), &raw).unwrap_err();
+        assert_eq!(err.field, "views");
+        assert_eq!(err.key.as_deref(), Some("k1"));
+        assert_eq!(
+            err.to_string(),
+            "collection articles, key k1, field views: expected integer, got string \"many\""
+        );
+    }
+
+    #[test]
+    fn a_missing_stamp_is_an_error() {
+        let raw = json!({"id": 7, "title": "t", "views": 1});
+        let err = remote_row(&articles(), &raw).unwrap_err();
+        assert_eq!((err.key.as_deref(), err.field.as_str()), (Some("7"), "last_modified"));
+    }
+}

@@ -1,0 +1,26 @@
+//! The deltasync engine: plans and runs two-way sync between local tables and Directus.
+//!
+//! # Layout
+//! - [`model`]: rows, keys, server stamps and sync states.
+//! - [`cursor`]: the pull position and which page to ask for next (pure).
+//! - [`decode`]: server rows checked against the configured types (pure).
+//! - [`plan`]: what a pulled row or a logged delete does locally (pure).
+//! - [`conflict`]: conflicts and the strategies that resolve them (pure).
+//! - [`ports`]: the [`Remote`](ports::Remote) and [`Store`](ports::Store) traits adapters implement.
+//! - [`sync`]: the driver that sequences push, pull and reconcile through the ports.
+//!
+//! Only [`sync`] awaits; everything it decides comes from the pure modules, which never do IO.
+
+pub mod conflict;
+pub mod cursor;
+pub mod decode;
+pub mod error;
+pub mod model;
+pub mod plan;
+pub mod ports;
+pub mod sync;
+
+pub use conflict::{Conflict, ConflictKind, Resolution, Resolver};
+pub use error::{Error, RemoteError, RemoteErrorKind, Result, StoreError};
+pub use model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
+pub use sync::{Choice, CollectionReport, Engine, SyncReport};

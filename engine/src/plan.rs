@@ -1,0 +1,201 @@
+//! Decisions about single rows: what a pulled row or a logged delete does locally, how
+//! pending rows are grouped into requests. Pure: data in, decisions out.
+
+use serde_json::Value;
+
+use crate::model::{LocalRow, RemoteRow, Row, Stamp, SyncStatus};
+use crate::ports::{Guard, RowOp};
+
+/// What a pulled server row means for the local row with the same key.
+pub fn pull_row(local: Option<&LocalRow>, remote: RemoteRow, archived: bool) -> Option<RowOp> {
+    match local {
+        None if archived => None,
+        None => Some(RowOp::Pull(remote)),
+        Some(l) if l.status == SyncStatus::Synced => {
+            if l.base.is_some_and(|base| base >= remote.stamp) {
+                None // already applied, or an older version re-read in the overlap window
+            } else if archived {
+                Some(RowOp::Remove {
+                    key: remote.key,
+                    guard: Guard::IfSynced,
+                })
+            } else {
+                Some(RowOp::Pull(remote))
+            }
+        }
+        // A pending or parked row is never overwritten here: the next push compares it
+        // against the server version and the configured strategy decides.
+        Some(_) => None,
+    }
+}
+
+/// What a delete found in the activity log means for a local row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteDelete {
+    /// Nothing to do: absent, already re-created after the delete, or parked.
+    Ignore,
+    /// Remove the synced row.
+    Remove(RowOp),
+    /// Both sides deleted: drop the local tombstone.
+    Purge(RowOp),
+    /// The row has a pending local change: a conflict.
+    Conflict,
+}
+
+pub fn remote_delete(local: Option<&LocalRow>, deleted_at: Option<Stamp>) -> RemoteDelete {
+    let Some(l) = local else {
+        return RemoteDelete::Ignore;
+    };
+    // A row written after the logged delete was re-created since: the delete is history.
+    if let (Some(base), Some(at)) = (l.base, deleted_at)
+        && base > at
+    {
+        return RemoteDelete::Ignore;
+    }
+    let remove = |guard| RowOp::Remove {
+        key: l.key.clone(),
+        guard,
+    };
+    match l.status {
+        SyncStatus::Synced => RemoteDelete::Remove(remove(Guard::IfSynced)),
+        SyncStatus::Deleted => RemoteDelete::Purge(remove(Guard::IfUnchanged(l.change_key.clone()))),
+        SyncStatus::Created | SyncStatus::Updated => RemoteDelete::Conflict,
+        SyncStatus::Conflict => RemoteDelete::Ignore,
+    }
+}
+
+/// Whether a server row carries the archive value that marks it deleted.
+pub fn is_archived(raw: &Value, archive: Option<(&str, &Value)>) -> bool {
+    archive.is_some_and(|(field, value)| raw.get(field) == Some(value))
+}
+
+/// Whether the server content equals the local content on every synced field, so that a
+/// failed compare-and-set can be recognised as this client's own earlier write.
+pub fn same_content(local: &Row, remote: &Row) -> bool {
+    remote.iter().all(|(field, value)| {
+        let mine = local.get(field).unwrap_or(&Value::Null);
+        mine == value || same_number(mine, value) || same_instant(mine, value)
+    })
+}
+
+fn same_number(a: &Value, b: &Value) -> bool {
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
+
+fn same_instant(a: &Value, b: &Value) -> bool {
+    match (a.as_str().and_then(Stamp::parse), b.as_str().and_then(Stamp::parse)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Splits items into consecutive batches whose serialized size stays under `max_bytes`
+/// and whose length stays under `max_rows` (a single oversized item gets a batch of its own).
+pub fn batches_by_size<T>(
+    items: Vec<T>,
+    size_of: impl Fn(&T) -> usize,
+    max_bytes: usize,
+    max_rows: usize,
+) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let size = size_of(&item) + 1;
+        if !current.is_empty() && (bytes + size > max_bytes || current.len() >= max_rows) {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    fn stamp(s: i64) -> Stamp {
+        Stamp(Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap())
+    }
+
+    fn local(status: SyncStatus, base: i64) -> LocalRow {
+        LocalRow {
+            key: "k".into(),
+            status,
+            rev: 0,
+            base: Some(stamp(base)),
+            change_key: Some("c1".into()),
+            changed_at: None,
+            error: None,
+            data: Row::new(),
+        }
+    }
+
+    fn remote(s: i64) -> RemoteRow {
+        RemoteRow {
+            key: "k".into(),
+            stamp: stamp(s),
+            data: Row::new(),
+        }
+    }
+
+    #[test]
+    fn pulling_the_same_version_twice_changes_nothing() {
+        assert_eq!(pull_row(Some(&local(SyncStatus::Synced, 5)), remote(5), false), None);
+        assert_eq!(pull_row(Some(&local(SyncStatus::Synced, 6)), remote(5), false), None);
+        assert!(matches!(
+            pull_row(Some(&local(SyncStatus::Synced, 4)), remote(5), false),
+            Some(RowOp::Pull(_))
+        ));
+    }
+
+    #[test]
+    fn pending_rows_are_never_overwritten_by_a_pull() {
+        for status in [SyncStatus::Created, SyncStatus::Updated, SyncStatus::Deleted, SyncStatus::Conflict] {
+            assert_eq!(pull_row(Some(&local(status, 1)), remote(9), false), None);
+        }
+    }
+
+    #[test]
+    fn archived_rows_leave_the_local_table() {
+        assert_eq!(pull_row(None, remote(5), true), None);
+        assert!(matches!(
+            pull_row(Some(&local(SyncStatus::Synced, 1)), remote(5), true),
+            Some(RowOp::Remove { guard: Guard::IfSynced, .. })
+        ));
+        assert!(is_archived(&json!({"status": "archived"}), Some(("status", &json!("archived")))));
+    }
+
+    #[test]
+    fn remote_deletes_by_local_state() {
+        assert_eq!(remote_delete(None, None), RemoteDelete::Ignore);
+        assert!(matches!(remote_delete(Some(&local(SyncStatus::Synced, 1)), Some(stamp(2))), RemoteDelete::Remove(_)));
+        assert_eq!(remote_delete(Some(&local(SyncStatus::Synced, 3)), Some(stamp(2))), RemoteDelete::Ignore);
+        assert_eq!(remote_delete(Some(&local(SyncStatus::Updated, 1)), Some(stamp(2))), RemoteDelete::Conflict);
+        assert!(matches!(remote_delete(Some(&local(SyncStatus::Deleted, 1)), None), RemoteDelete::Purge(_)));
+    }
+
+    #[test]
+    fn content_comparison_tolerates_number_and_timestamp_spelling() {
+        let mine = json!({"n": 1, "t": "2026-01-01T00:00:00Z"});
+        let theirs = json!({"n": 1.0, "t": "2026-01-01T00:00:00.000Z"});
+        assert!(same_content(mine.as_object().unwrap(), theirs.as_object().unwrap()));
+        let other = json!({"n": 2, "t": "2026-01-01T00:00:00.000Z"});
+        assert!(!same_content(mine.as_object().unwrap(), other.as_object().unwrap()));
+    }
+
+    #[test]
+    fn batches_respect_bytes_and_rows() {
+        let b = batches_by_size(vec![10, 10, 10, 50, 1], |n| *n, 25, 10);
+        assert_eq!(b, vec![vec![10, 10], vec![10], vec![50], vec![1]]);
+        let b = batches_by_size(vec![1; 5], |n| *n, 1000, 2);
+        assert_eq!(b.len(), 3);
+    }
+}

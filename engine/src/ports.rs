@@ -1,0 +1,267 @@
+//! The two seams where the engine meets the world: the remote and the local store.
+//!
+//! Owns the contracts adapters implement, in plain data. Nothing here knows HTTP or SQL;
+//! the adapters crate provides the Directus client and the SQL store.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use schema::{CollectionConfig, Config};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::conflict::{ConflictKind, Resolution};
+use crate::cursor::PullPosition;
+use crate::error::Result;
+use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
+
+/// A list request (`GET /items/:collection`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub filter: Value,
+    pub sort: Vec<String>,
+    pub fields: Vec<String>,
+    /// `-1` for all rows.
+    pub limit: i64,
+    pub offset: u64,
+}
+
+/// One page of raw rows and the server's clock when it answered.
+#[derive(Debug, Clone, Default)]
+pub struct RawPage {
+    pub rows: Vec<Value>,
+    pub server_date: Option<DateTime<Utc>>,
+}
+
+/// A delete recorded in the server's activity log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteActivity {
+    pub id: i64,
+    pub key: Key,
+    pub at: Option<Stamp>,
+}
+
+/// What the engine needs from a Directus server.
+pub trait Remote: Send + Sync {
+    fn list(&self, collection: &str, query: &ListQuery)
+    -> impl Future<Output = Result<RawPage>> + Send;
+
+    /// Creates rows in one request (all or nothing); returns them with `fields`.
+    fn create(
+        &self,
+        collection: &str,
+        rows: Vec<Value>,
+        fields: &[String],
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send;
+
+    /// Updates every row matching `filter` with `data`; returns the updated rows (empty when
+    /// none matched: the compare-and-set failed).
+    fn update_where(
+        &self,
+        collection: &str,
+        filter: Value,
+        data: Value,
+        fields: &[String],
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Vec<Value>>> + Send;
+
+    /// Deletes every row matching `filter`.
+    fn delete_where(
+        &self,
+        collection: &str,
+        filter: Value,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes logged for `collection` after activity `after`, oldest first.
+    fn deletes_after(
+        &self,
+        collection: &str,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DeleteActivity>>> + Send;
+
+    /// The newest activity id logged for `collection` (any action), if any.
+    fn latest_activity(&self, collection: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
+
+    /// The current estimate of the server clock minus the local clock.
+    fn clock_skew(&self) -> chrono::Duration;
+}
+
+/// Per-collection progress kept by the store, advanced with the rows it covers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub pull: PullPosition,
+    /// The last activity id whose delete has been applied; `None` before the first pull.
+    pub delete_cursor: Option<i64>,
+}
+
+/// How a row operation is guarded against local writes made since the engine read the row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// Only if the row is synced (or, for writes, absent).
+    IfSynced,
+    /// Only if the row still carries this pending change.
+    IfUnchanged(Option<String>),
+}
+
+/// One change to a local row, made by the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOp {
+    /// Write a server version as synced where the local row is absent or synced.
+    Pull(RemoteRow),
+    /// The server now holds `stamp` for this row. If the row still carries `change_key` it
+    /// becomes synced (with `data`, when given, as its content); otherwise only its base moves
+    /// to `stamp` and the newer local change stays pending on top of it.
+    Settle {
+        key: Key,
+        change_key: Option<String>,
+        stamp: Stamp,
+        data: Option<Row>,
+    },
+    /// Remove the local row.
+    Remove { key: Key, guard: Guard },
+    /// Set the status (and, when given, the base) of a row still carrying `change_key`.
+    Mark {
+        key: Key,
+        change_key: Option<String>,
+        status: SyncStatus,
+        base: Option<Option<Stamp>>,
+    },
+    /// Keep the pending change but stop pushing it: the server rejected it for good.
+    Quarantine {
+        key: Key,
+        change_key: Option<String>,
+        error: String,
+    },
+}
+
+/// A conflict or a rejected change, as recorded for people and tools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    /// Assigned by the store.
+    pub id: i64,
+    pub collection: String,
+    pub key: Key,
+    pub kind: ConflictKind,
+    pub strategy: String,
+    /// `None` while it waits for a person.
+    pub resolution: Option<Resolution>,
+    pub base: Option<Row>,
+    pub local: Option<Row>,
+    pub remote: Option<Row>,
+    pub remote_stamp: Option<Stamp>,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// Everything the engine changes locally at one step, applied in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub ops: Vec<RowOp>,
+    pub records: Vec<ConflictRecord>,
+    /// Conflict records (by id) this step closes with a resolution.
+    pub closes: Vec<(i64, Resolution)>,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+            && self.records.is_empty()
+            && self.closes.is_empty()
+            && self.checkpoint.is_none()
+    }
+}
+
+/// Pending changes and parked rows of a collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CollectionStatus {
+    pub collection: String,
+    pub rows: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub conflicts: u64,
+    pub quarantined: u64,
+    pub checkpoint: Checkpoint,
+}
+
+/// A finished sync run as kept in the run history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub ok: bool,
+    pub summary: Value,
+}
+
+/// What the engine needs from the local database.
+pub trait Store: Send + Sync {
+    /// Creates the engine's tables and creates or upgrades every collection table.
+    fn prepare(&self, config: &Config) -> impl Future<Output = Result<()>> + Send;
+
+    fn checkpoint(&self, collection: &str) -> impl Future<Output = Result<Checkpoint>> + Send;
+
+    /// Pending, unquarantined rows with keys after `after`, in key order.
+    fn pending(
+        &self,
+        collection: &CollectionConfig,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LocalRow>>> + Send;
+
+    /// The local rows among `keys` (absent keys are left out).
+    fn rows(
+        &self,
+        collection: &CollectionConfig,
+        keys: &[Key],
+    ) -> impl Future<Output = Result<Vec<LocalRow>>> + Send;
+
+    /// The version a locally changed row started from, if the store kept it.
+    fn base(
+        &self,
+        collection: &CollectionConfig,
+        key: &Key,
+    ) -> impl Future<Output = Result<Option<Row>>> + Send;
+
+    /// Applies `changes` in one transaction. Returns how many row operations took effect.
+    fn apply(
+        &self,
+        collection: &CollectionConfig,
+        changes: Changes,
+    ) -> impl Future<Output = Result<usize>> + Send;
+
+    fn conflicts(
+        &self,
+        open_only: bool,
+    ) -> impl Future<Output = Result<Vec<ConflictRecord>>> + Send;
+
+    fn conflict(&self, id: i64) -> impl Future<Output = Result<Option<ConflictRecord>>> + Send;
+
+    fn status(
+        &self,
+        collection: &CollectionConfig,
+    ) -> impl Future<Output = Result<CollectionStatus>> + Send;
+
+    fn record_run(&self, run: &RunRecord) -> impl Future<Output = Result<()>> + Send;
+
+    fn last_run(&self) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
+
+    /// Writes a row as an application would (the table's triggers do the bookkeeping).
+    fn write(
+        &self,
+        collection: &CollectionConfig,
+        write: LocalWrite,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// A write through the Rust API, with the same meaning as the plain-SQL contract.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalWrite {
+    Insert { key: Key, data: Row },
+    Update { key: Key, data: Row },
+    Delete { key: Key },
+}

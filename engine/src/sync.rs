@@ -1,0 +1,1036 @@
+//! The sync driver: runs push, pull and reconcile for each collection against the ports.
+//!
+//! Owns the order of requests and local transactions. Decisions come from [`crate::plan`],
+//! [`crate::cursor`] and [`crate::conflict`]; this module only sequences them and carries
+//! them out through [`Remote`] and [`Store`]. It must not speak HTTP or SQL itself.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::StreamExt;
+use schema::{CollectionConfig, Config, Deletes};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for};
+use crate::cursor::{PageOutcome, page_outcome, page_request, settle};
+use crate::decode::{RowError, remote_row};
+use crate::error::{Error, RemoteErrorKind, Result};
+use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
+use crate::plan::{self, RemoteDelete};
+use crate::ports::{
+    Changes, ConflictRecord, Guard, ListQuery, Remote, RowOp, RunRecord, Store,
+};
+
+/// Largest request body sent, under Directus's default 1 MB `MAX_PAYLOAD_SIZE`.
+const MAX_BODY_BYTES: usize = 900_000;
+/// Rows per create request at most.
+const MAX_CREATE_ROWS: usize = 500;
+/// Keys per delete request at most (the filter grows with each key).
+const MAX_DELETE_ROWS: usize = 200;
+/// Pending rows read from the store at once.
+const PENDING_CHUNK: usize = 1_000;
+/// Compare-and-set updates in flight at once.
+const UPDATE_CONCURRENCY: usize = 8;
+
+/// What one collection's part of a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CollectionReport {
+    pub collection: String,
+    /// Local changes the server acknowledged (creates, updates, deletes).
+    pub pushed: u64,
+    /// Server rows written locally.
+    pub pulled: u64,
+    /// Local rows removed because the server deleted them.
+    pub deleted: u64,
+    /// Conflicts met, however they were resolved.
+    pub conflicts: u64,
+    /// Of those, parked for a person.
+    pub parked: u64,
+    /// Local changes the server rejected for good, and server rows that did not fit.
+    pub quarantined: u64,
+    pub duration_ms: u64,
+    /// Why this collection's sync stopped early; the next sync resumes where it stopped.
+    pub error: Option<String>,
+    /// Whether that error is transient (unreachable, unavailable).
+    #[serde(skip)]
+    pub transient: bool,
+}
+
+/// What a sync did, per collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub collections: Vec<CollectionReport>,
+    /// Conflicts and rejected changes waiting for a person after this sync, all collections.
+    pub waiting: u64,
+    pub duration_ms: u64,
+}
+
+impl SyncReport {
+    /// Whether any collection stopped with an error.
+    pub fn failed(&self) -> bool {
+        self.collections.iter().any(|c| c.error.is_some())
+    }
+}
+
+/// A person's decision on a recorded conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    Local,
+    Remote,
+    /// Replace the row's content with this, then push it.
+    With(Row),
+}
+
+/// The engine: a configuration, a local store and a remote.
+#[derive(Debug)]
+pub struct Engine<S, R> {
+    config: Config,
+    store: S,
+    remote: R,
+    resolvers: HashMap<String, Box<dyn Resolver>>,
+}
+
+impl<S: Store, R: Remote> Engine<S, R> {
+    /// Prepares the store (engine tables, collection tables) and returns the engine.
+    pub async fn open(config: Config, store: S, remote: R) -> Result<Self> {
+        store.prepare(&config).await?;
+        let resolvers = config
+            .collections
+            .iter()
+            .map(|c| (c.name.clone(), resolver_for(c.conflict)))
+            .collect();
+        Ok(Engine {
+            config,
+            store,
+            remote,
+            resolvers,
+        })
+    }
+
+    /// Replaces the strategy of one collection with a custom resolver.
+    pub fn set_resolver(&mut self, collection: &str, resolver: Box<dyn Resolver>) -> Result<()> {
+        self.collection_config(collection)?;
+        self.resolvers.insert(collection.to_owned(), resolver);
+        Ok(())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn remote(&self) -> &R {
+        &self.remote
+    }
+
+    pub fn collection_config(&self, name: &str) -> Result<&CollectionConfig> {
+        self.config
+            .collection(name)
+            .ok_or_else(|| Error::Usage(format!("no collection named {name:?} is configured")))
+    }
+
+    /// Runs one sync cycle over every collection, or only `only`.
+    pub async fn sync(&self, only: Option<&str>) -> Result<SyncReport> {
+        if let Some(name) = only {
+            self.collection_config(name)?;
+        }
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let order = push_order(&self.config);
+        let selected: Vec<&CollectionConfig> = order
+            .into_iter()
+            .filter(|c| only.is_none_or(|name| c.name == name))
+            .collect();
+        let mut reports: Vec<CollectionReport> = selected
+            .iter()
+            .map(|c| CollectionReport {
+                collection: c.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let span = info_span!("sync", collections = selected.len());
+        async {
+            // Parents before children for creates and updates, children before parents
+            // for deletes, then pull and reconcile each collection.
+            for (c, report) in selected.iter().zip(reports.iter_mut()) {
+                self.run_phase(c, report, Phase::PushWrites).await;
+            }
+            for (c, report) in selected.iter().zip(reports.iter_mut()).rev() {
+                self.run_phase(c, report, Phase::PushDeletes).await;
+            }
+            for (c, report) in selected.iter().zip(reports.iter_mut()) {
+                self.run_phase(c, report, Phase::Pull).await;
+                self.run_phase(c, report, Phase::Reconcile).await;
+            }
+        }
+        .instrument(span)
+        .await;
+        let waiting = self.store.conflicts(true).await?.len() as u64;
+        let report = SyncReport {
+            collections: reports,
+            waiting,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        self.store
+            .record_run(&RunRecord {
+                started_at,
+                finished_at: Utc::now(),
+                ok: !report.failed(),
+                summary: serde_json::to_value(&report).unwrap_or(Value::Null),
+            })
+            .await?;
+        Ok(report)
+    }
+
+    async fn run_phase(&self, c: &CollectionConfig, report: &mut CollectionReport, phase: Phase) {
+        if report.error.is_some() {
+            return; // a failed collection resumes at the next sync
+        }
+        let phase_started = Instant::now();
+        let span = info_span!("phase", collection = %c.name, phase = phase.name());
+        let result = async {
+            match phase {
+                Phase::PushWrites => self.push_writes(c, report).await,
+                Phase::PushDeletes => self.push_deletes(c, report).await,
+                Phase::Pull => self.pull(c, report).await,
+                Phase::Reconcile => self.reconcile(c, report).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        report.duration_ms += phase_started.elapsed().as_millis() as u64;
+        let _entered = span.enter();
+        match result {
+            Ok(()) => info!(
+                pushed = report.pushed,
+                pulled = report.pulled,
+                deleted = report.deleted,
+                conflicts = report.conflicts,
+                quarantined = report.quarantined,
+                "phase done"
+            ),
+            Err(e) => {
+                warn!(error = %e, "phase failed");
+                report.transient = e.is_transient();
+                report.error = Some(e.to_string());
+            }
+        }
+    }
+
+    // ----- push -----
+
+    async fn push_writes(&self, c: &CollectionConfig, report: &mut CollectionReport) -> Result<()> {
+        let statuses = [SyncStatus::Created, SyncStatus::Updated];
+        self.for_pending(c, &statuses, async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
+            let (creates, updates): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
+            self.push_creates(c, creates, report).await?;
+            self.push_updates(c, updates, report).await
+        }, report)
+        .await
+    }
+
+    async fn push_deletes(&self, c: &CollectionConfig, report: &mut CollectionReport) -> Result<()> {
+        self.for_pending(c, &[SyncStatus::Deleted], async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
+            for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, MAX_DELETE_ROWS) {
+                self.push_delete_batch(c, batch, report).await?;
+            }
+            Ok(())
+        }, report)
+        .await
+    }
+
+    /// Feeds pending rows of the given statuses to `push`, a chunk at a time, in key order.
+    async fn for_pending(
+        &self,
+        c: &CollectionConfig,
+        statuses: &[SyncStatus],
+        push: impl AsyncFn(Vec<LocalRow>, &mut CollectionReport) -> Result<()>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let mut after: Option<Key> = None;
+        loop {
+            let rows = self.store.pending(c, after.as_ref(), PENDING_CHUNK).await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = Some(last.key.clone());
+            let full = rows.len() == PENDING_CHUNK;
+            let rows: Vec<LocalRow> = rows.into_iter().filter(|r| statuses.contains(&r.status)).collect();
+            if !rows.is_empty() {
+                push(rows, report).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn push_creates(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let payloads: Vec<(LocalRow, Value)> = rows
+            .into_iter()
+            .map(|r| {
+                let body = wire_row(c, &r.key, &r.data);
+                (r, body)
+            })
+            .collect();
+        let size = |(_, body): &(LocalRow, Value)| body.to_string().len();
+        for batch in plan::batches_by_size(payloads, size, MAX_BODY_BYTES, MAX_CREATE_ROWS) {
+            let (locals, bodies): (Vec<LocalRow>, Vec<Value>) = batch.into_iter().unzip();
+            let idem = batch_key(&locals);
+            match self.remote.create(&c.name, bodies, &ident_fields(c), &idem).await {
+                Ok(created) => {
+                    let mut changes = Changes::default();
+                    let stamps = stamps_by_key(c, &created);
+                    for local in &locals {
+                        let stamp = stamps.get(&local.key).copied().ok_or_else(|| {
+                            protocol(format!("create of {}/{} answered without it", c.name, local.key))
+                        })?;
+                        changes.ops.push(settle_op(local, stamp, None));
+                    }
+                    report.pushed += locals.len() as u64;
+                    self.store.apply(c, changes).await?;
+                }
+                Err(Error::Remote(e)) if e.kind.is_transient() => return Err(Error::Remote(e)),
+                Err(e) if locals.len() > 1 => {
+                    // One bad row fails the whole batch and Directus does not say which:
+                    // retry one by one to find it.
+                    tracing::debug!(error = %e, "batch create failed, retrying one by one");
+                    for local in locals {
+                        self.push_one_create(c, local, report).await?;
+                    }
+                }
+                Err(e) => self.create_failed(c, &locals[0], e, report).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_one_create(
+        &self,
+        c: &CollectionConfig,
+        local: LocalRow,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let body = wire_row(c, &local.key, &local.data);
+        let idem = local.change_key.clone().unwrap_or_default();
+        match self.remote.create(&c.name, vec![body], &ident_fields(c), &idem).await {
+            Ok(created) => {
+                let stamp = stamps_by_key(c, &created).get(&local.key).copied().ok_or_else(|| {
+                    protocol(format!("create of {}/{} answered without it", c.name, local.key))
+                })?;
+                report.pushed += 1;
+                let changes = Changes {
+                    ops: vec![settle_op(&local, stamp, None)],
+                    ..Default::default()
+                };
+                self.store.apply(c, changes).await?;
+                Ok(())
+            }
+            Err(e) => self.create_failed(c, &local, e, report).await,
+        }
+    }
+
+    /// A single create failed: an earlier attempt may have landed (RECORD_NOT_UNIQUE), or
+    /// the server refuses the row for good (quarantine), or the failure is transient.
+    async fn create_failed(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        error: Error,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        match &error {
+            Error::Remote(e) if e.kind == RemoteErrorKind::NotUnique => {
+                match self.fetch_remote(c, &local.key).await? {
+                    Some(remote) => self.compare_and_settle(c, local, Some(remote), report).await,
+                    None => Err(error),
+                }
+            }
+            Error::Remote(e) if is_permanent(e.kind) => {
+                self.quarantine(c, local, e.to_string(), report).await
+            }
+            _ => Err(error),
+        }
+    }
+
+    async fn push_updates(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let outcomes: Vec<(LocalRow, Result<Option<Stamp>>)> = futures::stream::iter(rows)
+            .map(|local| async move {
+                let base = local.base.expect("updates have a base");
+                let result = self.compare_and_set(c, &local, base).await;
+                (local, result)
+            })
+            .buffer_unordered(UPDATE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut changes = Changes::default();
+        let mut first_error = None;
+        for (local, result) in outcomes {
+            match result {
+                Ok(Some(stamp)) => {
+                    report.pushed += 1;
+                    changes.ops.push(settle_op(&local, stamp, None));
+                }
+                Ok(None) => {
+                    let remote = self.fetch_remote(c, &local.key).await?;
+                    self.compare_and_settle(c, &local, remote, report).await?;
+                }
+                Err(Error::Remote(e)) if is_permanent(e.kind) => {
+                    self.quarantine(c, &local, e.to_string(), report).await?;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.store.apply(c, changes).await?;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// PATCH by query on key and base stamp; `None` when the server row moved on.
+    async fn compare_and_set(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        base: Stamp,
+    ) -> Result<Option<Stamp>> {
+        let filter = json!({ "_and": [
+            { &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } },
+            { &c.cursor: { "_eq": base.to_wire() } },
+        ]});
+        let idem = local.change_key.clone().unwrap_or_default();
+        let updated = self
+            .remote
+            .update_where(&c.name, filter, Value::Object(local.data.clone()), &ident_fields(c), &idem)
+            .await?;
+        Ok(stamps_by_key(c, &updated).get(&local.key).copied())
+    }
+
+    /// The compare-and-set failed (or a create met an existing key): if the server already
+    /// holds exactly the local content, an earlier attempt landed; otherwise it is a conflict.
+    async fn compare_and_settle(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        remote: Option<RemoteRow>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        if let Some(r) = &remote
+            && local.status != SyncStatus::Deleted
+            && plan::same_content(&local.data, &r.data)
+        {
+            report.pushed += 1;
+            let changes = Changes {
+                ops: vec![settle_op(local, r.stamp, None)],
+                ..Default::default()
+            };
+            self.store.apply(c, changes).await?;
+            return Ok(());
+        }
+        if remote.is_none() && local.status == SyncStatus::Deleted {
+            report.pushed += 1;
+            let changes = Changes {
+                ops: vec![remove_op(local)],
+                ..Default::default()
+            };
+            self.store.apply(c, changes).await?;
+            return Ok(());
+        }
+        // The delete time is unknown here, so last-write-wins gives such a delete to the
+        // server; deletes learned from the activity log carry their time (see reconcile).
+        self.resolve_conflict(c, local, remote, None, report).await
+    }
+
+    async fn push_delete_batch(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let conditions: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let key = json!({ &c.primary_key: { "_eq": key_to_json(&r.key, c.key_type) } });
+                match r.base {
+                    Some(base) => json!({ "_and": [key, { &c.cursor: { "_eq": base.to_wire() } }] }),
+                    None => key,
+                }
+            })
+            .collect();
+        let idem = batch_key(&rows);
+        let deleted = self
+            .remote
+            .delete_where(&c.name, json!({ "_or": conditions }), &idem)
+            .await;
+        match deleted {
+            Ok(()) => {}
+            Err(Error::Remote(e)) if is_permanent(e.kind) && rows.len() > 1 => {
+                for row in rows {
+                    Box::pin(self.push_delete_batch(c, vec![row], report)).await?;
+                }
+                return Ok(());
+            }
+            Err(Error::Remote(e)) if is_permanent(e.kind) => {
+                return self.quarantine(c, &rows[0], e.to_string(), report).await;
+            }
+            Err(e) => return Err(e),
+        }
+        // A delete by query says nothing about what it matched: read back what survived.
+        let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+        let survivors = self.fetch_remotes(c, &keys).await?;
+        let mut changes = Changes::default();
+        let mut conflicted = Vec::new();
+        for local in &rows {
+            match survivors.get(&local.key) {
+                None => {
+                    report.pushed += 1;
+                    changes.ops.push(remove_op(local));
+                }
+                Some(remote) => conflicted.push((local, remote.clone())),
+            }
+        }
+        self.store.apply(c, changes).await?;
+        for (local, remote) in conflicted {
+            self.resolve_conflict(c, local, Some(remote), None, report).await?;
+        }
+        Ok(())
+    }
+
+    async fn quarantine(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        error: String,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        warn!(collection = %c.name, key = %local.key, %error, "change rejected, quarantined");
+        report.quarantined += 1;
+        let record = self.record(c, local, ConflictKind::Rejected, None, None, Some(error.clone()));
+        let changes = Changes {
+            ops: vec![RowOp::Quarantine {
+                key: local.key.clone(),
+                change_key: local.change_key.clone(),
+                error,
+            }],
+            records: vec![record],
+            ..Default::default()
+        };
+        self.store.apply(c, changes).await?;
+        Ok(())
+    }
+
+    // ----- conflicts -----
+
+    async fn resolve_conflict(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        remote: Option<RemoteRow>,
+        remote_deleted_at: Option<Stamp>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let base = self.store.base(c, &local.key).await?;
+        let skew = self.remote.clock_skew();
+        let conflict = Conflict {
+            collection: &c.name,
+            local,
+            remote: remote.as_ref(),
+            remote_deleted_at,
+            local_changed_at: local.changed_at.map(|t| t + skew),
+            base: base.as_ref(),
+        };
+        let kind = conflict.kind();
+        let resolution = self.resolvers[&c.name].resolve(&conflict);
+        info!(collection = %c.name, key = %local.key, kind = kind.as_str(), resolution = resolution.as_str(), "conflict");
+        report.conflicts += 1;
+        let mut record = self.record(c, local, kind, base, remote.as_ref(), None);
+        record.resolution = (resolution != Resolution::Park).then_some(resolution);
+        record.resolved_at = record.resolution.map(|_| Utc::now());
+        let mut changes = Changes {
+            records: vec![record],
+            ..Default::default()
+        };
+        match resolution {
+            Resolution::Park => {
+                report.parked += 1;
+                changes.ops.push(RowOp::Mark {
+                    key: local.key.clone(),
+                    change_key: local.change_key.clone(),
+                    status: SyncStatus::Conflict,
+                    base: None,
+                });
+            }
+            Resolution::TakeRemote => changes.ops.push(take_remote_op(local, remote.as_ref())),
+            Resolution::KeepLocal => {
+                changes.ops.push(self.push_over(c, local, remote.as_ref(), report).await?)
+            }
+        }
+        self.store.apply(c, changes).await?;
+        Ok(())
+    }
+
+    /// Pushes the local version over the server's after the strategy chose it.
+    async fn push_over(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        remote: Option<&RemoteRow>,
+        report: &mut CollectionReport,
+    ) -> Result<RowOp> {
+        let idem = local.change_key.clone().unwrap_or_default();
+        let key_filter = json!({ &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } });
+        match (local.status, remote) {
+            (SyncStatus::Deleted, _) => {
+                self.remote.delete_where(&c.name, key_filter, &idem).await?;
+                report.pushed += 1;
+                Ok(remove_op(local))
+            }
+            (_, Some(r)) => match self.compare_and_set(c, local, r.stamp).await? {
+                Some(stamp) => {
+                    report.pushed += 1;
+                    Ok(settle_op(local, stamp, None))
+                }
+                // The server moved again: keep the change pending on the newest base we
+                // know; the next sync compares again.
+                None => Ok(RowOp::Mark {
+                    key: local.key.clone(),
+                    change_key: local.change_key.clone(),
+                    status: local.status,
+                    base: Some(Some(r.stamp)),
+                }),
+            },
+            (_, None) => {
+                let body = wire_row(c, &local.key, &local.data);
+                let created = self.remote.create(&c.name, vec![body], &ident_fields(c), &idem).await?;
+                let stamp = stamps_by_key(c, &created).get(&local.key).copied().ok_or_else(|| {
+                    protocol(format!("create of {}/{} answered without it", c.name, local.key))
+                })?;
+                report.pushed += 1;
+                Ok(settle_op(local, stamp, None))
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        kind: ConflictKind,
+        base: Option<Row>,
+        remote: Option<&RemoteRow>,
+        message: Option<String>,
+    ) -> ConflictRecord {
+        ConflictRecord {
+            id: 0,
+            collection: c.name.clone(),
+            key: local.key.clone(),
+            kind,
+            strategy: c.conflict.as_str().to_owned(),
+            resolution: None,
+            base,
+            local: (local.status != SyncStatus::Deleted).then(|| local.data.clone()),
+            remote: remote.map(|r| r.data.clone()),
+            remote_stamp: remote.map(|r| r.stamp),
+            message,
+            created_at: Utc::now(),
+            resolved_at: None,
+        }
+    }
+
+    /// Applies a person's decision on conflict `id`: the row is settled locally against the
+    /// current server version, and what must still reach the server goes at the next sync.
+    pub async fn resolve(&self, id: i64, choice: Choice) -> Result<ConflictRecord> {
+        let record = self
+            .store
+            .conflict(id)
+            .await?
+            .ok_or_else(|| Error::Usage(format!("no conflict with id {id}")))?;
+        if record.resolution.is_some() {
+            return Err(Error::Usage(format!("conflict {id} is already resolved")));
+        }
+        let c = self.collection_config(&record.collection)?.clone();
+        let local = self.store.rows(&c, std::slice::from_ref(&record.key)).await?.pop();
+        let remote = self.fetch_remote(&c, &record.key).await?;
+        let mut changes = Changes::default();
+        let resolution = match (&choice, &local) {
+            (Choice::Remote, _) => {
+                match (&local, &remote) {
+                    (Some(l), _) => changes.ops.push(take_remote_op(l, remote.as_ref())),
+                    (None, Some(r)) => changes.ops.push(RowOp::Pull(r.clone())),
+                    (None, None) => {}
+                }
+                Resolution::TakeRemote
+            }
+            (Choice::Local, Some(l)) | (Choice::With(_), Some(l)) => {
+                let mut l = l.clone();
+                if let Choice::With(data) = &choice {
+                    self.store
+                        .write(&c, crate::ports::LocalWrite::Update { key: l.key.clone(), data: data.clone() })
+                        .await?;
+                    l = self.store.rows(&c, std::slice::from_ref(&l.key)).await?.pop().unwrap_or(l);
+                }
+                let status = match (record.kind, &remote) {
+                    (ConflictKind::LocalDeleteRemoteUpdate, _) => SyncStatus::Deleted,
+                    (_, None) => SyncStatus::Created,
+                    (ConflictKind::Rejected, _) if l.status.is_pending() => l.status,
+                    _ => SyncStatus::Updated,
+                };
+                changes.ops.push(RowOp::Mark {
+                    key: l.key.clone(),
+                    change_key: l.change_key.clone(),
+                    status,
+                    base: Some(remote.as_ref().map(|r| r.stamp)),
+                });
+                Resolution::KeepLocal
+            }
+            // Nothing local to keep (a server row that did not fit): closing it is all.
+            (_, None) => Resolution::KeepLocal,
+        };
+        changes.closes.push((id, resolution));
+        self.store.apply(&c, changes).await?;
+        Ok(self.store.conflict(id).await?.unwrap_or(record))
+    }
+
+    // ----- pull -----
+
+    async fn pull(&self, c: &CollectionConfig, report: &mut CollectionReport) -> Result<()> {
+        let mut checkpoint = self.store.checkpoint(&c.name).await?;
+        if matches!(c.deletes, Deletes::Activity) && checkpoint.delete_cursor.is_none() {
+            // Deletes before the first pull are already reflected in what it reads.
+            checkpoint.delete_cursor = Some(self.remote.latest_activity(&c.name).await?.unwrap_or(0));
+        }
+        let archive = archive_of(c);
+        let mut fields = ident_fields(c);
+        fields.extend(c.fields.iter().map(|f| f.name.clone()));
+        if let Some((field, _)) = archive
+            && !fields.iter().any(|f| f == field)
+        {
+            fields.push(field.to_owned());
+        }
+        let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
+        let mut settled: Option<Stamp> = None;
+        let mut position = checkpoint.pull.clone();
+        loop {
+            let request = page_request(&position, &c.cursor, c.page_size, c.filter.as_ref());
+            let query = ListQuery {
+                filter: request.filter.clone(),
+                sort: vec![c.cursor.clone(), c.primary_key.clone()],
+                fields: fields.clone(),
+                limit: i64::from(request.limit),
+                offset: request.offset,
+            };
+            let page = self.remote.list(&c.name, &query).await?;
+            let server_now = page
+                .server_date
+                .unwrap_or_else(|| Utc::now() + self.remote.clock_skew());
+            settled.get_or_insert(Stamp(server_now - overlap));
+            let (rows, invalid, archived) = decode_page(c, &page.rows, archive);
+            let (rows, next, done) = match page_outcome(&position, &request, rows) {
+                PageOutcome::Advance { rows, next, done } => (rows, next, done),
+                PageOutcome::AnchorLost { restart } => {
+                    info!(collection = %c.name, "rows moved during the pull; re-reading the stamp group");
+                    position = restart;
+                    continue;
+                }
+            };
+            let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+            let locals: HashMap<Key, LocalRow> = self
+                .store
+                .rows(c, &keys)
+                .await?
+                .into_iter()
+                .map(|l| (l.key.clone(), l))
+                .collect();
+            let mut changes = Changes::default();
+            for row in rows {
+                if let Some(error) = invalid.get(&row.key) {
+                    report.quarantined += 1;
+                    warn!(%error, "server row does not fit the configuration; not applied");
+                    changes.records.push(invalid_record(c, &row, error));
+                    continue;
+                }
+                let is_archived = archived.contains(&row.key);
+                match plan::pull_row(locals.get(&row.key), row, is_archived) {
+                    Some(op @ RowOp::Pull(_)) => {
+                        report.pulled += 1;
+                        changes.ops.push(op);
+                    }
+                    Some(op) => {
+                        report.deleted += 1;
+                        changes.ops.push(op);
+                    }
+                    None => {}
+                }
+            }
+            position = if done {
+                settle(&next, settled.expect("set on the first page"))
+            } else {
+                next
+            };
+            checkpoint.pull = position.clone();
+            changes.checkpoint = Some(checkpoint.clone());
+            self.store.apply(c, changes).await?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    // ----- reconcile -----
+
+    async fn reconcile(&self, c: &CollectionConfig, report: &mut CollectionReport) -> Result<()> {
+        if !matches!(c.deletes, Deletes::Activity) {
+            return Ok(()); // archive deletes arrive through the pull; `none` learns nothing
+        }
+        let mut checkpoint = self.store.checkpoint(&c.name).await?;
+        loop {
+            let after = checkpoint.delete_cursor.unwrap_or(0);
+            let deletes = self.remote.deletes_after(&c.name, after, c.page_size).await?;
+            let Some(last) = deletes.last() else {
+                return Ok(());
+            };
+            checkpoint.delete_cursor = Some(last.id);
+            let full = deletes.len() == c.page_size as usize;
+            let keys: Vec<Key> = deletes.iter().map(|d| d.key.clone()).collect();
+            let locals: HashMap<Key, LocalRow> = self
+                .store
+                .rows(c, &keys)
+                .await?
+                .into_iter()
+                .map(|l| (l.key.clone(), l))
+                .collect();
+            let mut changes = Changes::default();
+            let mut conflicted = Vec::new();
+            for delete in &deletes {
+                let local = locals.get(&delete.key);
+                match plan::remote_delete(local, delete.at) {
+                    RemoteDelete::Ignore => {}
+                    RemoteDelete::Remove(op) => {
+                        report.deleted += 1;
+                        changes.ops.push(op);
+                    }
+                    RemoteDelete::Purge(op) => changes.ops.push(op),
+                    RemoteDelete::Conflict => conflicted.push((local.expect("conflicts have a local row"), delete.at)),
+                }
+            }
+            for (local, at) in conflicted {
+                // The row may have come back since the logged delete: ask the server.
+                let remote = self.fetch_remote(c, &local.key).await?;
+                if remote.is_some() {
+                    continue; // the push compares against it at the next sync
+                }
+                self.resolve_conflict(c, local, None, at, report).await?;
+            }
+            changes.checkpoint = Some(checkpoint.clone());
+            self.store.apply(c, changes).await?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    // ----- reading the server -----
+
+    /// The current server version of one row; `None` when it is gone (or archived).
+    async fn fetch_remote(&self, c: &CollectionConfig, key: &Key) -> Result<Option<RemoteRow>> {
+        Ok(self.fetch_remotes(c, std::slice::from_ref(key)).await?.remove(key))
+    }
+
+    async fn fetch_remotes(&self, c: &CollectionConfig, keys: &[Key]) -> Result<HashMap<Key, RemoteRow>> {
+        let archive = archive_of(c);
+        let mut fields = ident_fields(c);
+        fields.extend(c.fields.iter().map(|f| f.name.clone()));
+        if let Some((field, _)) = archive {
+            fields.push(field.to_owned());
+        }
+        let wire_keys: Vec<Value> = keys.iter().map(|k| key_to_json(k, c.key_type)).collect();
+        let query = ListQuery {
+            filter: json!({ &c.primary_key: { "_in": wire_keys } }),
+            sort: vec![c.primary_key.clone()],
+            fields,
+            limit: -1,
+            offset: 0,
+        };
+        let page = self.remote.list(&c.name, &query).await?;
+        let mut out = HashMap::new();
+        for raw in &page.rows {
+            if plan::is_archived(raw, archive) {
+                continue;
+            }
+            let row = remote_row(c, raw).map_err(|e| protocol(e.to_string()))?;
+            out.insert(row.key.clone(), row);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    PushWrites,
+    PushDeletes,
+    Pull,
+    Reconcile,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::PushWrites => "push",
+            Phase::PushDeletes => "push_deletes",
+            Phase::Pull => "pull",
+            Phase::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// Collections with parents (referenced collections) first; cycles keep file order.
+pub fn push_order(config: &Config) -> Vec<&CollectionConfig> {
+    let mut placed: Vec<&CollectionConfig> = Vec::new();
+    let mut rest: Vec<&CollectionConfig> = config.collections.iter().collect();
+    while !rest.is_empty() {
+        let ready = rest.iter().position(|c| {
+            c.fields.iter().filter_map(|f| f.references.as_deref()).all(|parent| {
+                parent == c.name || placed.iter().any(|p| p.name == parent) || config.collection(parent).is_none()
+            })
+        });
+        let next = rest.remove(ready.unwrap_or(0));
+        placed.push(next);
+    }
+    placed
+}
+
+fn is_permanent(kind: RemoteErrorKind) -> bool {
+    matches!(kind, RemoteErrorKind::Rejected | RemoteErrorKind::Forbidden)
+}
+
+fn protocol(message: String) -> Error {
+    Error::Remote(crate::error::RemoteError::new(RemoteErrorKind::Protocol, message))
+}
+
+fn ident_fields(c: &CollectionConfig) -> Vec<String> {
+    vec![c.primary_key.clone(), c.cursor.clone()]
+}
+
+fn archive_of(c: &CollectionConfig) -> Option<(&str, &Value)> {
+    match &c.deletes {
+        Deletes::Archive { field, value } => Some((field.as_str(), value)),
+        _ => None,
+    }
+}
+
+/// A row as sent to Directus: key plus synced fields.
+fn wire_row(c: &CollectionConfig, key: &Key, data: &Row) -> Value {
+    let mut body = data.clone();
+    body.insert(c.primary_key.clone(), key_to_json(key, c.key_type));
+    Value::Object(body)
+}
+
+/// One idempotency key for a batch: the first change's key and the batch length.
+fn batch_key(rows: &[LocalRow]) -> String {
+    let first = rows.first().and_then(|r| r.change_key.as_deref()).unwrap_or("none");
+    format!("{first}+{}", rows.len())
+}
+
+fn stamps_by_key(c: &CollectionConfig, rows: &[Value]) -> HashMap<Key, Stamp> {
+    rows.iter()
+        .filter_map(|raw| {
+            let key = key_from_json(raw.get(&c.primary_key)?)?;
+            let stamp = Stamp::parse(raw.get(&c.cursor)?.as_str()?)?;
+            Some((key, stamp))
+        })
+        .collect()
+}
+
+fn settle_op(local: &LocalRow, stamp: Stamp, data: Option<Row>) -> RowOp {
+    RowOp::Settle {
+        key: local.key.clone(),
+        change_key: local.change_key.clone(),
+        stamp,
+        data,
+    }
+}
+
+fn remove_op(local: &LocalRow) -> RowOp {
+    RowOp::Remove {
+        key: local.key.clone(),
+        guard: Guard::IfUnchanged(local.change_key.clone()),
+    }
+}
+
+fn take_remote_op(local: &LocalRow, remote: Option<&RemoteRow>) -> RowOp {
+    match remote {
+        Some(r) => settle_op(local, r.stamp, Some(r.data.clone())),
+        None => remove_op(local),
+    }
+}
+
+/// Decodes a page: rows for the cursor (with their data when valid), the errors of rows
+/// that did not fit, and the keys of archived rows.
+fn decode_page(
+    c: &CollectionConfig,
+    raw_rows: &[Value],
+    archive: Option<(&str, &Value)>,
+) -> (Vec<RemoteRow>, HashMap<Key, RowError>, std::collections::HashSet<Key>) {
+    let mut rows = Vec::with_capacity(raw_rows.len());
+    let mut invalid = HashMap::new();
+    let mut archived = std::collections::HashSet::new();
+    for raw in raw_rows {
+        match remote_row(c, raw) {
+            Ok(row) => {
+                if plan::is_archived(raw, archive) {
+                    archived.insert(row.key.clone());
+                }
+                rows.push(row);
+            }
+            Err(error) => {
+                // Keep the row's place in the cursor order when its key and stamp are readable.
+                let ident = error.key.clone().zip(
+                    raw.get(&c.cursor).and_then(Value::as_str).and_then(Stamp::parse),
+                );
+                if let Some((key, stamp)) = ident {
+                    rows.push(RemoteRow { key: key.clone(), stamp, data: Row::new() });
+                    invalid.insert(key, error);
+                } else {
+                    warn!(%error, "server row without a readable key or stamp skipped");
+                }
+            }
+        }
+    }
+    (rows, invalid, archived)
+}
+
+fn invalid_record(c: &CollectionConfig, row: &RemoteRow, error: &RowError) -> ConflictRecord {
+    ConflictRecord {
+        id: 0,
+        collection: c.name.clone(),
+        key: row.key.clone(),
+        kind: ConflictKind::InvalidRemote,
+        strategy: c.conflict.as_str().to_owned(),
+        resolution: None,
+        base: None,
+        local: None,
+        remote: None,
+        remote_stamp: Some(row.stamp),
+        message: Some(error.to_string()),
+        created_at: Utc::now(),
+        resolved_at: None,
+    }
+}

@@ -1,0 +1,291 @@
+//! The JSON Schema of the schema file, for editors.
+//!
+//! This module owns a description-only mirror of the file format: types that are never built,
+//! only turned into a JSON Schema by schemars, with their doc comments as descriptions. It must
+//! not be used to parse files (decoding lives in `decode`); a test keeps the keys of both in
+//! step.
+#![allow(
+    dead_code,
+    reason = "these types exist only to describe the file format as a JSON Schema"
+)]
+
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+/// Matches a value that is entirely one `${NAME}` or `${NAME:-default}` reference.
+const ENV_PATTERN: &str = r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$";
+
+/// An integer in `min..=max`, or an environment reference that expands to one.
+fn integer_or_env(min: u64, max: u64) -> Schema {
+    json_schema!({
+        "anyOf": [
+            {"type": "integer", "minimum": min, "maximum": max},
+            {"type": "string", "pattern": ENV_PATTERN}
+        ]
+    })
+}
+
+fn timeout_seconds(_: &mut SchemaGenerator) -> Schema {
+    integer_or_env(1, 3600)
+}
+
+fn max_retries(_: &mut SchemaGenerator) -> Schema {
+    integer_or_env(0, 100)
+}
+
+fn page_size(_: &mut SchemaGenerator) -> Schema {
+    integer_or_env(1, u64::from(crate::model::MAX_PAGE_SIZE))
+}
+
+fn overlap_seconds(_: &mut SchemaGenerator) -> Schema {
+    integer_or_env(0, 3600)
+}
+
+/// A deltasync schema file: keeps local SQL tables in two-way sync with Directus collections.
+/// Any string value may contain ${NAME} or ${NAME:-default}, replaced by environment variables.
+#[derive(JsonSchema)]
+#[schemars(title = "deltasync configuration", deny_unknown_fields)]
+pub(crate) struct File {
+    remote: Remote,
+    local: Option<Local>,
+    defaults: Option<Defaults>,
+    /// The synced collections: Directus collection name -> its table and fields. Order is kept:
+    /// collections are synced in file order. At least one.
+    #[schemars(extend(
+        "minProperties" = 1,
+        "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,62}$"}
+    ))]
+    collections: BTreeMap<String, Collection>,
+}
+
+/// The Directus server and how to authenticate: either token, or email and password.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields, extend(
+    "oneOf" = [{"required": ["token"]}, {"required": ["email", "password"]}]
+))]
+struct Remote {
+    /// Base URL of Directus, e.g. http://127.0.0.1:8055. A trailing slash is removed.
+    url: String,
+    /// A static Directus access token, sent as a bearer token. Usually ${DIRECTUS_TOKEN}.
+    token: Option<String>,
+    /// Email of the Directus user to log in as (with password, instead of token).
+    email: Option<String>,
+    /// Password of the Directus user (with email, instead of token).
+    password: Option<String>,
+    /// Timeout of one HTTP request in seconds. Default 30.
+    #[schemars(schema_with = "timeout_seconds")]
+    timeout_seconds: Option<u64>,
+    /// How often a failed request that may be repeated is retried. Default 5.
+    #[schemars(schema_with = "max_retries")]
+    max_retries: Option<u32>,
+}
+
+/// The local database holding the synced tables.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Local {
+    /// sqlite://<file> (relative to this file), sqlite::memory:, or
+    /// postgres://user@host/database. Default sqlite://deltasync.db.
+    database: Option<String>,
+}
+
+/// Options applied to every collection that does not set them itself.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Defaults {
+    /// Default cursor field. Default last_modified.
+    cursor: Option<String>,
+    /// Default conflict strategy. Default last_write_wins.
+    conflict: Option<StrategyName>,
+    /// Default rows per pulled page. Default 1000.
+    #[schemars(schema_with = "page_size")]
+    page_size: Option<u32>,
+    /// Default overlap window in seconds. Default 10.
+    #[schemars(schema_with = "overlap_seconds")]
+    overlap_seconds: Option<u32>,
+    /// Default way to learn remote deletions. Default activity.
+    deletes: Option<DeletesSpec>,
+}
+
+/// One Directus collection synced with one local table.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Collection {
+    /// Local table name. Default: the collection name.
+    table: Option<String>,
+    /// Primary key field (never listed in fields). Default id.
+    primary_key: Option<String>,
+    /// Type of the primary key. Default uuid.
+    key_type: Option<KeyTypeName>,
+    /// The Directus timestamp field stamped on create and on update (special date-created and
+    /// date-updated), used as pull cursor; never listed in fields. date_updated alone is not
+    /// enough: Directus leaves it empty on create. Default from defaults.cursor, else
+    /// last_modified.
+    cursor: Option<String>,
+    /// How a row changed on both sides is resolved. Default from defaults.conflict.
+    conflict: Option<StrategyName>,
+    /// How remote deletions are learned. Default from defaults.deletes.
+    deletes: Option<DeletesSpec>,
+    /// Rows per pulled page, 1 to 10000. Default from defaults.page_size.
+    #[schemars(schema_with = "page_size")]
+    page_size: Option<u32>,
+    /// Seconds re-read before the cursor on every pull. Default from defaults.overlap_seconds.
+    #[schemars(schema_with = "overlap_seconds")]
+    overlap_seconds: Option<u32>,
+    /// A Directus filter object: only matching rows are synced.
+    filter: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The synced fields: name -> type, or name -> {type, references}. At least one.
+    #[schemars(extend(
+        "minProperties" = 1,
+        "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,62}$"}
+    ))]
+    fields: BTreeMap<String, FieldSpec>,
+}
+
+/// A field type, or a type with a many-to-one relation.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum FieldSpec {
+    Plain(FieldTypeName),
+    Full(FullField),
+}
+
+/// A field with options.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct FullField {
+    /// The field type.
+    r#type: FieldTypeName,
+    /// Makes the field a many-to-one relation to this configured collection; its type must
+    /// match that collection's key_type.
+    references: Option<String>,
+}
+
+/// How remote deletions are learned.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum DeletesSpec {
+    Plain(DeletesName),
+    Archive(ArchiveSpec),
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum DeletesName {
+    /// Read deletions from the Directus activity log.
+    Activity,
+    /// Do not sync remote deletions.
+    None,
+}
+
+/// Rows are soft-deleted on the server by setting a field to a value.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct ArchiveSpec {
+    archive: Archive,
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Archive {
+    /// The archive field, e.g. status.
+    field: String,
+    /// The value that marks a row archived, e.g. archived.
+    value: serde_json::Value,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum StrategyName {
+    /// The change with the later timestamp wins.
+    LastWriteWins,
+    /// The change that reached the server first wins.
+    FirstWriteWins,
+    /// Both versions are parked as a conflict for a person to resolve.
+    Manual,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum KeyTypeName {
+    /// A UUID generated by the client.
+    Uuid,
+    /// A string.
+    String,
+    /// An integer.
+    Integer,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum FieldTypeName {
+    /// Short text.
+    String,
+    /// Long text.
+    Text,
+    /// 64-bit integer.
+    Integer,
+    /// Floating point number.
+    Float,
+    /// true or false.
+    Boolean,
+    /// Any JSON value.
+    Json,
+    /// A UUID.
+    Uuid,
+    /// A UTC timestamp.
+    Timestamp,
+}
+
+/// The JSON Schema of the schema file format, with descriptions, for editors and linters.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(File).to_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode;
+
+    /// The property names of the object schema at `pointer`, sorted.
+    fn keys(schema: &serde_json::Value, pointer: &str) -> Vec<String> {
+        let properties = schema
+            .pointer(&format!("{pointer}/properties"))
+            .and_then(|p| p.as_object())
+            .unwrap_or_else(|| panic!("no properties at {pointer}"));
+        let mut keys: Vec<String> = properties.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn schema_and_decoder_know_the_same_keys() {
+        let schema = json_schema();
+        assert_eq!(keys(&schema, ""), sorted(decode::ROOT_KEYS));
+        assert_eq!(keys(&schema, "/$defs/Remote"), sorted(decode::REMOTE_KEYS));
+        assert_eq!(keys(&schema, "/$defs/Local"), sorted(decode::LOCAL_KEYS));
+        assert_eq!(keys(&schema, "/$defs/Defaults"), sorted(decode::DEFAULTS_KEYS));
+        assert_eq!(keys(&schema, "/$defs/Collection"), sorted(decode::COLLECTION_KEYS));
+        assert_eq!(keys(&schema, "/$defs/FullField"), sorted(decode::FIELD_KEYS));
+        assert_eq!(keys(&schema, "/$defs/ArchiveSpec"), sorted(decode::DELETES_KEYS));
+        assert_eq!(keys(&schema, "/$defs/Archive"), sorted(decode::ARCHIVE_KEYS));
+    }
+
+    #[test]
+    fn schema_spells_enums_like_the_model() {
+        let text = json_schema().to_string();
+        for name in crate::FieldType::ALL.iter().map(|t| t.as_str()) {
+            assert!(text.contains(&format!("\"{name}\"")), "{name}");
+        }
+        for name in crate::Strategy::ALL.iter().map(|t| t.as_str()) {
+            assert!(text.contains(&format!("\"{name}\"")), "{name}");
+        }
+    }
+}
