@@ -1,1 +1,27 @@
-//! adapters
+//! Adapters: all IO of deltasync.
+//!
+//! # Layout
+//! - [`directus`]: the Directus REST client, implementing [`engine::ports::Remote`].
+//! - [`store`]: the SQLite/PostgreSQL store, implementing [`engine::ports::Store`].
+//! - [`sql`]: SQL text for both backends (quoting, placeholders, types, triggers).
+//!
+//! The engine never sees reqwest or sea-orm; these types are all it gets.
+
+pub mod directus;
+pub mod sql;
+pub mod store;
+
+pub use directus::DirectusClient;
+pub use store::SqlStore;
+
+/// Failures setting up an adapter (failures during sync are [`engine::Error`]s).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(String),
+    /// The local database could not be opened.
+    #[error("cannot open the local database {url}: {message}")]
+    Connect { url: String, message: String },
+}

@@ -1,1 +1,111 @@
-//! migrations
+//! The engine's own tables: checkpoints, conflicts, run history and base snapshots.
+//!
+//! Owns their shape and its evolution as sea-orm migrations. Collection tables are not here:
+//! they follow the schema file and are created by the store adapter.
+
+use sea_orm_migration::prelude::*;
+
+pub use sea_orm_migration::MigratorTrait;
+
+/// All migrations, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_engine_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "_deltasync_migrations".into_iden()
+    }
+}
+
+mod m0001_engine_tables {
+    use sea_orm_migration::prelude::*;
+
+    #[derive(Debug, DeriveMigrationName)]
+    pub struct Migration;
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table("_deltasync_checkpoint")
+                        .if_not_exists()
+                        .col(ColumnDef::new("collection").text().not_null().primary_key())
+                        .col(ColumnDef::new("pull").text().not_null())
+                        .col(ColumnDef::new("delete_cursor").big_integer().null())
+                        .col(ColumnDef::new("updated_at").text().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table("_deltasync_conflict")
+                        .if_not_exists()
+                        .col(ColumnDef::new("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(ColumnDef::new("collection").text().not_null())
+                        .col(ColumnDef::new("key").text().not_null())
+                        .col(ColumnDef::new("kind").text().not_null())
+                        .col(ColumnDef::new("strategy").text().not_null())
+                        .col(ColumnDef::new("resolution").text().null())
+                        .col(ColumnDef::new("base").text().null())
+                        .col(ColumnDef::new("local").text().null())
+                        .col(ColumnDef::new("remote").text().null())
+                        .col(ColumnDef::new("remote_stamp").text().null())
+                        .col(ColumnDef::new("message").text().null())
+                        .col(ColumnDef::new("created_at").text().not_null())
+                        .col(ColumnDef::new("resolved_at").text().null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("_deltasync_conflict_open")
+                        .table("_deltasync_conflict")
+                        .col("resolution")
+                        .col("collection")
+                        .if_not_exists()
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table("_deltasync_run")
+                        .if_not_exists()
+                        .col(ColumnDef::new("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(ColumnDef::new("started_at").text().not_null())
+                        .col(ColumnDef::new("finished_at").text().not_null())
+                        .col(ColumnDef::new("ok").boolean().not_null())
+                        .col(ColumnDef::new("summary").text().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table("_deltasync_base")
+                        .if_not_exists()
+                        .col(ColumnDef::new("collection").text().not_null())
+                        .col(ColumnDef::new("key").text().not_null())
+                        .col(ColumnDef::new("data").text().not_null())
+                        .primary_key(Index::create().col("collection").col("key"))
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            for table in ["_deltasync_base", "_deltasync_run", "_deltasync_conflict", "_deltasync_checkpoint"] {
+                manager.drop_table(Table::drop().table(table).if_exists().to_owned()).await?;
+            }
+            Ok(())
+        }
+    }
+}

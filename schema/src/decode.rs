@@ -12,8 +12,8 @@ use crate::error::{ConfigError, ConfigErrorKind, Position};
 use crate::locate::{Locations, Site};
 use crate::model::{
     Auth, CollectionConfig, Config, DEFAULT_CURSOR, DEFAULT_DATABASE, DEFAULT_MAX_RETRIES,
-    DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_PRIMARY_KEY, DEFAULT_TIMEOUT_SECONDS,
-    Deletes, FieldConfig, FieldType, KeyType, LocalConfig, RemoteConfig, Secret, Strategy,
+    DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_SECONDS, Deletes, FieldConfig,
+    FieldType, KeyType, LocalConfig, RemoteConfig, Secret, Strategy,
 };
 use crate::validate::{MAX_RETRIES, OVERLAP_SECONDS, PAGE_SIZE, TIMEOUT_SECONDS};
 use crate::yaml::{Node, Value};
@@ -28,8 +28,13 @@ pub(crate) const REMOTE_KEYS: &[&str] = &[
     "max_retries",
 ];
 pub(crate) const LOCAL_KEYS: &[&str] = &["database"];
-pub(crate) const DEFAULTS_KEYS: &[&str] =
-    &["cursor", "conflict", "page_size", "overlap_seconds", "deletes"];
+pub(crate) const DEFAULTS_KEYS: &[&str] = &[
+    "cursor",
+    "conflict",
+    "page_size",
+    "overlap_seconds",
+    "deletes",
+];
 pub(crate) const COLLECTION_KEYS: &[&str] = &[
     "table",
     "primary_key",
@@ -107,7 +112,7 @@ struct Inherited {
     page_size: u32,
     overlap_seconds: u32,
     deletes: Deletes,
-    /// Option name -> `defaults.<name>` for the options actually written under `defaults`.
+    /// The options actually written under `defaults`, whose errors point there.
     written: Vec<&'static str>,
 }
 
@@ -125,6 +130,18 @@ impl Decoder<'_> {
                 "",
                 "the file is empty; expected a mapping with the keys remote and collections \
                  (and optionally local and defaults)",
+            ));
+        }
+        if !matches!(root.value, Value::Map(_)) {
+            return Err(self.error(
+                ConfigErrorKind::InvalidValue,
+                root.position,
+                "",
+                format!(
+                    "expected a mapping with the keys remote and collections at the top level, \
+                     found {}",
+                    root.value.kind_name()
+                ),
             ));
         }
         let top = self.mapping(root, "", None, Some(ROOT_KEYS))?;
@@ -153,7 +170,12 @@ impl Decoder<'_> {
     }
 
     fn remote(&mut self, parent: &Entries<'_>, node: &Node) -> Result<RemoteConfig, ConfigError> {
-        let map = self.mapping(node, "remote", parent.key_position("remote"), Some(REMOTE_KEYS))?;
+        let map = self.mapping(
+            node,
+            "remote",
+            parent.key_position("remote"),
+            Some(REMOTE_KEYS),
+        )?;
         let url_node = self.required(
             &map,
             "url",
@@ -218,7 +240,12 @@ impl Decoder<'_> {
     }
 
     fn local(&mut self, parent: &Entries<'_>, node: &Node) -> Result<LocalConfig, ConfigError> {
-        let map = self.mapping(node, "local", parent.key_position("local"), Some(LOCAL_KEYS))?;
+        let map = self.mapping(
+            node,
+            "local",
+            parent.key_position("local"),
+            Some(LOCAL_KEYS),
+        )?;
         let database = match map.get("database") {
             Some(n) => self.string(n, "local.database")?,
             None => DEFAULT_DATABASE.to_owned(),
@@ -282,7 +309,12 @@ impl Decoder<'_> {
         defaults: &Inherited,
     ) -> Result<CollectionConfig, ConfigError> {
         let path = child_path("collections", &entry.name);
-        let map = self.mapping(entry.value, &path, entry.key.position, Some(COLLECTION_KEYS))?;
+        let map = self.mapping(
+            entry.value,
+            &path,
+            entry.key.position,
+            Some(COLLECTION_KEYS),
+        )?;
         let mut c = CollectionConfig::new(entry.name.clone());
         defaults.apply(&mut c, &path, &mut self.locations);
         if let Some(n) = map.get("table") {
@@ -307,7 +339,8 @@ impl Decoder<'_> {
             c.page_size = self.integer(n, &map.path_of("page_size"), &PAGE_SIZE)?;
         }
         if let Some(n) = map.get("overlap_seconds") {
-            c.overlap_seconds = self.integer(n, &map.path_of("overlap_seconds"), &OVERLAP_SECONDS)?;
+            c.overlap_seconds =
+                self.integer(n, &map.path_of("overlap_seconds"), &OVERLAP_SECONDS)?;
         }
         if let Some(n) = map.get("filter") {
             c.filter = self.filter(n, &map.path_of("filter"))?;
@@ -334,15 +367,23 @@ impl Decoder<'_> {
                  e.g. `title: string`",
             ));
         }
-        map.items.iter().map(|entry| self.field(&map, entry)).collect()
+        map.items
+            .iter()
+            .map(|entry| self.field(&map, entry))
+            .collect()
     }
 
-    fn field(&mut self, parent: &Entries<'_>, entry: &Entry<'_>) -> Result<FieldConfig, ConfigError> {
+    fn field(
+        &mut self,
+        parent: &Entries<'_>,
+        entry: &Entry<'_>,
+    ) -> Result<FieldConfig, ConfigError> {
         let path = parent.path_of(&entry.name);
         let (kind, references) = match &entry.value.value {
             Value::Map(_) => {
                 let map = self.mapping(entry.value, &path, entry.key.position, Some(FIELD_KEYS))?;
-                let kind = self.required(&map, "type", &format!("one of {}", FieldType::expected()))?;
+                let kind =
+                    self.required(&map, "type", &format!("one of {}", FieldType::expected()))?;
                 let kind = self.field_type(kind, &map.path_of("type"))?;
                 let references = match map.get("references") {
                     Some(n) => Some(self.string(n, &map.path_of("references"))?),
@@ -397,7 +438,12 @@ impl Decoder<'_> {
 
     fn archive(&mut self, parent: &Entries<'_>, node: &Node) -> Result<Deletes, ConfigError> {
         let path = parent.path_of("archive");
-        let map = self.mapping(node, &path, parent.key_position("archive"), Some(ARCHIVE_KEYS))?;
+        let map = self.mapping(
+            node,
+            &path,
+            parent.key_position("archive"),
+            Some(ARCHIVE_KEYS),
+        )?;
         let field = self.required(&map, "field", "the name of the archive field, e.g. status")?;
         let field = self.string(field, &map.path_of("field"))?;
         let value = self.required(&map, "value", "the value that marks a row archived")?;
@@ -405,7 +451,11 @@ impl Decoder<'_> {
         Ok(Deletes::Archive { field, value })
     }
 
-    fn filter(&mut self, node: &Node, path: &str) -> Result<Option<serde_json::Value>, ConfigError> {
+    fn filter(
+        &mut self,
+        node: &Node,
+        path: &str,
+    ) -> Result<Option<serde_json::Value>, ConfigError> {
         match &node.value {
             Value::Null => Ok(None),
             Value::Map(_) => Ok(Some(self.json(node, path)?)),
@@ -518,15 +568,33 @@ impl Decoder<'_> {
     }
 
     fn strategy(&self, node: &Node, path: &str) -> Result<Strategy, ConfigError> {
-        self.spelled(node, path, "strategy", Strategy::from_name, &Strategy::expected())
+        self.spelled(
+            node,
+            path,
+            "strategy",
+            Strategy::from_name,
+            &Strategy::expected(),
+        )
     }
 
     fn key_type(&self, node: &Node, path: &str) -> Result<KeyType, ConfigError> {
-        self.spelled(node, path, "key type", KeyType::from_name, &KeyType::expected())
+        self.spelled(
+            node,
+            path,
+            "key type",
+            KeyType::from_name,
+            &KeyType::expected(),
+        )
     }
 
     fn field_type(&self, node: &Node, path: &str) -> Result<FieldType, ConfigError> {
-        self.spelled(node, path, "type", FieldType::from_name, &FieldType::expected())
+        self.spelled(
+            node,
+            path,
+            "type",
+            FieldType::from_name,
+            &FieldType::expected(),
+        )
     }
 
     /// A value from a closed set of spellings.
@@ -551,12 +619,9 @@ impl Decoder<'_> {
         };
         match &node.value {
             Value::Str { text, .. } => lookup(text).ok_or_else(unknown),
-            Value::Null | Value::Seq(_) | Value::Map(_) => Err(self.type_error(
-                node,
-                path,
-                &format!("one of {expected}"),
-                &node.value,
-            )),
+            Value::Null | Value::Seq(_) | Value::Map(_) => {
+                Err(self.type_error(node, path, &format!("one of {expected}"), &node.value))
+            }
             Value::Bool(_) | Value::Int(_) | Value::Float(_) => Err(unknown()),
         }
     }
@@ -651,7 +716,9 @@ impl Decoder<'_> {
 
     /// A found value for a message; credentials are never shown.
     fn shown(&self, value: &Value, path: &str) -> String {
-        let secret = SECRET_KEYS.iter().any(|k| path.rsplit('.').next() == Some(*k));
+        let secret = SECRET_KEYS
+            .iter()
+            .any(|k| path.rsplit('.').next() == Some(*k));
         match value {
             Value::Str { text, .. } if !secret => format!("\"{}\"", text.escape_debug()),
             Value::Int(i) if !secret => i.to_string(),
@@ -685,7 +752,6 @@ impl Inherited {
 
     /// Copies the defaults into a new collection and remembers where they were written.
     fn apply(&self, c: &mut CollectionConfig, path: &str, locations: &mut Locations) {
-        c.primary_key = DEFAULT_PRIMARY_KEY.to_owned();
         c.cursor = self.cursor.clone();
         c.conflict = self.conflict;
         c.page_size = self.page_size;

@@ -179,6 +179,10 @@ mod tests {
         let error = ConfigError::io("x.yaml", &io);
         assert_eq!(error.kind(), ConfigErrorKind::Io);
         assert_eq!(error.io_error_kind(), Some(std::io::ErrorKind::NotFound));
-        assert!(error.to_string().starts_with("x.yaml: cannot read the configuration file: "));
+        assert!(
+            error
+                .to_string()
+                .starts_with("x.yaml: cannot read the configuration file: ")
+        );
     }
 }

@@ -74,10 +74,14 @@ struct Remote {
     /// Password of the Directus user (with email, instead of token).
     password: Option<String>,
     /// Timeout of one HTTP request in seconds. Default 30.
+    #[serde(default)]
     #[schemars(schema_with = "timeout_seconds")]
+    #[schemars(extend("default" = 30))]
     timeout_seconds: Option<u64>,
     /// How often a failed request that may be repeated is retried. Default 5.
+    #[serde(default)]
     #[schemars(schema_with = "max_retries")]
+    #[schemars(extend("default" = 5))]
     max_retries: Option<u32>,
 }
 
@@ -87,6 +91,7 @@ struct Remote {
 struct Local {
     /// sqlite://<file> (relative to this file), sqlite::memory:, or
     /// postgres://user@host/database. Default sqlite://deltasync.db.
+    #[schemars(extend("default" = "sqlite://deltasync.db"))]
     database: Option<String>,
 }
 
@@ -95,16 +100,23 @@ struct Local {
 #[schemars(deny_unknown_fields)]
 struct Defaults {
     /// Default cursor field. Default last_modified.
+    #[schemars(extend("default" = "last_modified"))]
     cursor: Option<String>,
     /// Default conflict strategy. Default last_write_wins.
+    #[schemars(extend("default" = "last_write_wins"))]
     conflict: Option<StrategyName>,
     /// Default rows per pulled page. Default 1000.
+    #[serde(default)]
     #[schemars(schema_with = "page_size")]
+    #[schemars(extend("default" = 1000))]
     page_size: Option<u32>,
     /// Default overlap window in seconds. Default 10.
+    #[serde(default)]
     #[schemars(schema_with = "overlap_seconds")]
+    #[schemars(extend("default" = 10))]
     overlap_seconds: Option<u32>,
     /// Default way to learn remote deletions. Default activity.
+    #[schemars(extend("default" = "activity"))]
     deletes: Option<DeletesSpec>,
 }
 
@@ -115,8 +127,10 @@ struct Collection {
     /// Local table name. Default: the collection name.
     table: Option<String>,
     /// Primary key field (never listed in fields). Default id.
+    #[schemars(extend("default" = "id"))]
     primary_key: Option<String>,
     /// Type of the primary key. Default uuid.
+    #[schemars(extend("default" = "uuid"))]
     key_type: Option<KeyTypeName>,
     /// The Directus timestamp field stamped on create and on update (special date-created and
     /// date-updated), used as pull cursor; never listed in fields. date_updated alone is not
@@ -128,9 +142,11 @@ struct Collection {
     /// How remote deletions are learned. Default from defaults.deletes.
     deletes: Option<DeletesSpec>,
     /// Rows per pulled page, 1 to 10000. Default from defaults.page_size.
+    #[serde(default)]
     #[schemars(schema_with = "page_size")]
     page_size: Option<u32>,
     /// Seconds re-read before the cursor on every pull. Default from defaults.overlap_seconds.
+    #[serde(default)]
     #[schemars(schema_with = "overlap_seconds")]
     overlap_seconds: Option<u32>,
     /// A Directus filter object: only matching rows are synced.
@@ -240,7 +256,44 @@ enum FieldTypeName {
 
 /// The JSON Schema of the schema file format, with descriptions, for editors and linters.
 pub fn json_schema() -> serde_json::Value {
-    schemars::schema_for!(File).to_value()
+    let mut schema = schemars::schema_for!(File).to_value();
+    drop_null(&mut schema);
+    schema
+}
+
+/// Removes the `null` alternative schemars adds for optional keys: an optional key is left
+/// out, not written empty (an empty value is an error for most keys).
+fn drop_null(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(object) = schema else {
+        return;
+    };
+    if object.get("default") == Some(&Value::Null) {
+        object.remove("default");
+    }
+    if let Some(Value::Array(types)) = object.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [single] = types.as_slice() {
+            let single = single.clone();
+            object.insert("type".to_owned(), single);
+        }
+    }
+    if let Some(Value::Array(options)) = object.get_mut("anyOf") {
+        options.retain(|o| o.get("type").and_then(Value::as_str) != Some("null"));
+        if let [single] = options.as_slice() {
+            let single = single.clone();
+            object.remove("anyOf");
+            if let Value::Object(inner) = single {
+                object.extend(inner);
+            }
+        }
+    }
+    for value in object.values_mut() {
+        match value {
+            Value::Array(items) => items.iter_mut().for_each(drop_null),
+            other => drop_null(other),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -271,11 +324,26 @@ mod tests {
         assert_eq!(keys(&schema, ""), sorted(decode::ROOT_KEYS));
         assert_eq!(keys(&schema, "/$defs/Remote"), sorted(decode::REMOTE_KEYS));
         assert_eq!(keys(&schema, "/$defs/Local"), sorted(decode::LOCAL_KEYS));
-        assert_eq!(keys(&schema, "/$defs/Defaults"), sorted(decode::DEFAULTS_KEYS));
-        assert_eq!(keys(&schema, "/$defs/Collection"), sorted(decode::COLLECTION_KEYS));
-        assert_eq!(keys(&schema, "/$defs/FullField"), sorted(decode::FIELD_KEYS));
-        assert_eq!(keys(&schema, "/$defs/ArchiveSpec"), sorted(decode::DELETES_KEYS));
-        assert_eq!(keys(&schema, "/$defs/Archive"), sorted(decode::ARCHIVE_KEYS));
+        assert_eq!(
+            keys(&schema, "/$defs/Defaults"),
+            sorted(decode::DEFAULTS_KEYS)
+        );
+        assert_eq!(
+            keys(&schema, "/$defs/Collection"),
+            sorted(decode::COLLECTION_KEYS)
+        );
+        assert_eq!(
+            keys(&schema, "/$defs/FullField"),
+            sorted(decode::FIELD_KEYS)
+        );
+        assert_eq!(
+            keys(&schema, "/$defs/ArchiveSpec"),
+            sorted(decode::DELETES_KEYS)
+        );
+        assert_eq!(
+            keys(&schema, "/$defs/Archive"),
+            sorted(decode::ARCHIVE_KEYS)
+        );
     }
 
     #[test]

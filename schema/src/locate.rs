@@ -117,7 +117,10 @@ mod tests {
         let mut locations = Locations::default();
         let site = Site {
             key: Some(Position { line: 3, column: 3 }),
-            value: Some(Position { line: 3, column: 11 }),
+            value: Some(Position {
+                line: 3,
+                column: 11,
+            }),
         };
         locations.record("defaults.cursor", site);
         locations.inherit("collections.a.cursor", "defaults.cursor");

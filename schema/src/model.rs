@@ -366,7 +366,10 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret}"), "***");
         assert_eq!(format!("{secret:?}"), "***");
-        assert_eq!(serde_json::to_string(&secret).ok().as_deref(), Some("\"***\""));
+        assert_eq!(
+            serde_json::to_string(&secret).ok().as_deref(),
+            Some("\"***\"")
+        );
         assert_eq!(secret.expose(), "hunter2");
         let auth = Auth::Login {
             email: "a@b.c".into(),
@@ -398,7 +401,10 @@ mod tests {
         assert_eq!(c.primary_key, "id");
         assert_eq!(c.cursor, "last_modified");
         assert_eq!(c.page_size, 1000);
-        assert_eq!(c.field("author").and_then(|f| f.references.as_deref()), Some("authors"));
+        assert_eq!(
+            c.field("author").and_then(|f| f.references.as_deref()),
+            Some("authors")
+        );
         assert!(c.field("nope").is_none());
     }
 }

@@ -75,7 +75,12 @@ fn remote(config: &Config, report: &Reporter<'_>) -> Check {
             not_empty(password.expose(), "remote.password", report)?;
         }
     }
-    in_range(remote.timeout_seconds, &TIMEOUT_SECONDS, "remote.timeout_seconds", report)?;
+    in_range(
+        remote.timeout_seconds,
+        &TIMEOUT_SECONDS,
+        "remote.timeout_seconds",
+        report,
+    )?;
     in_range(
         u64::from(remote.max_retries),
         &MAX_RETRIES,
@@ -124,7 +129,9 @@ fn database(url: &str, report: &Reporter<'_>) -> Check {
     }
     // The URL may carry a password, so only its scheme is shown.
     let found = match url.split_once(':') {
-        Some((scheme, _)) if !scheme.is_empty() => format!("unsupported database URL \"{scheme}:...\""),
+        Some((scheme, _)) if !scheme.is_empty() => {
+            format!("unsupported database URL \"{scheme}:...\"")
+        }
         _ => "not a database URL".to_owned(),
     };
     Err(report.at_value(
@@ -140,7 +147,12 @@ fn collection(c: &CollectionConfig, report: &Reporter<'_>) -> Check {
     if c.table != c.name {
         identifier(&c.table, &format!("{path}.table"), Target::Table, report)?;
     }
-    identifier(&c.primary_key, &format!("{path}.primary_key"), Target::Column, report)?;
+    identifier(
+        &c.primary_key,
+        &format!("{path}.primary_key"),
+        Target::Column,
+        report,
+    )?;
     identifier(&c.cursor, &format!("{path}.cursor"), Target::Column, report)?;
     if c.primary_key.eq_ignore_ascii_case(&c.cursor) {
         return Err(report.at_value(
@@ -155,7 +167,12 @@ fn collection(c: &CollectionConfig, report: &Reporter<'_>) -> Check {
     let page_size = format!("{path}.page_size");
     in_range(u64::from(c.page_size), &PAGE_SIZE, &page_size, report)?;
     let overlap = format!("{path}.overlap_seconds");
-    in_range(u64::from(c.overlap_seconds), &OVERLAP_SECONDS, &overlap, report)?;
+    in_range(
+        u64::from(c.overlap_seconds),
+        &OVERLAP_SECONDS,
+        &overlap,
+        report,
+    )?;
     deletes(c, &path, report)?;
     if let Some(filter) = &c.filter
         && !filter.is_object()
@@ -179,7 +196,7 @@ fn fields(c: &CollectionConfig, path: &str, report: &Reporter<'_>) -> Check {
     }
     for (index, field) in c.fields.iter().enumerate() {
         let field_path = format!("{path}.fields.{}", field.name);
-        identifier(&field.name, &field_path, Target::Column, report)?;
+        identifier(&field.name, &field_path, Target::FieldName, report)?;
         field_is_not_key_or_cursor(c, field, &field_path, report)?;
         let earlier = c.fields[..index]
             .iter()
@@ -260,7 +277,10 @@ fn unique_collection(config: &Config, index: usize, report: &Reporter<'_>) -> Ch
             "duplicate collection; each collection may be configured once",
         ));
     }
-    let Some(other) = earlier.iter().find(|e| e.table.eq_ignore_ascii_case(&c.table)) else {
+    let Some(other) = earlier
+        .iter()
+        .find(|e| e.table.eq_ignore_ascii_case(&c.table))
+    else {
         return Ok(());
     };
     let message = format!(
@@ -269,7 +289,11 @@ fn unique_collection(config: &Config, index: usize, report: &Reporter<'_>) -> Ch
     );
     if c.table == c.name {
         // The table was not written: point at the collection itself.
-        Err(report.at_key(ConfigErrorKind::Invalid, &format!("collections.{}", c.name), message))
+        Err(report.at_key(
+            ConfigErrorKind::Invalid,
+            &format!("collections.{}", c.name),
+            message,
+        ))
     } else {
         let path = format!("collections.{}.table", c.name);
         Err(report.at_value(ConfigErrorKind::Invalid, &path, message))
@@ -310,18 +334,22 @@ fn relations(config: &Config, c: &CollectionConfig, report: &Reporter<'_>) -> Ch
     Ok(())
 }
 
-/// What an identifier names, which decides its reserved prefix and the fix to suggest.
+/// What an identifier names, which decides its reserved prefix and whether the error points at
+/// a key (names written as mapping keys) or at a value.
 #[derive(Clone, Copy)]
 enum Target {
     CollectionName,
     Table,
+    FieldName,
     Column,
 }
 
 fn identifier(name: &str, path: &str, target: Target, report: &Reporter<'_>) -> Check {
     let at = |message: String| match target {
-        // A collection name is a key: point at it, not at its mapping.
-        Target::CollectionName => report.at_key(ConfigErrorKind::UnsafeIdentifier, path, message),
+        // Collection and field names are keys: point at them, not at what they map to.
+        Target::CollectionName | Target::FieldName => {
+            report.at_key(ConfigErrorKind::UnsafeIdentifier, path, message)
+        }
         Target::Table | Target::Column => {
             report.at_value(ConfigErrorKind::UnsafeIdentifier, path, message)
         }
@@ -335,12 +363,12 @@ fn identifier(name: &str, path: &str, target: Target, report: &Reporter<'_>) -> 
     }
     let lower = name.to_ascii_lowercase();
     let reserved = match target {
-        Target::Column => RESERVED_COLUMN_PREFIX,
+        Target::FieldName | Target::Column => RESERVED_COLUMN_PREFIX,
         Target::CollectionName | Target::Table => RESERVED_TABLE_PREFIX,
     };
     if lower.starts_with(reserved) {
         let owner = match target {
-            Target::Column => "deltasync's own columns",
+            Target::FieldName | Target::Column => "deltasync's own columns",
             Target::CollectionName | Target::Table => "deltasync's own tables",
         };
         return Err(at(format!(

@@ -71,15 +71,49 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Node, ConfigError> {
     }
 }
 
-/// Converts a parser error into a `Syntax` error with the parser's own wording.
+/// Converts a parser error into a `Syntax` error with the parser's user-facing wording.
 fn syntax_error(error: &serde_saphyr::Error, file: &str) -> ConfigError {
-    let formatter = serde_saphyr::DefaultMessageFormatter;
-    let message = serde_saphyr::MessageFormatter::format_message(&formatter, error);
-    // The parser text may contain control characters from the input; keep the message on
-    // one line so it stays readable in a terminal and in logs.
-    let message: String = message.escape_debug().collect();
+    let message = match error.without_snippet() {
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("duplicate key \"{key}\"; each key may appear only once in a mapping")
+        }
+        other => {
+            let formatter = serde_saphyr::UserMessageFormatter;
+            serde_saphyr::MessageFormatter::format_message(&formatter, other).into_owned()
+        }
+    };
+    // The parser may quote input text; keep the message on one line so it stays readable in
+    // a terminal and in logs.
+    let mut message: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if let Some(hint) = quoting_hint(&message) {
+        message.push_str("; ");
+        message.push_str(hint);
+    }
     let position = error.location().and_then(position_of);
     ConfigError::new(ConfigErrorKind::Syntax, file, position, "", message)
+}
+
+/// The usual fix for parser complaints that come from an unquoted value, such as
+/// `database: sqlite::memory:` (ends with `:`) or `${X}` inside `{...}`.
+fn quoting_hint(message: &str) -> Option<&'static str> {
+    if message.contains("mapping values are not allowed") {
+        return Some("put the value in quotes if it contains \": \" or ends with \":\"");
+    }
+    let flow = [
+        "expected ',' or '}'",
+        "expected ',' or ']'",
+        "misplaced bracket",
+    ];
+    if flow.iter().any(|m| message.contains(m)) {
+        return Some(
+            "inside {...} or [...], put values containing {, }, [, ] or , in quotes \
+             (also ${NAME} references)",
+        );
+    }
+    None
 }
 
 /// Converts a parser location, which is 0 when unknown.

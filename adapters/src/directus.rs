@@ -1,0 +1,497 @@
+//! The Directus REST client: requests, authentication, retries and error classification.
+//!
+//! Owns everything HTTP: reqwest, headers, the error body of Directus, backoff. It implements
+//! [`engine::ports::Remote`] and must not make sync decisions. Secrets never reach logs or
+//! error messages: tokens live in [`schema::Secret`], whose `Debug` prints `***`.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use engine::error::{RemoteError, RemoteErrorKind};
+use engine::ports::{DeleteActivity, ListQuery, RawPage, Remote};
+use engine::{Error as EngineError, Stamp};
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use schema::{Auth, RemoteConfig, Secret};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+/// A Directus server, as the engine's [`Remote`].
+#[derive(Debug)]
+pub struct DirectusClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+    session: Mutex<Session>,
+    max_retries: u32,
+    min_backoff: Duration,
+    /// Server clock minus local clock, in milliseconds, from the latest `Date` header.
+    skew_ms: AtomicI64,
+}
+
+/// Tokens of a login session (unused with a static token).
+#[derive(Debug, Default)]
+struct Session {
+    access: Option<Secret>,
+    refresh: Option<Secret>,
+}
+
+/// A failed attempt, kept with what retrying needs to know.
+#[derive(Debug)]
+struct Attempt {
+    error: RemoteError,
+    retry_after: Option<Duration>,
+}
+
+/// A successful response.
+#[derive(Debug)]
+struct Answer {
+    body: Value,
+    date: Option<DateTime<Utc>>,
+}
+
+impl DirectusClient {
+    pub fn new(config: &RemoteConfig) -> Result<DirectusClient, crate::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_seconds.max(1)))
+            .gzip(true)
+            .user_agent(concat!("deltasync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::Http(e.to_string()))?;
+        Ok(DirectusClient {
+            http,
+            base: config.url.trim_end_matches('/').to_owned(),
+            auth: config.auth.clone(),
+            session: Mutex::new(Session::default()),
+            max_retries: config.max_retries,
+            min_backoff: Duration::from_millis(200),
+            skew_ms: AtomicI64::new(0),
+        })
+    }
+
+    /// Shortens the first backoff step (tests use a few milliseconds).
+    pub fn with_min_backoff(mut self, delay: Duration) -> DirectusClient {
+        self.min_backoff = delay;
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request, retrying transient failures with exponential backoff and jitter,
+    /// honouring `Retry-After`, and refreshing an expired login once.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, RemoteError> {
+        self.send(method, path, query, body, idempotency_key)
+            .await
+            .map(|a| a.body)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, RemoteError> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.min_backoff)
+            .with_max_delay(Duration::from_secs(30))
+            .with_max_times(self.max_retries as usize)
+            .with_jitter();
+        let attempt = || async {
+            match self.attempt(&method, path, query, body, idempotency_key).await {
+                Err(a) if a.error.code.as_deref() == Some("TOKEN_EXPIRED") && self.can_refresh() => {
+                    self.refresh().await.map_err(|error| Attempt { error, retry_after: None })?;
+                    self.attempt(&method, path, query, body, idempotency_key).await
+                }
+                other => other,
+            }
+        };
+        attempt
+            .retry(backoff)
+            .when(|a: &Attempt| a.error.kind.is_transient())
+            .adjust(|a: &Attempt, next| next.map(|d| a.retry_after.unwrap_or(d)))
+            .notify(|a: &Attempt, after: Duration| {
+                warn!(%method, path, error = %a.error, retry_in_ms = after.as_millis() as u64, "request failed, retrying");
+            })
+            .await
+            .map_err(|a| a.error)
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, Attempt> {
+        let token = self.token().await.map_err(|error| Attempt { error, retry_after: None })?;
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path))
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(key) = idempotency_key {
+            // Directus ignores it; proxies and logs can still correlate retries by it.
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        debug!(%method, path, "request");
+        let response = request.send().await.map_err(|e| Attempt {
+            error: RemoteError::new(RemoteErrorKind::Unreachable, transport_message(e)),
+            retry_after: None,
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let date = self.observe_date(&headers);
+        let bytes = response.bytes().await.map_err(|e| Attempt {
+            error: RemoteError::new(RemoteErrorKind::Unreachable, transport_message(e)),
+            retry_after: None,
+        })?;
+        if status.is_success() {
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| Attempt {
+                    error: RemoteError::new(
+                        RemoteErrorKind::Protocol,
+                        format!("{method} {path}: response is not JSON: {e}"),
+                    ),
+                    retry_after: None,
+                })?
+            };
+            return Ok(Answer { body, date });
+        }
+        Err(Attempt {
+            error: classify(status, &bytes, method, path),
+            retry_after: retry_after(&headers),
+        })
+    }
+
+    fn observe_date(&self, headers: &HeaderMap) -> Option<DateTime<Utc>> {
+        let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+        let date = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+        let skew = engine::conflict::ClockSkew::estimate(date, Utc::now());
+        self.skew_ms.store(skew.0.num_milliseconds(), Ordering::Relaxed);
+        Some(date)
+    }
+
+    fn can_refresh(&self) -> bool {
+        matches!(self.auth, Auth::Login { .. })
+    }
+
+    /// The bearer token to send: the static token, or the session's access token (logging
+    /// in first when there is none).
+    async fn token(&self) -> Result<Secret, RemoteError> {
+        match &self.auth {
+            Auth::Token(token) => Ok(token.clone()),
+            Auth::Login { .. } => {
+                if let Some(access) = self.session.lock().expect("session lock").access.clone() {
+                    return Ok(access);
+                }
+                self.login().await
+            }
+        }
+    }
+
+    async fn login(&self) -> Result<Secret, RemoteError> {
+        let Auth::Login { email, password } = &self.auth else {
+            unreachable!("login is only used with email and password")
+        };
+        let body = json!({ "email": email, "password": password.expose(), "mode": "json" });
+        self.session_request("/auth/login", &body).await
+    }
+
+    async fn refresh(&self) -> Result<Secret, RemoteError> {
+        let refresh = self.session.lock().expect("session lock").refresh.clone();
+        match refresh {
+            Some(token) => {
+                let body = json!({ "refresh_token": token.expose(), "mode": "json" });
+                match self.session_request("/auth/refresh", &body).await {
+                    Ok(access) => Ok(access),
+                    // A refresh token can expire too (7 days by default): log in again.
+                    Err(e) if e.kind == RemoteErrorKind::Auth => self.login().await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => self.login().await,
+        }
+    }
+
+    /// Posts to an auth endpoint and keeps the (rotated) tokens it returns.
+    async fn session_request(&self, path: &str, body: &Value) -> Result<Secret, RemoteError> {
+        let response = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| RemoteError::new(RemoteErrorKind::Unreachable, transport_message(e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RemoteError::new(RemoteErrorKind::Unreachable, transport_message(e)))?;
+        if !status.is_success() {
+            return Err(classify(status, &bytes, &Method::POST, path));
+        }
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let token = |name: &str| parsed["data"][name].as_str().map(Secret::new);
+        let (Some(access), refresh) = (token("access_token"), token("refresh_token")) else {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Protocol,
+                format!("POST {path}: no access_token in the response"),
+            ));
+        };
+        let mut session = self.session.lock().expect("session lock");
+        session.access = Some(access.clone());
+        session.refresh = refresh;
+        Ok(access)
+    }
+
+    /// `GET /server/info`, authenticated.
+    pub async fn server_info(&self) -> Result<Value, RemoteError> {
+        self.request(Method::GET, "/server/info", &[], None, None).await
+    }
+
+    /// `GET /fields/:collection`.
+    pub async fn fields(&self, collection: &str) -> Result<Value, RemoteError> {
+        self.request(Method::GET, &format!("/fields/{collection}"), &[], None, None).await
+    }
+
+    /// `GET /collections/:collection`.
+    pub async fn collection_info(&self, collection: &str) -> Result<Value, RemoteError> {
+        self.request(Method::GET, &format!("/collections/{collection}"), &[], None, None).await
+    }
+}
+
+fn items_path(collection: &str) -> String {
+    format!("/items/{collection}")
+}
+
+fn data_rows(body: Value) -> Vec<Value> {
+    match body {
+        Value::Object(mut o) => match o.remove("data") {
+            Some(Value::Array(rows)) => rows,
+            Some(Value::Null) | None => Vec::new(),
+            Some(row) => vec![row],
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn list_params(query: &ListQuery) -> Vec<(&'static str, String)> {
+    vec![
+        ("filter", query.filter.to_string()),
+        ("sort", query.sort.join(",")),
+        ("fields", query.fields.join(",")),
+        ("limit", query.limit.to_string()),
+        ("offset", query.offset.to_string()),
+    ]
+}
+
+impl Remote for DirectusClient {
+    async fn list(&self, collection: &str, query: &ListQuery) -> Result<RawPage, EngineError> {
+        let answer = self
+            .send(Method::GET, &items_path(collection), &list_params(query), None, None)
+            .await?;
+        Ok(RawPage {
+            rows: data_rows(answer.body),
+            server_date: answer.date,
+        })
+    }
+
+    async fn create(
+        &self,
+        collection: &str,
+        rows: Vec<Value>,
+        fields: &[String],
+        idempotency_key: &str,
+    ) -> Result<Vec<Value>, EngineError> {
+        let body = Value::Array(rows);
+        let query = [("fields", fields.join(","))];
+        let answer = self
+            .request(Method::POST, &items_path(collection), &query, Some(&body), Some(idempotency_key))
+            .await?;
+        Ok(data_rows(answer))
+    }
+
+    async fn update_where(
+        &self,
+        collection: &str,
+        filter: Value,
+        data: Value,
+        fields: &[String],
+        idempotency_key: &str,
+    ) -> Result<Vec<Value>, EngineError> {
+        // Without "limit": -1 an update by query touches at most 100 rows.
+        let body = json!({ "query": { "filter": filter, "limit": -1 }, "data": data });
+        let query = [("fields", fields.join(","))];
+        let answer = self
+            .request(Method::PATCH, &items_path(collection), &query, Some(&body), Some(idempotency_key))
+            .await?;
+        Ok(data_rows(answer))
+    }
+
+    async fn delete_where(
+        &self,
+        collection: &str,
+        filter: Value,
+        idempotency_key: &str,
+    ) -> Result<(), EngineError> {
+        let body = json!({ "query": { "filter": filter, "limit": -1 } });
+        self.request(Method::DELETE, &items_path(collection), &[], Some(&body), Some(idempotency_key))
+            .await?;
+        Ok(())
+    }
+
+    async fn deletes_after(
+        &self,
+        collection: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DeleteActivity>, EngineError> {
+        let filter = json!({ "_and": [
+            { "collection": { "_eq": collection } },
+            { "action": { "_eq": "delete" } },
+            { "id": { "_gt": after } },
+        ]});
+        let query = [
+            ("filter", filter.to_string()),
+            ("sort", "id".to_owned()),
+            ("fields", "id,item,timestamp".to_owned()),
+            ("limit", limit.to_string()),
+        ];
+        let body = self.request(Method::GET, "/activity", &query, None, None).await?;
+        data_rows(body)
+            .into_iter()
+            .map(|raw| {
+                let id = raw["id"].as_i64();
+                let key = engine::model::key_from_json(&raw["item"]);
+                match (id, key) {
+                    (Some(id), Some(key)) => Ok(DeleteActivity {
+                        id,
+                        key,
+                        at: raw["timestamp"].as_str().and_then(Stamp::parse),
+                    }),
+                    _ => Err(EngineError::Remote(RemoteError::new(
+                        RemoteErrorKind::Protocol,
+                        format!("activity entry without id or item: {raw}"),
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    async fn latest_activity(&self, collection: &str) -> Result<Option<i64>, EngineError> {
+        let query = [
+            ("filter", json!({ "collection": { "_eq": collection } }).to_string()),
+            ("sort", "-id".to_owned()),
+            ("fields", "id".to_owned()),
+            ("limit", "1".to_owned()),
+        ];
+        let body = self.request(Method::GET, "/activity", &query, None, None).await?;
+        Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
+    }
+
+    fn clock_skew(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Maps an error response to a classified [`RemoteError`] using Directus's `extensions.code`.
+fn classify(status: StatusCode, body: &[u8], method: &Method, path: &str) -> RemoteError {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let first = &parsed["errors"][0];
+    let code = first["extensions"]["code"].as_str().map(str::to_owned);
+    let server_message = first["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let kind = match (status.as_u16(), code.as_deref()) {
+        (_, Some("RECORD_NOT_UNIQUE")) => RemoteErrorKind::NotUnique,
+        (_, Some("TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_TOKEN")) | (401, _) => {
+            RemoteErrorKind::Auth
+        }
+        (429 | 500..=599, _) | (_, Some("REQUESTS_EXCEEDED" | "SERVICE_UNAVAILABLE")) => {
+            RemoteErrorKind::Unavailable
+        }
+        (403, _) => RemoteErrorKind::Forbidden,
+        (400..=499, _) => RemoteErrorKind::Rejected,
+        _ => RemoteErrorKind::Protocol,
+    };
+    RemoteError {
+        kind,
+        status: Some(status.as_u16()),
+        code,
+        message: format!("{method} {path}: {} {server_message}", status.as_u16()),
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    if let Ok(seconds) = text.trim().parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A transport error without the URL's query string (it may carry an access token).
+fn transport_message(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_directus_error_codes() {
+        let body = br#"{"errors":[{"message":"Value for field \"id\" in collection \"a\" has to be unique.","extensions":{"code":"RECORD_NOT_UNIQUE"}}]}"#;
+        let e = classify(StatusCode::BAD_REQUEST, body, &Method::POST, "/items/a");
+        assert_eq!(e.kind, RemoteErrorKind::NotUnique);
+        assert_eq!(e.code.as_deref(), Some("RECORD_NOT_UNIQUE"));
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, b"", &Method::GET, "/items/a");
+        assert!(e.kind.is_transient());
+        let e = classify(StatusCode::FORBIDDEN, b"{}", &Method::GET, "/items/a");
+        assert_eq!(e.kind, RemoteErrorKind::Forbidden);
+        let e = classify(StatusCode::BAD_REQUEST, br#"{"errors":[{"message":"x","extensions":{"code":"INVALID_PAYLOAD"}}]}"#, &Method::POST, "/items/a");
+        assert_eq!(e.kind, RemoteErrorKind::Rejected);
+        assert!(e.to_string().contains("INVALID_PAYLOAD"));
+    }
+
+    #[test]
+    fn reads_retry_after_in_seconds_including_zero() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "0".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+}

@@ -1,0 +1,374 @@
+//! Statement building shared by the store: quoting, placeholders, type mapping, triggers.
+//!
+//! Owns the SQL text for SQLite and PostgreSQL. It must not execute anything; `store` does.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use engine::{Row, SyncStatus};
+use schema::{CollectionConfig, FieldType, KeyType};
+use sea_orm::{DbBackend, Statement, Value as SqlValue};
+use serde_json::Value;
+
+/// Quotes an identifier (names are validated by the schema crate; quoting is still applied).
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQL statement under construction with backend-correct placeholders.
+#[derive(Debug)]
+pub struct Sql {
+    backend: DbBackend,
+    text: String,
+    values: Vec<SqlValue>,
+}
+
+impl Sql {
+    pub fn new(backend: DbBackend) -> Sql {
+        Sql {
+            backend,
+            text: String::new(),
+            values: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    pub fn bind(&mut self, value: SqlValue) -> &mut Sql {
+        self.values.push(value);
+        match self.backend {
+            DbBackend::Postgres => {
+                let n = self.values.len();
+                self.text.push_str(&format!("${n}"));
+            }
+            _ => self.text.push('?'),
+        }
+        self
+    }
+
+    /// `a IS ?` on SQLite, `a IS NOT DISTINCT FROM ?` on PostgreSQL: equality that matches NULL.
+    pub fn null_safe_eq(&mut self, column: &str, value: SqlValue) -> &mut Sql {
+        let op = match self.backend {
+            DbBackend::Postgres => " IS NOT DISTINCT FROM ",
+            _ => " IS ",
+        };
+        self.push(&ident(column)).push(op).bind(value)
+    }
+
+    pub fn bound(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn build(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+}
+
+/// The sync columns every collection table carries, after the synced fields.
+pub const STATUS: &str = "_sync_status";
+pub const REV: &str = "_sync_rev";
+pub const CHANGE_KEY: &str = "_sync_key";
+pub const CHANGED_AT: &str = "_sync_changed_at";
+pub const ERROR: &str = "_sync_error";
+
+/// Column type of a field.
+pub fn column_type(backend: DbBackend, kind: FieldType) -> &'static str {
+    match (backend, kind) {
+        (DbBackend::Postgres, FieldType::String | FieldType::Text) => "text",
+        (DbBackend::Postgres, FieldType::Integer) => "bigint",
+        (DbBackend::Postgres, FieldType::Float) => "double precision",
+        (DbBackend::Postgres, FieldType::Boolean) => "boolean",
+        (DbBackend::Postgres, FieldType::Json) => "jsonb",
+        (DbBackend::Postgres, FieldType::Uuid) => "uuid",
+        (DbBackend::Postgres, FieldType::Timestamp) => "timestamptz",
+        (_, FieldType::Integer) => "INTEGER",
+        (_, FieldType::Float) => "REAL",
+        (_, FieldType::Boolean) => "BOOLEAN",
+        (_, _) => "TEXT",
+    }
+}
+
+pub fn key_column_type(backend: DbBackend, key: KeyType) -> &'static str {
+    match (backend, key) {
+        (_, KeyType::Integer) => column_type(backend, FieldType::Integer),
+        (DbBackend::Postgres, KeyType::Uuid) => "uuid",
+        _ => column_type(backend, FieldType::String),
+    }
+}
+
+pub fn key_kind(key: KeyType) -> FieldType {
+    match key {
+        KeyType::Integer => FieldType::Integer,
+        KeyType::Uuid => FieldType::Uuid,
+        KeyType::String => FieldType::String,
+    }
+}
+
+/// `CREATE TABLE` for a collection.
+pub fn create_table(backend: DbBackend, c: &CollectionConfig) -> String {
+    let pg = backend == DbBackend::Postgres;
+    let mut columns = vec![format!(
+        "{} {} PRIMARY KEY NOT NULL",
+        ident(&c.primary_key),
+        key_column_type(backend, c.key_type)
+    )];
+    for f in &c.fields {
+        columns.push(format!("{} {}", ident(&f.name), column_type(backend, f.kind)));
+    }
+    columns.push(format!("{} {}", ident(&c.cursor), column_type(backend, FieldType::Timestamp)));
+    let statuses = SyncStatus::ALL
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    columns.push(format!(
+        "{STATUS} TEXT NOT NULL DEFAULT 'created' CHECK ({STATUS} IN ({statuses}))"
+    ));
+    columns.push(format!("{REV} BIGINT NOT NULL DEFAULT 0"));
+    if pg {
+        columns.push(format!("{CHANGE_KEY} TEXT DEFAULT gen_random_uuid()::text"));
+        columns.push(format!("{CHANGED_AT} timestamptz DEFAULT now()"));
+    } else {
+        columns.push(format!("{CHANGE_KEY} TEXT DEFAULT ({})", sqlite_new_key()));
+        columns.push(format!("{CHANGED_AT} TEXT DEFAULT ({})", sqlite_now()));
+    }
+    columns.push(format!("{ERROR} TEXT"));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        ident(&c.table),
+        columns.join(", ")
+    )
+}
+
+/// An index on pending rows only, so finding local changes costs what they number.
+pub fn create_pending_index(c: &CollectionConfig) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {STATUS} <> 'synced'",
+        ident(&format!("{}__sync_pending", c.table)),
+        ident(&c.table),
+        ident(&c.primary_key)
+    )
+}
+
+fn sqlite_new_key() -> &'static str {
+    "lower(hex(randomblob(16)))"
+}
+
+fn sqlite_now() -> &'static str {
+    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+}
+
+/// The status an application write leaves: a never-pushed row stays created, a synced row
+/// that was written without a status becomes updated, anything else is as written.
+fn next_status_case() -> String {
+    format!(
+        "CASE WHEN OLD.{STATUS} = 'created' AND NEW.{STATUS} IN ('synced', 'updated') THEN 'created' \
+         WHEN NEW.{STATUS} = 'synced' THEN 'updated' ELSE NEW.{STATUS} END"
+    )
+}
+
+fn trigger_name(c: &CollectionConfig) -> String {
+    ident(&format!("{}__sync_local_write", c.table))
+}
+
+/// Statements that (re)create the trigger that keeps the bookkeeping of application writes:
+/// an update that does not itself bump `_sync_rev` is an application write, so the trigger
+/// bumps the revision, issues a new change key, stamps the change time, clears a
+/// quarantine error, fixes the status, and keeps the synced version as the base snapshot.
+pub fn local_write_trigger(backend: DbBackend, c: &CollectionConfig) -> Vec<String> {
+    let table = ident(&c.table);
+    let pk = ident(&c.primary_key);
+    let collection = c.name.replace('\'', "''");
+    match backend {
+        DbBackend::Postgres => {
+            let function = ident(&format!("_deltasync_write_{}", c.table));
+            let snapshot = c
+                .fields
+                .iter()
+                .map(|f| format!("'{}', OLD.{}", f.name, ident(&f.name)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                format!(
+                    "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+  IF NEW.{REV} = OLD.{REV} THEN
+    IF OLD.{STATUS} = 'synced' THEN
+      INSERT INTO \"_deltasync_base\" (collection, key, data)
+        VALUES ('{collection}', OLD.{pk}::text, jsonb_build_object({snapshot})::text)
+        ON CONFLICT (collection, key) DO UPDATE SET data = EXCLUDED.data;
+    END IF;
+    NEW.{STATUS} := {status};
+    NEW.{REV} := OLD.{REV} + 1;
+    NEW.{CHANGE_KEY} := gen_random_uuid()::text;
+    NEW.{CHANGED_AT} := now();
+    NEW.{ERROR} := NULL;
+  END IF;
+  RETURN NEW;
+END
+$body$",
+                    status = next_status_case()
+                ),
+                format!("DROP TRIGGER IF EXISTS {} ON {table}", trigger_name(c)),
+                format!(
+                    "CREATE TRIGGER {} BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()",
+                    trigger_name(c)
+                ),
+            ]
+        }
+        _ => {
+            let snapshot = c
+                .fields
+                .iter()
+                .map(|f| format!("'{}', OLD.{}", f.name, ident(&f.name)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                format!("DROP TRIGGER IF EXISTS {}", trigger_name(c)),
+                format!(
+                    "CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN NEW.{REV} = OLD.{REV}
+BEGIN
+  INSERT OR REPLACE INTO \"_deltasync_base\" (collection, key, data)
+    SELECT '{collection}', OLD.{pk}, json_object({snapshot}) WHERE OLD.{STATUS} = 'synced';
+  UPDATE {table} SET {STATUS} = {status}, {REV} = OLD.{REV} + 1,
+    {CHANGE_KEY} = {key}, {CHANGED_AT} = {now}, {ERROR} = NULL
+  WHERE {pk} = NEW.{pk};
+END",
+                    name = trigger_name(c),
+                    status = next_status_case(),
+                    key = sqlite_new_key(),
+                    now = sqlite_now(),
+                ),
+            ]
+        }
+    }
+}
+
+/// Converts a JSON value to the SQL value stored for a field of type `kind`.
+pub fn to_sql(backend: DbBackend, kind: FieldType, value: &Value) -> Result<SqlValue, String> {
+    let pg = backend == DbBackend::Postgres;
+    let null = || match (pg, kind) {
+        (_, FieldType::Integer) => SqlValue::BigInt(None),
+        (_, FieldType::Float) => SqlValue::Double(None),
+        (_, FieldType::Boolean) => SqlValue::Bool(None),
+        (true, FieldType::Json) => SqlValue::Json(None),
+        (true, FieldType::Uuid) => SqlValue::Uuid(None),
+        (true, FieldType::Timestamp) => SqlValue::ChronoDateTimeUtc(None),
+        _ => SqlValue::String(None),
+    };
+    if value.is_null() {
+        return Ok(null());
+    }
+    engine::decode::check_value(kind, value)?;
+    Ok(match (pg, kind) {
+        (_, FieldType::Integer) => SqlValue::BigInt(value.as_i64()),
+        (_, FieldType::Float) => SqlValue::Double(value.as_f64()),
+        (_, FieldType::Boolean) => SqlValue::Bool(value.as_bool()),
+        (true, FieldType::Json) => SqlValue::Json(Some(Box::new(value.clone()))),
+        (false, FieldType::Json) => SqlValue::String(Some(value.to_string())),
+        (true, FieldType::Uuid) => SqlValue::Uuid(value.as_str().and_then(|s| s.parse().ok())),
+        (true, FieldType::Timestamp) => SqlValue::ChronoDateTimeUtc(parse_time(value)),
+        (false, FieldType::Timestamp) => {
+            SqlValue::String(parse_time(value).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)))
+        }
+        _ => SqlValue::String(value.as_str().map(str::to_owned)),
+    })
+}
+
+fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
+    value
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Reads column `index` of a result row as the JSON value of a field of type `kind`.
+pub fn from_sql(
+    backend: DbBackend,
+    row: &sea_orm::QueryResult,
+    index: usize,
+    kind: FieldType,
+) -> Result<Value, sea_orm::DbErr> {
+    let pg = backend == DbBackend::Postgres;
+    Ok(match (pg, kind) {
+        (_, FieldType::Integer) => row.try_get_by_index::<Option<i64>>(index)?.map_or(Value::Null, Value::from),
+        (_, FieldType::Float) => row.try_get_by_index::<Option<f64>>(index)?.map_or(Value::Null, Value::from),
+        (_, FieldType::Boolean) => row.try_get_by_index::<Option<bool>>(index)?.map_or(Value::Null, Value::from),
+        (true, FieldType::Json) => row.try_get_by_index::<Option<Value>>(index)?.unwrap_or(Value::Null),
+        (true, FieldType::Uuid) => row
+            .try_get_by_index::<Option<uuid::Uuid>>(index)?
+            .map_or(Value::Null, |u| Value::from(u.to_string())),
+        (true, FieldType::Timestamp) => row
+            .try_get_by_index::<Option<DateTime<Utc>>>(index)?
+            .map_or(Value::Null, |t| Value::from(t.to_rfc3339_opts(SecondsFormat::Millis, true))),
+        (false, FieldType::Json) => row
+            .try_get_by_index::<Option<String>>(index)?
+            .map_or(Value::Null, |s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
+        _ => row.try_get_by_index::<Option<String>>(index)?.map_or(Value::Null, Value::from),
+    })
+}
+
+/// Normalizes a base snapshot written by a trigger (SQLite stores booleans as 0/1 and JSON
+/// fields as text) into the types of the configured fields.
+pub fn normalize_snapshot(c: &CollectionConfig, snapshot: Value) -> Row {
+    let mut object = match snapshot {
+        Value::Object(o) => o,
+        _ => Row::new(),
+    };
+    let mut row = Row::new();
+    for f in &c.fields {
+        let value = object.remove(&f.name).unwrap_or(Value::Null);
+        let value = match (f.kind, value) {
+            (FieldType::Boolean, Value::Number(n)) => Value::Bool(n.as_i64() != Some(0)),
+            (FieldType::Json, Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+            (FieldType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(&s)
+                .map(|t| Value::from(t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Millis, true)))
+                .unwrap_or(Value::String(s)),
+            (_, v) => v,
+        };
+        row.insert(f.name.clone(), value);
+    }
+    row
+}
+
+/// How many rows fit in one multi-row statement within the backend's bind-parameter limit.
+pub fn rows_per_statement(backend: DbBackend, columns: usize) -> usize {
+    let limit = match backend {
+        DbBackend::Postgres => 65_535,
+        _ => 32_766,
+    };
+    (limit / columns.max(1)).clamp(1, 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_follow_the_backend() {
+        let mut q = Sql::new(DbBackend::Postgres);
+        q.push("SELECT ").bind(SqlValue::from(1)).push(", ").bind(SqlValue::from(2));
+        assert_eq!(q.build().sql, "SELECT $1, $2");
+        let mut q = Sql::new(DbBackend::Sqlite);
+        q.push("SELECT ").bind(SqlValue::from(1));
+        assert_eq!(q.build().sql, "SELECT ?");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn bind_limits() {
+        assert_eq!(rows_per_statement(DbBackend::Sqlite, 10), 1_000);
+        assert_eq!(rows_per_statement(DbBackend::Sqlite, 100), 327);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_expected_type() {
+        let err = to_sql(DbBackend::Sqlite, FieldType::Integer, &Value::from("x")).unwrap_err();
+        assert!(err.contains("expected integer"), "{err}");
+    }
+}

@@ -1,0 +1,681 @@
+//! The local store on SQLite or PostgreSQL through sea-orm, as the engine's [`Store`].
+//!
+//! Owns connections, transactions, collection tables and the engine's tables. Every batch of
+//! engine changes is one transaction, checkpoint included. It must not decide anything about
+//! sync: it carries out [`RowOp`]s with the guards they name.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use engine::conflict::{ConflictKind, Resolution};
+use engine::ports::{
+    Changes, Checkpoint, CollectionStatus, ConflictRecord, Guard, LocalWrite, RowOp, RunRecord,
+    Store,
+};
+use engine::{Key, LocalRow, RemoteRow, Row, Stamp, StoreError, SyncStatus};
+use migrations::Migrator;
+use schema::{CollectionConfig, Config};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, QueryResult,
+    TransactionTrait, Value as SqlValue,
+};
+use migrations::MigratorTrait;
+use serde_json::Value;
+
+use crate::sql::{self, CHANGE_KEY, CHANGED_AT, ERROR, REV, STATUS, Sql, ident};
+
+/// A SQLite or PostgreSQL database holding collection tables and the engine's tables.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+}
+
+type Result<T, E = engine::Error> = std::result::Result<T, E>;
+
+fn db_err(context: impl std::fmt::Display) -> impl FnOnce(sea_orm::DbErr) -> engine::Error {
+    move |e| {
+        engine::Error::Store(StoreError {
+            message: format!("{context}: {e}"),
+            source: Some(Box::new(e)),
+        })
+    }
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://...`). SQLite files
+    /// are created when missing and run in WAL mode.
+    pub async fn connect(url: &str) -> Result<SqlStore, crate::Error> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .max_connections(if url.starts_with("sqlite") { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(30))
+            .map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+            });
+        if url.contains(":memory:") {
+            // Each in-memory connection is its own database: keep exactly one.
+            options.max_connections(1).min_connections(1);
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| crate::Error::Connect {
+                url: redact_url(url),
+                message: e.to_string(),
+            })?;
+        Ok(SqlStore { db })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    async fn existing_columns(&self, table: &str) -> Result<Vec<String>> {
+        let stmt = match self.backend() {
+            DbBackend::Postgres => {
+                let mut q = Sql::new(DbBackend::Postgres);
+                q.push("SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ")
+                    .bind(SqlValue::from(table));
+                q.build()
+            }
+            _ => {
+                let mut q = Sql::new(DbBackend::Sqlite);
+                q.push("SELECT name FROM pragma_table_info(").bind(SqlValue::from(table)).push(")");
+                q.build()
+            }
+        };
+        let rows = self.db.query_all_raw(stmt).await.map_err(db_err(format!("reading columns of {table}")))?;
+        rows.iter()
+            .map(|r| r.try_get_by_index::<String>(0).map_err(db_err("reading a column name")))
+            .collect()
+    }
+
+    /// Creates the collection table, or adds the fields it lacks. Rows synced before a field
+    /// was added lose their base stamp so that the next pull rewrites them with the field.
+    async fn prepare_collection(&self, c: &CollectionConfig) -> Result<()> {
+        let backend = self.backend();
+        let existing = self.existing_columns(&c.table).await?;
+        if existing.is_empty() {
+            self.exec(&sql::create_table(backend, c), &c.table).await?;
+        } else {
+            let missing: Vec<_> = c.fields.iter().filter(|f| !existing.contains(&f.name)).collect();
+            for f in &missing {
+                let alter = format!(
+                    "ALTER TABLE {} ADD COLUMN {} {}",
+                    ident(&c.table),
+                    ident(&f.name),
+                    sql::column_type(backend, f.kind)
+                );
+                self.exec(&alter, &c.table).await?;
+            }
+            if !missing.is_empty() {
+                tracing::info!(collection = %c.name, added = missing.len(), "new fields: synced rows will be pulled again");
+                let reset = format!(
+                    "UPDATE {} SET {} = NULL, {REV} = {REV} + 1 WHERE {STATUS} = 'synced'",
+                    ident(&c.table),
+                    ident(&c.cursor)
+                );
+                self.exec(&reset, &c.table).await?;
+                let mut q = Sql::new(backend);
+                q.push("DELETE FROM \"_deltasync_checkpoint\" WHERE collection = ").bind(SqlValue::from(c.name.as_str()));
+                self.db.execute_raw(q.build()).await.map_err(db_err("resetting the checkpoint"))?;
+            }
+        }
+        self.exec(&sql::create_pending_index(c), &c.table).await?;
+        for statement in sql::local_write_trigger(backend, c) {
+            self.exec(&statement, &c.table).await?;
+        }
+        Ok(())
+    }
+
+    async fn exec(&self, statement: &str, table: &str) -> Result<()> {
+        self.db
+            .execute_unprepared(statement)
+            .await
+            .map_err(db_err(format!("preparing table {table}")))?;
+        Ok(())
+    }
+
+    /// The columns read for a local row, in order: key, fields, cursor, sync columns.
+    fn select_list(c: &CollectionConfig) -> String {
+        let mut columns = vec![ident(&c.primary_key)];
+        columns.extend(c.fields.iter().map(|f| ident(&f.name)));
+        columns.push(ident(&c.cursor));
+        for s in [STATUS, REV, CHANGE_KEY, CHANGED_AT, ERROR] {
+            columns.push(s.to_owned());
+        }
+        columns.join(", ")
+    }
+
+    fn decode_local(&self, c: &CollectionConfig, row: &QueryResult) -> Result<LocalRow> {
+        let backend = self.backend();
+        let key_value = sql::from_sql(backend, row, 0, sql::key_kind(c.key_type))
+            .map_err(db_err(format!("collection {}: reading a primary key", c.name)))?;
+        let key = engine::model::key_from_json(&key_value).unwrap_or_default();
+        let mut data = Row::new();
+        for (i, f) in c.fields.iter().enumerate() {
+            let value = sql::from_sql(backend, row, i + 1, f.kind).map_err(|e| {
+                engine::Error::Store(StoreError::new(format!(
+                    "collection {}, key {key}, field {}: the local value is not a valid {}: {e}",
+                    c.name,
+                    f.name,
+                    f.kind.as_str()
+                )))
+            })?;
+            data.insert(f.name.clone(), value);
+        }
+        let at = c.fields.len() + 1;
+        let cursor = sql::from_sql(backend, row, at, schema::FieldType::Timestamp)
+            .map_err(db_err(format!("collection {}, key {key}: reading {}", c.name, c.cursor)))?;
+        let status_text: String = row.try_get_by_index(at + 1).map_err(db_err("reading _sync_status"))?;
+        let status = SyncStatus::parse(&status_text).ok_or_else(|| {
+            engine::Error::Store(StoreError::new(format!(
+                "collection {}, key {key}: unknown _sync_status {status_text:?}",
+                c.name
+            )))
+        })?;
+        let changed_at = sql::from_sql(backend, row, at + 4, schema::FieldType::Timestamp)
+            .map_err(db_err("reading _sync_changed_at"))?;
+        Ok(LocalRow {
+            key,
+            status,
+            rev: row.try_get_by_index(at + 2).map_err(db_err("reading _sync_rev"))?,
+            base: cursor.as_str().and_then(Stamp::parse),
+            change_key: row.try_get_by_index(at + 3).map_err(db_err("reading _sync_key"))?,
+            changed_at: changed_at.as_str().and_then(Stamp::parse).map(|s| s.0),
+            error: row.try_get_by_index(at + 5).map_err(db_err("reading _sync_error"))?,
+            data,
+        })
+    }
+
+    fn key_value(&self, c: &CollectionConfig, key: &Key) -> SqlValue {
+        let json = engine::model::key_to_json(key, c.key_type);
+        sql::to_sql(self.backend(), sql::key_kind(c.key_type), &json)
+            .unwrap_or_else(|_| SqlValue::String(Some(key.clone())))
+    }
+
+    fn stamp_value(&self, stamp: Option<Stamp>) -> SqlValue {
+        match self.backend() {
+            DbBackend::Postgres => SqlValue::ChronoDateTimeUtc(stamp.map(|s| s.0)),
+            _ => SqlValue::String(stamp.map(Stamp::to_wire)),
+        }
+    }
+
+    fn field_value(&self, c: &CollectionConfig, key: &Key, field: &schema::FieldConfig, data: &Row) -> Result<SqlValue> {
+        let value = data.get(&field.name).unwrap_or(&Value::Null);
+        sql::to_sql(self.backend(), field.kind, value).map_err(|message| {
+            engine::Error::Store(StoreError::new(format!(
+                "collection {}, key {key}, field {}: {message}",
+                c.name, field.name
+            )))
+        })
+    }
+
+    /// Multi-row upsert of pulled rows; rows with a pending local change are left alone.
+    async fn upsert_pulled(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        rows: &[RemoteRow],
+    ) -> Result<()> {
+        let backend = self.backend();
+        let mut columns = vec![ident(&c.primary_key)];
+        columns.extend(c.fields.iter().map(|f| ident(&f.name)));
+        columns.push(ident(&c.cursor));
+        columns.extend([STATUS, CHANGE_KEY, CHANGED_AT].map(str::to_owned));
+        let per_statement = sql::rows_per_statement(backend, columns.len());
+        let updates = c
+            .fields
+            .iter()
+            .map(|f| ident(&f.name))
+            .chain([ident(&c.cursor)])
+            .map(|col| format!("{col} = excluded.{col}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = ident(&c.table);
+        for chunk in rows.chunks(per_statement) {
+            let mut q = Sql::new(backend);
+            q.push(&format!("INSERT INTO {table} ({}) VALUES ", columns.join(", ")));
+            for (i, row) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                q.bind(self.key_value(c, &row.key));
+                for f in &c.fields {
+                    q.push(", ").bind(self.field_value(c, &row.key, f, &row.data)?);
+                }
+                q.push(", ").bind(self.stamp_value(Some(row.stamp)));
+                q.push(", 'synced', NULL, NULL)");
+            }
+            q.push(&format!(
+                " ON CONFLICT ({pk}) DO UPDATE SET {updates}, {REV} = {table}.{REV} + 1 WHERE {table}.{STATUS} = 'synced'",
+                pk = ident(&c.primary_key)
+            ));
+            tx.execute_raw(q.build()).await.map_err(db_err(format!("writing pulled rows of {}", c.name)))?;
+        }
+        Ok(())
+    }
+
+    async fn apply_op(&self, tx: &impl ConnectionTrait, c: &CollectionConfig, op: &RowOp) -> Result<bool> {
+        let backend = self.backend();
+        let table = ident(&c.table);
+        let pk = ident(&c.primary_key);
+        let run = async |q: Sql| -> Result<bool> {
+            let done = tx.execute_raw(q.build()).await.map_err(db_err(format!("updating {}", c.name)))?;
+            Ok(done.rows_affected() > 0)
+        };
+        match op {
+            RowOp::Pull(row) => {
+                self.upsert_pulled(tx, c, std::slice::from_ref(row)).await?;
+                Ok(true)
+            }
+            RowOp::Settle { key, change_key, stamp, data } => {
+                let mut q = Sql::new(backend);
+                q.push(&format!("UPDATE {table} SET {STATUS} = 'synced', {CHANGE_KEY} = NULL, {ERROR} = NULL, {REV} = {REV} + 1, "));
+                if let Some(data) = data {
+                    for f in &c.fields {
+                        q.push(&ident(&f.name)).push(" = ").bind(self.field_value(c, key, f, data)?).push(", ");
+                    }
+                }
+                q.push(&ident(&c.cursor)).push(" = ").bind(self.stamp_value(Some(*stamp)));
+                q.push(&format!(" WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
+                if run(q).await? {
+                    self.forget_base(tx, c, key).await?;
+                    return Ok(true);
+                }
+                // Changed again while it was pushed: the new change stays pending on the
+                // server's new version.
+                let mut q = Sql::new(backend);
+                q.push(&format!("UPDATE {table} SET {REV} = {REV} + 1, "))
+                    .push(&ident(&c.cursor))
+                    .push(" = ")
+                    .bind(self.stamp_value(Some(*stamp)))
+                    .push(&format!(" WHERE {pk} = "))
+                    .bind(self.key_value(c, key));
+                run(q).await
+            }
+            RowOp::Remove { key, guard } => {
+                let mut q = Sql::new(backend);
+                q.push(&format!("DELETE FROM {table} WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                match guard {
+                    Guard::IfSynced => q.push(&format!("{STATUS} = 'synced'")),
+                    Guard::IfUnchanged(k) => q.null_safe_eq(CHANGE_KEY, SqlValue::String(k.clone())),
+                };
+                let removed = run(q).await?;
+                if removed {
+                    self.forget_base(tx, c, key).await?;
+                }
+                Ok(removed)
+            }
+            RowOp::Mark { key, change_key, status, base } => {
+                let mut q = Sql::new(backend);
+                q.push(&format!("UPDATE {table} SET {STATUS} = ")).bind(SqlValue::from(status.as_str()));
+                q.push(&format!(", {ERROR} = NULL, {REV} = {REV} + 1"));
+                if let Some(base) = base {
+                    q.push(", ").push(&ident(&c.cursor)).push(" = ").bind(self.stamp_value(*base));
+                }
+                q.push(&format!(" WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
+                run(q).await
+            }
+            RowOp::Quarantine { key, change_key, error } => {
+                let mut q = Sql::new(backend);
+                q.push(&format!("UPDATE {table} SET {ERROR} = ")).bind(SqlValue::from(error.as_str()));
+                q.push(&format!(", {REV} = {REV} + 1 WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
+                run(q).await
+            }
+        }
+    }
+
+    async fn forget_base(&self, tx: &impl ConnectionTrait, c: &CollectionConfig, key: &Key) -> Result<()> {
+        let mut q = Sql::new(self.backend());
+        q.push("DELETE FROM \"_deltasync_base\" WHERE collection = ")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(" AND key = ")
+            .bind(SqlValue::from(key.as_str()));
+        tx.execute_raw(q.build()).await.map_err(db_err("clearing a base snapshot"))?;
+        Ok(())
+    }
+
+    async fn insert_record(&self, tx: &impl ConnectionTrait, r: &ConflictRecord) -> Result<()> {
+        let json = |v: &Option<Row>| SqlValue::String(v.as_ref().map(|r| Value::Object(r.clone()).to_string()));
+        let mut q = Sql::new(self.backend());
+        q.push("INSERT INTO \"_deltasync_conflict\" (collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, message, created_at, resolved_at) VALUES (");
+        q.bind(SqlValue::from(r.collection.as_str())).push(", ");
+        q.bind(SqlValue::from(r.key.as_str())).push(", ");
+        q.bind(SqlValue::from(r.kind.as_str())).push(", ");
+        q.bind(SqlValue::from(r.strategy.as_str())).push(", ");
+        q.bind(SqlValue::String(r.resolution.map(|x| x.as_str().to_owned()))).push(", ");
+        q.bind(json(&r.base)).push(", ");
+        q.bind(json(&r.local)).push(", ");
+        q.bind(json(&r.remote)).push(", ");
+        q.bind(SqlValue::String(r.remote_stamp.map(Stamp::to_wire))).push(", ");
+        q.bind(SqlValue::String(r.message.clone())).push(", ");
+        q.bind(SqlValue::from(time_text(r.created_at))).push(", ");
+        q.bind(SqlValue::String(r.resolved_at.map(time_text))).push(")");
+        tx.execute_raw(q.build()).await.map_err(db_err("recording a conflict"))?;
+        Ok(())
+    }
+
+    async fn save_checkpoint(&self, tx: &impl ConnectionTrait, collection: &str, cp: &Checkpoint) -> Result<()> {
+        let pull = serde_json::to_string(&cp.pull).expect("positions serialize");
+        let mut q = Sql::new(self.backend());
+        q.push("INSERT INTO \"_deltasync_checkpoint\" (collection, pull, delete_cursor, updated_at) VALUES (")
+            .bind(SqlValue::from(collection))
+            .push(", ")
+            .bind(SqlValue::from(pull))
+            .push(", ")
+            .bind(SqlValue::BigInt(cp.delete_cursor))
+            .push(", ")
+            .bind(SqlValue::from(time_text(Utc::now())))
+            .push(") ON CONFLICT (collection) DO UPDATE SET pull = excluded.pull, delete_cursor = excluded.delete_cursor, updated_at = excluded.updated_at");
+        tx.execute_raw(q.build()).await.map_err(db_err("saving the checkpoint"))?;
+        Ok(())
+    }
+
+    fn decode_record(row: &QueryResult) -> Result<ConflictRecord> {
+        let text = |i: usize| row.try_get_by_index::<Option<String>>(i).map_err(db_err("reading a conflict"));
+        let object = |i: usize| -> Result<Option<Row>> {
+            Ok(text(i)?.and_then(|s| serde_json::from_str::<Value>(&s).ok()).and_then(|v| match v {
+                Value::Object(o) => Some(o),
+                _ => None,
+            }))
+        };
+        let time = |s: Option<String>| s.and_then(|s| Stamp::parse(&s)).map(|s| s.0);
+        Ok(ConflictRecord {
+            id: row.try_get_by_index(0).map_err(db_err("reading a conflict id"))?,
+            collection: text(1)?.unwrap_or_default(),
+            key: text(2)?.unwrap_or_default(),
+            kind: text(3)?.as_deref().and_then(ConflictKind::parse).unwrap_or(ConflictKind::UpdateUpdate),
+            strategy: text(4)?.unwrap_or_default(),
+            resolution: match text(5)?.as_deref() {
+                Some("local") => Some(Resolution::KeepLocal),
+                Some("remote") => Some(Resolution::TakeRemote),
+                _ => None,
+            },
+            base: object(6)?,
+            local: object(7)?,
+            remote: object(8)?,
+            remote_stamp: text(9)?.as_deref().and_then(Stamp::parse),
+            message: text(10)?,
+            created_at: time(text(11)?).unwrap_or_default(),
+            resolved_at: time(text(12)?),
+        })
+    }
+}
+
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A database URL without its password.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, message, created_at, resolved_at";
+
+impl Store for SqlStore {
+    async fn prepare(&self, config: &Config) -> Result<()> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(db_err("creating the engine's tables"))?;
+        for c in &config.collections {
+            self.prepare_collection(c).await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&self, collection: &str) -> Result<Checkpoint> {
+        let mut q = Sql::new(self.backend());
+        q.push("SELECT pull, delete_cursor FROM \"_deltasync_checkpoint\" WHERE collection = ")
+            .bind(SqlValue::from(collection));
+        let row = self.db.query_one_raw(q.build()).await.map_err(db_err("reading the checkpoint"))?;
+        let Some(row) = row else {
+            return Ok(Checkpoint::default());
+        };
+        let pull: String = row.try_get_by_index(0).map_err(db_err("reading the checkpoint"))?;
+        Ok(Checkpoint {
+            pull: serde_json::from_str(&pull).map_err(|e| {
+                engine::Error::Store(StoreError::new(format!("checkpoint of {collection} is unreadable: {e}")))
+            })?,
+            delete_cursor: row.try_get_by_index(1).map_err(db_err("reading the checkpoint"))?,
+        })
+    }
+
+    async fn pending(&self, c: &CollectionConfig, after: Option<&Key>, limit: usize) -> Result<Vec<LocalRow>> {
+        let mut q = Sql::new(self.backend());
+        q.push(&format!(
+            "SELECT {} FROM {} WHERE {STATUS} IN ('created', 'updated', 'deleted') AND {ERROR} IS NULL",
+            Self::select_list(c),
+            ident(&c.table)
+        ));
+        if let Some(after) = after {
+            q.push(&format!(" AND {} > ", ident(&c.primary_key))).bind(self.key_value(c, after));
+        }
+        q.push(&format!(" ORDER BY {} LIMIT {limit}", ident(&c.primary_key)));
+        let rows = self.db.query_all_raw(q.build()).await.map_err(db_err(format!("reading changes of {}", c.name)))?;
+        rows.iter().map(|r| self.decode_local(c, r)).collect()
+    }
+
+    async fn rows(&self, c: &CollectionConfig, keys: &[Key]) -> Result<Vec<LocalRow>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1)) {
+            let mut q = Sql::new(self.backend());
+            q.push(&format!(
+                "SELECT {} FROM {} WHERE {} IN (",
+                Self::select_list(c),
+                ident(&c.table),
+                ident(&c.primary_key)
+            ));
+            for (i, key) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(self.key_value(c, key));
+            }
+            q.push(")");
+            let rows = self.db.query_all_raw(q.build()).await.map_err(db_err(format!("reading rows of {}", c.name)))?;
+            for r in &rows {
+                out.push(self.decode_local(c, r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn base(&self, c: &CollectionConfig, key: &Key) -> Result<Option<Row>> {
+        let mut q = Sql::new(self.backend());
+        q.push("SELECT data FROM \"_deltasync_base\" WHERE collection = ")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(" AND key = ")
+            .bind(SqlValue::from(key.as_str()));
+        let row = self.db.query_one_raw(q.build()).await.map_err(db_err("reading a base snapshot"))?;
+        let Some(row) = row else { return Ok(None) };
+        let text: String = row.try_get_by_index(0).map_err(db_err("reading a base snapshot"))?;
+        Ok(serde_json::from_str(&text).ok().map(|v| sql::normalize_snapshot(c, v)))
+    }
+
+    async fn apply(&self, c: &CollectionConfig, changes: Changes) -> Result<usize> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.db.begin().await.map_err(db_err("starting a transaction"))?;
+        let mut applied = 0;
+        // Pulled rows go in multi-row statements; the rest one by one, in order.
+        let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) =
+            changes.ops.iter().partition(|op| matches!(op, RowOp::Pull(_)));
+        let pulled: Vec<RemoteRow> = pulled
+            .into_iter()
+            .filter_map(|op| match op {
+                RowOp::Pull(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        if !pulled.is_empty() {
+            self.upsert_pulled(&tx, c, &pulled).await?;
+            applied += pulled.len();
+        }
+        for op in others {
+            applied += usize::from(self.apply_op(&tx, c, op).await?);
+        }
+        for record in &changes.records {
+            self.insert_record(&tx, record).await?;
+        }
+        for (id, resolution) in &changes.closes {
+            let mut q = Sql::new(self.backend());
+            q.push("UPDATE \"_deltasync_conflict\" SET resolution = ")
+                .bind(SqlValue::from(resolution.as_str()))
+                .push(", resolved_at = ")
+                .bind(SqlValue::from(time_text(Utc::now())))
+                .push(" WHERE id = ")
+                .bind(SqlValue::BigInt(Some(*id)));
+            tx.execute_raw(q.build()).await.map_err(db_err("closing a conflict"))?;
+        }
+        if let Some(cp) = &changes.checkpoint {
+            self.save_checkpoint(&tx, &c.name, cp).await?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(applied)
+    }
+
+    async fn conflicts(&self, open_only: bool) -> Result<Vec<ConflictRecord>> {
+        let filter = if open_only { " WHERE resolution IS NULL" } else { "" };
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM \"_deltasync_conflict\"{filter} ORDER BY id");
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(self.backend(), sql))
+            .await
+            .map_err(db_err("listing conflicts"))?;
+        rows.iter().map(Self::decode_record).collect()
+    }
+
+    async fn conflict(&self, id: i64) -> Result<Option<ConflictRecord>> {
+        let mut q = Sql::new(self.backend());
+        q.push(&format!("SELECT {RECORD_COLUMNS} FROM \"_deltasync_conflict\" WHERE id = "))
+            .bind(SqlValue::BigInt(Some(id)));
+        let row = self.db.query_one_raw(q.build()).await.map_err(db_err("reading a conflict"))?;
+        row.as_ref().map(Self::decode_record).transpose()
+    }
+
+    async fn status(&self, c: &CollectionConfig) -> Result<CollectionStatus> {
+        let sql = format!("SELECT {STATUS}, COUNT(*), COUNT({ERROR}) FROM {} GROUP BY {STATUS}", ident(&c.table));
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(self.backend(), sql))
+            .await
+            .map_err(db_err(format!("counting rows of {}", c.name)))?;
+        let mut counts: HashMap<String, (u64, u64)> = HashMap::new();
+        for r in &rows {
+            let status: String = r.try_get_by_index(0).map_err(db_err("counting"))?;
+            let n: i64 = r.try_get_by_index(1).map_err(db_err("counting"))?;
+            let errors: i64 = r.try_get_by_index(2).map_err(db_err("counting"))?;
+            counts.insert(status, (n as u64, errors as u64));
+        }
+        let get = |s: &str| counts.get(s).copied().unwrap_or_default();
+        Ok(CollectionStatus {
+            collection: c.name.clone(),
+            rows: counts.values().map(|(n, _)| n).sum(),
+            created: get("created").0,
+            updated: get("updated").0,
+            deleted: get("deleted").0,
+            conflicts: get("conflict").0,
+            quarantined: counts.values().map(|(_, e)| e).sum(),
+            checkpoint: self.checkpoint(&c.name).await?,
+        })
+    }
+
+    async fn record_run(&self, run: &RunRecord) -> Result<()> {
+        let mut q = Sql::new(self.backend());
+        q.push("INSERT INTO \"_deltasync_run\" (started_at, finished_at, ok, summary) VALUES (")
+            .bind(SqlValue::from(time_text(run.started_at)))
+            .push(", ")
+            .bind(SqlValue::from(time_text(run.finished_at)))
+            .push(", ")
+            .bind(SqlValue::from(run.ok))
+            .push(", ")
+            .bind(SqlValue::from(run.summary.to_string()))
+            .push(")");
+        self.db.execute_raw(q.build()).await.map_err(db_err("recording the run"))?;
+        Ok(())
+    }
+
+    async fn last_run(&self) -> Result<Option<RunRecord>> {
+        let sql = "SELECT started_at, finished_at, ok, summary FROM \"_deltasync_run\" ORDER BY id DESC LIMIT 1";
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(self.backend(), sql))
+            .await
+            .map_err(db_err("reading the run history"))?;
+        let Some(row) = row else { return Ok(None) };
+        let text = |i| row.try_get_by_index::<String>(i).map_err(db_err("reading the run history"));
+        let time = |s: String| Stamp::parse(&s).map(|s| s.0).unwrap_or_default();
+        Ok(Some(RunRecord {
+            started_at: time(text(0)?),
+            finished_at: time(text(1)?),
+            ok: row.try_get_by_index(2).map_err(db_err("reading the run history"))?,
+            summary: serde_json::from_str(&text(3)?).unwrap_or(Value::Null),
+        }))
+    }
+
+    async fn write(&self, c: &CollectionConfig, write: LocalWrite) -> Result<bool> {
+        let backend = self.backend();
+        let table = ident(&c.table);
+        let pk = ident(&c.primary_key);
+        let mut q = Sql::new(backend);
+        match &write {
+            LocalWrite::Insert { key, data } => {
+                let fields: Vec<_> = c.fields.iter().filter(|f| data.contains_key(&f.name)).collect();
+                let mut columns = vec![pk.clone()];
+                columns.extend(fields.iter().map(|f| ident(&f.name)));
+                q.push(&format!("INSERT INTO {table} ({}) VALUES (", columns.join(", ")));
+                q.bind(self.key_value(c, key));
+                for f in fields {
+                    q.push(", ").bind(self.field_value(c, key, f, data)?);
+                }
+                q.push(")");
+            }
+            LocalWrite::Update { key, data } => {
+                let fields: Vec<_> = c.fields.iter().filter(|f| data.contains_key(&f.name)).collect();
+                if fields.is_empty() {
+                    return Ok(false);
+                }
+                q.push(&format!("UPDATE {table} SET "));
+                for (i, f) in fields.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.push(&ident(&f.name)).push(" = ").bind(self.field_value(c, key, f, data)?);
+                }
+                q.push(&format!(" WHERE {pk} = ")).bind(self.key_value(c, key));
+            }
+            LocalWrite::Delete { key } => {
+                q.push(&format!("UPDATE {table} SET {STATUS} = 'deleted' WHERE {pk} = "))
+                    .bind(self.key_value(c, key));
+            }
+        }
+        let done = self
+            .db
+            .execute_raw(q.build())
+            .await
+            .map_err(db_err(format!("writing to {}", c.name)))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
