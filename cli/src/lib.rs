@@ -1,1 +1,79 @@
-//! deltasync
+//! deltasync keeps local SQL tables (SQLite or PostgreSQL) in two-way sync with Directus
+//! collections: it pushes local changes, pulls server changes page by page, reconciles
+//! deletes both ways and resolves conflicts by a strategy chosen per collection.
+//!
+//! This crate is what a service embeds: it wires the [`engine`] to the Directus client and
+//! the SQL store of [`adapters`], and re-exports what an application needs.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use deltasync::{CollectionConfig, Config, FieldType, serde_json::json};
+//!
+//! // A Directus-compatible server for the example; point `url` at your Directus instead.
+//! let server = deltasync::refserver::start(Default::default()).await?;
+//! deltasync::demo::create_collection(&server, "notes", &[("title", FieldType::String)]).await?;
+//!
+//! let notes = CollectionConfig::new("notes").with_field("title", FieldType::String);
+//! let config = Config::new(&server.url(), server.admin_token(), "sqlite::memory:", vec![notes]);
+//! let sync = deltasync::open(config).await?;
+//!
+//! let key = sync.collection("notes")?.insert(json!({"title": "hello"}).as_object().unwrap().clone()).await?;
+//! let report = sync.sync(None).await?;
+//! assert_eq!(report.collections[0].pushed, 1);
+//! assert_eq!(server.state().get("notes", &key).unwrap()["title"], "hello");
+//! # Ok(()) }
+//! ```
+
+pub mod demo;
+
+pub use adapters::{DirectusClient, SqlStore};
+pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
+pub use engine::ports::{CollectionStatus, ConflictRecord};
+pub use engine::{
+    Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, Key, LocalRow, RemoteError,
+    RemoteErrorKind, Resolution, Resolver, Row, SyncReport, SyncStatus,
+};
+pub use refserver;
+pub use schema::{
+    Auth, CollectionConfig, Config, ConfigError, ConfigErrorKind, Deletes, FieldConfig, FieldType,
+    KeyType, Secret, Strategy,
+};
+pub use serde_json;
+
+/// The engine as configured from a schema file: Directus remote, SQL store.
+pub type Deltasync = engine::Engine<SqlStore, DirectusClient>;
+
+/// Why [`open`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Adapter(#[from] adapters::Error),
+    #[error(transparent)]
+    Engine(#[from] Error),
+}
+
+/// Opens the local database named by `config`, creates or upgrades its tables, and returns
+/// the engine ready to [`sync`](engine::Engine::sync).
+pub async fn open(config: Config) -> Result<Deltasync, OpenError> {
+    config.validate()?;
+    let store = SqlStore::connect(&config.local.database).await?;
+    let remote = DirectusClient::new(&config.remote)?;
+    Ok(engine::Engine::open(config, store, remote).await?)
+}
+
+/// Loads a schema file and opens it (see [`open`]).
+pub async fn open_file(path: impl AsRef<std::path::Path>) -> Result<Deltasync, OpenError> {
+    open(Config::load(path)?).await
+}
+
+/// The engine's ports (the `Store` and `Remote` traits and their data), for tools.
+pub use engine::ports as engine_ports;
+
+/// The JSON Schema of the schema file, for editors.
+pub fn schema_json() -> serde_json::Value {
+    schema::json_schema()
+}

@@ -1,1 +1,381 @@
-fn main() {}
+//! The `deltasync` command line. Exit codes: 0 done; 1 sync failed (nothing lost, retry
+//! later); 2 bad usage or bad configuration; 3 done, but conflicts wait for a person.
+
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use comfy_table::Table;
+use deltasync::{Choice, Config, ConfigError, Deltasync, OpenError, SyncReport};
+use serde_json::json;
+
+/// Two-way sync of local SQL tables with Directus collections.
+#[derive(Debug, Parser)]
+#[command(name = "deltasync", version, about)]
+struct Cli {
+    /// The schema file.
+    #[arg(short, long, global = true, env = "DELTASYNC_CONFIG", default_value = "deltasync.yaml")]
+    config: PathBuf,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one sync cycle: push, pull, reconcile.
+    Sync {
+        /// Only this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pending changes, parked conflicts, cursor and last run, per collection.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show and resolve conflicts and rejected changes.
+    Conflicts {
+        #[command(subcommand)]
+        command: ConflictsCommand,
+    },
+    /// Check the schema file; with --remote also the Directus schema and permissions.
+    Validate {
+        #[arg(long)]
+        remote: bool,
+    },
+    /// Print the JSON Schema of the schema file (for editors).
+    Schema,
+    /// Run a self-contained demo: reference server, two replicas, offline edits, a conflict.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConflictsCommand {
+    /// Conflicts waiting for a person (all recorded ones with --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One conflict with its base, local and remote versions.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide a conflict; the next sync pushes what has to reach the server.
+    Resolve {
+        id: i64,
+        /// Keep this side.
+        #[arg(long, value_enum, conflicts_with = "with", required_unless_present = "with")]
+        take: Option<Side>,
+        /// Replace the row with the JSON object in this file.
+        #[arg(long)]
+        with: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Side {
+    Local,
+    Remote,
+}
+
+/// Exit codes, as documented in the README.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const SYNC_FAILED: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+    pub const CONFLICTS: u8 = 3;
+}
+
+/// An error with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        let error = error.into();
+        let code = classify(&error);
+        Failure { code, error }
+    }
+}
+
+fn classify(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return exit::BAD_INPUT;
+        }
+        if let Some(e) = cause.downcast_ref::<deltasync::Error>() {
+            return match e {
+                deltasync::Error::Usage(_) => exit::BAD_INPUT,
+                _ => exit::SYNC_FAILED,
+            };
+        }
+        if let Some(OpenError::Config(_)) = cause.downcast_ref::<OpenError>() {
+            return exit::BAD_INPUT;
+        }
+    }
+    exit::SYNC_FAILED
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::SYNC_FAILED);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&deltasync::schema_json())?);
+            Ok(exit::OK)
+        }
+        Command::Demo => {
+            let converged = deltasync::demo::run(&mut std::io::stdout())
+                .await
+                .map_err(|e| anyhow::anyhow!("demo failed: {e}"))?;
+            Ok(if converged { exit::OK } else { exit::SYNC_FAILED })
+        }
+        Command::Validate { remote } => {
+            let config = load(&cli.config)?;
+            println!("{}: valid, {} collection(s)", cli.config.display(), config.collections.len());
+            if !remote {
+                return Ok(exit::OK);
+            }
+            let problems = validate::remote(&config).await?;
+            for p in &problems {
+                println!("  {p}");
+            }
+            if problems.is_empty() {
+                println!("{}: the server has every collection, field and permission needed", config.remote.url);
+                Ok(exit::OK)
+            } else {
+                println!("{} problem(s) on {}", problems.len(), config.remote.url);
+                Ok(exit::BAD_INPUT)
+            }
+        }
+        Command::Sync { collection, json } => {
+            let engine = open(&cli.config).await?;
+            let report = engine.sync(collection.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+            Ok(sync_exit(&report))
+        }
+        Command::Status { json } => status(&open(&cli.config).await?, json).await,
+        Command::Conflicts { command } => conflicts(&open(&cli.config).await?, command).await,
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, Failure> {
+    Ok(Config::load(path)?)
+}
+
+async fn open(path: &std::path::Path) -> Result<Deltasync, Failure> {
+    let config = load(path)?;
+    Ok(deltasync::open(config).await.context("cannot open the local database")?)
+}
+
+fn sync_exit(report: &SyncReport) -> u8 {
+    if report.failed() {
+        exit::SYNC_FAILED
+    } else if report.waiting > 0 {
+        exit::CONFLICTS
+    } else {
+        exit::OK
+    }
+}
+
+fn print_report(report: &SyncReport) {
+    let mut table = Table::new();
+    table.set_header(["collection", "pushed", "pulled", "deleted", "conflicts", "parked", "quarantined", "ms", "error"]);
+    for c in &report.collections {
+        table.add_row([
+            c.collection.clone(),
+            c.pushed.to_string(),
+            c.pulled.to_string(),
+            c.deleted.to_string(),
+            c.conflicts.to_string(),
+            c.parked.to_string(),
+            c.quarantined.to_string(),
+            c.duration_ms.to_string(),
+            c.error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    if report.failed() {
+        println!("Sync did not finish; nothing was lost. Run it again when the server is reachable.");
+    }
+    if report.waiting > 0 {
+        println!("{} conflict(s) wait for a person: deltasync conflicts list", report.waiting);
+    }
+}
+
+async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
+    use deltasync::engine_ports::Store;
+    let mut rows = Vec::new();
+    for c in &engine.config().collections {
+        rows.push(engine.store().status(c).await?);
+    }
+    let last = engine.store().last_run().await?;
+    let waiting = engine.store().conflicts(true).await?.len();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({"collections": rows, "last_run": last, "waiting": waiting}))?);
+    } else {
+        let mut table = Table::new();
+        table.set_header(["collection", "rows", "created", "updated", "deleted", "conflicts", "quarantined", "cursor"]);
+        for s in &rows {
+            table.add_row([
+                s.collection.clone(),
+                s.rows.to_string(),
+                s.created.to_string(),
+                s.updated.to_string(),
+                s.deleted.to_string(),
+                s.conflicts.to_string(),
+                s.quarantined.to_string(),
+                serde_json::to_string(&s.checkpoint.pull)?,
+            ]);
+        }
+        println!("{table}");
+        match last {
+            Some(run) => println!("last run: {} ({})", run.finished_at.to_rfc3339(), if run.ok { "ok" } else { "failed" }),
+            None => println!("last run: never"),
+        }
+        println!("waiting for a person: {waiting}");
+    }
+    Ok(if waiting > 0 { exit::CONFLICTS } else { exit::OK })
+}
+
+async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, Failure> {
+    use deltasync::engine_ports::Store;
+    match command {
+        ConflictsCommand::List { all, json } => {
+            let records = engine.store().conflicts(!all).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                let mut table = Table::new();
+                table.set_header(["id", "collection", "key", "kind", "strategy", "resolution", "message"]);
+                for r in &records {
+                    table.add_row([
+                        r.id.to_string(),
+                        r.collection.clone(),
+                        r.key.clone(),
+                        r.kind.as_str().to_owned(),
+                        r.strategy.clone(),
+                        r.resolution.map_or("waiting", |x| x.as_str()).to_owned(),
+                        r.message.clone().unwrap_or_default(),
+                    ]);
+                }
+                println!("{table}");
+            }
+            Ok(exit::OK)
+        }
+        ConflictsCommand::Show { id, json } => {
+            let record = engine
+                .store()
+                .conflict(id)
+                .await?
+                .ok_or_else(|| deltasync::Error::Usage(format!("no conflict with id {id}")))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                println!("conflict {} in {} key {}: {}", record.id, record.collection, record.key, record.kind.as_str());
+                println!("strategy: {}, resolution: {}", record.strategy, record.resolution.map_or("waiting", |x| x.as_str()));
+                if let Some(m) = &record.message {
+                    println!("message: {m}");
+                }
+                for (label, version) in [("base", &record.base), ("local", &record.local), ("remote", &record.remote)] {
+                    let text = version.as_ref().map_or("(none)".to_owned(), |v| serde_json::to_string_pretty(v).unwrap_or_default());
+                    println!("{label}: {text}");
+                }
+            }
+            Ok(exit::OK)
+        }
+        ConflictsCommand::Resolve { id, take, with, json } => {
+            let choice = match (take, with) {
+                (Some(Side::Local), _) => Choice::Local,
+                (Some(Side::Remote), _) => Choice::Remote,
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                        .map_err(|e| Failure { code: exit::BAD_INPUT, error: e })?;
+                    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Failure {
+                        code: exit::BAD_INPUT,
+                        error: anyhow::anyhow!("{}:{}:{}: not JSON: {e}", path.display(), e.line(), e.column()),
+                    })?;
+                    let object = value.as_object().cloned().ok_or_else(|| Failure {
+                        code: exit::BAD_INPUT,
+                        error: anyhow::anyhow!("{}: expected a JSON object of field values", path.display()),
+                    })?;
+                    Choice::With(object)
+                }
+                (None, None) => unreachable!("clap requires --take or --with"),
+            };
+            let record = engine.resolve(id, choice).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                println!(
+                    "conflict {id} resolved ({}); run `deltasync sync` to push the outcome",
+                    record.resolution.map_or("waiting", |x| x.as_str())
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! - [`plan`]: what a pulled row or a logged delete does locally (pure).
 //! - [`conflict`]: conflicts and the strategies that resolve them (pure).
 //! - [`ports`]: the [`Remote`](ports::Remote) and [`Store`](ports::Store) traits adapters implement.
+//! - [`handle`]: local writes through Rust, same meaning as the plain-SQL contract.
 //! - [`sync`]: the driver that sequences push, pull and reconcile through the ports.
 //!
 //! Only [`sync`] awaits; everything it decides comes from the pure modules, which never do IO.
@@ -15,6 +16,7 @@ pub mod conflict;
 pub mod cursor;
 pub mod decode;
 pub mod error;
+pub mod handle;
 pub mod model;
 pub mod plan;
 pub mod ports;
@@ -24,3 +26,4 @@ pub use conflict::{Conflict, ConflictKind, Resolution, Resolver};
 pub use error::{Error, RemoteError, RemoteErrorKind, Result, StoreError};
 pub use model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
 pub use sync::{Choice, CollectionReport, Engine, SyncReport};
+pub use handle::Collection;

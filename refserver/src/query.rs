@@ -514,6 +514,18 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Narrows the plan to `keys` (Directus's `readMany` / `readOne`).
+    pub(crate) fn restrict_to_keys(&mut self, pk: usize, keys: &[Key]) {
+        let mut cells: Vec<Cell> = keys.iter().map(Key::to_cell).collect();
+        cells.sort_by(cell::compare);
+        cells.dedup_by(|a, b| cell::compare(a, b).is_eq());
+        let by_key = if cells.is_empty() { Filter::False } else { Filter::Cond(pk, Test::In(cells)) };
+        let rest = std::mem::replace(&mut self.filter, Filter::True);
+        self.filter = Filter::and(vec![by_key, rest]);
+    }
+}
+
 fn check_fields_exist(schema: &Collection, names: &[String]) -> Result<(), Error> {
     let mut missing: Vec<String> = Vec::new();
     for name in names {

@@ -200,7 +200,7 @@ impl Decoder<'_> {
         })
     }
 
-    fn auth(&mut self, remote: &Entries<'_>) -> Result<Auth, ConfigError> {
+    fn auth(&self, remote: &Entries<'_>) -> Result<Auth, ConfigError> {
         let token = remote.get("token");
         let email = remote.get("email");
         let password = remote.get("password");

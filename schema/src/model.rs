@@ -41,6 +41,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// A configuration built in code: a server with a static token, a database URL and the
+    /// collections. Check it with [`Config::validate`] (opening an engine does).
+    pub fn new(
+        url: impl Into<String>,
+        token: impl Into<String>,
+        database: impl Into<String>,
+        collections: Vec<CollectionConfig>,
+    ) -> Self {
+        Config {
+            source: None,
+            remote: RemoteConfig::new(url, Auth::Token(Secret::new(token))),
+            local: LocalConfig {
+                database: database.into(),
+            },
+            collections,
+        }
+    }
+
     /// The collection configured under `name`, if any.
     pub fn collection(&self, name: &str) -> Option<&CollectionConfig> {
         self.collections.iter().find(|c| c.name == name)

@@ -1,0 +1,83 @@
+//! Local writes through Rust, with the same meaning as the plain-SQL contract.
+//!
+//! Owns the collection handle applications use instead of SQL. It validates values against
+//! the configured types and leaves all bookkeeping to the store (and its triggers).
+
+use schema::CollectionConfig;
+use crate::error::{Error, Result};
+use crate::model::{Key, LocalRow, Row};
+use crate::ports::{LocalWrite, Remote, Store};
+use crate::sync::Engine;
+
+/// A configured collection, for reading and writing its local table.
+#[derive(Debug)]
+pub struct Collection<'e, S, R> {
+    engine: &'e Engine<S, R>,
+    config: &'e CollectionConfig,
+}
+
+impl<S: Store, R: Remote> Engine<S, R> {
+    /// The handle of a configured collection.
+    pub fn collection(&self, name: &str) -> Result<Collection<'_, S, R>> {
+        Ok(Collection {
+            engine: self,
+            config: self.collection_config(name)?,
+        })
+    }
+}
+
+impl<S: Store, R: Remote> Collection<'_, S, R> {
+    /// Inserts a row (status `created`). The key is taken from `data` when present,
+    /// otherwise a new UUID is generated (uuid keys only). Returns the key.
+    pub async fn insert(&self, mut data: Row) -> Result<Key> {
+        let c = self.config;
+        let key = match data.remove(&c.primary_key) {
+            Some(value) => crate::model::key_from_json(&value).ok_or_else(|| {
+                Error::Usage(format!("{}: the primary key {} must be a string or integer", c.name, c.primary_key))
+            })?,
+            None if c.key_type == schema::KeyType::Uuid => uuid::Uuid::new_v4().to_string(),
+            None => {
+                return Err(Error::Usage(format!(
+                    "{}: rows need a {} (only uuid keys are generated)",
+                    c.name, c.primary_key
+                )));
+            }
+        };
+        self.check(&data)?;
+        self.engine
+            .store()
+            .write(c, LocalWrite::Insert { key: key.clone(), data })
+            .await?;
+        Ok(key)
+    }
+
+    /// Changes the given fields of a row (status `updated`). Returns whether it exists.
+    pub async fn update(&self, key: &str, patch: Row) -> Result<bool> {
+        self.check(&patch)?;
+        let write = LocalWrite::Update { key: key.to_owned(), data: patch };
+        self.engine.store().write(self.config, write).await
+    }
+
+    /// Marks a row deleted (status `deleted`); the engine pushes the delete, then removes it.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let write = LocalWrite::Delete { key: key.to_owned() };
+        self.engine.store().write(self.config, write).await
+    }
+
+    /// The local row, with its sync state.
+    pub async fn get(&self, key: &str) -> Result<Option<LocalRow>> {
+        Ok(self.engine.store().rows(self.config, &[key.to_owned()]).await?.pop())
+    }
+
+    fn check(&self, data: &Row) -> Result<()> {
+        let c = self.config;
+        for (name, value) in data {
+            let field = c.field(name).ok_or_else(|| {
+                Error::Usage(format!("{}: {name} is not a configured field", c.name))
+            })?;
+            crate::decode::check_value(field.kind, value)
+                .map_err(|m| Error::Usage(format!("{}.{name}: {m}", c.name)))?;
+        }
+        Ok(())
+    }
+}
