@@ -153,7 +153,7 @@ pub async fn run(out: &mut impl Write) -> DemoResult<bool> {
         "\n{} articles on the server; article 2 deleted everywhere: {}; replicas converged: {}",
         on_server.len(), deleted_gone, converged
     ))?;
-    let conflicts = a.store().conflicts(false).await?.len() + b.store().conflicts(false).await?.len();
+    let conflicts = a.conflicts(false).await?.len() + b.conflicts(false).await?.len();
     line(out, format!("Conflicts recorded: {conflicts} (see `deltasync conflicts list`); finished at {}", Utc::now().format("%H:%M:%S")))?;
     server.shutdown().await;
     Ok(converged)

@@ -266,13 +266,9 @@ fn print_report(report: &SyncReport) {
 }
 
 async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
-    use deltasync::engine_ports::Store;
-    let mut rows = Vec::new();
-    for c in &engine.config().collections {
-        rows.push(engine.store().status(c).await?);
-    }
-    let last = engine.store().last_run().await?;
-    let waiting = engine.store().conflicts(true).await?.len();
+    let rows = engine.status().await?;
+    let last = engine.last_run().await?;
+    let waiting = engine.conflicts(true).await?.len();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({"collections": rows, "last_run": last, "waiting": waiting}))?);
     } else {
@@ -301,10 +297,9 @@ async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
 }
 
 async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, Failure> {
-    use deltasync::engine_ports::Store;
     match command {
         ConflictsCommand::List { all, json } => {
-            let records = engine.store().conflicts(!all).await?;
+            let records = engine.conflicts(!all).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&records)?);
             } else {
@@ -327,7 +322,6 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
         }
         ConflictsCommand::Show { id, json } => {
             let record = engine
-                .store()
                 .conflict(id)
                 .await?
                 .ok_or_else(|| deltasync::Error::Usage(format!("no conflict with id {id}")))?;

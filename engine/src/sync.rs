@@ -129,6 +129,30 @@ impl<S: Store, R: Remote> Engine<S, R> {
         &self.remote
     }
 
+    /// Conflicts and rejected changes; only those waiting for a person when `open_only`.
+    pub async fn conflicts(&self, open_only: bool) -> Result<Vec<ConflictRecord>> {
+        self.store.conflicts(open_only).await
+    }
+
+    /// One recorded conflict.
+    pub async fn conflict(&self, id: i64) -> Result<Option<ConflictRecord>> {
+        self.store.conflict(id).await
+    }
+
+    /// Pending changes, parked rows and checkpoint of every collection.
+    pub async fn status(&self) -> Result<Vec<crate::ports::CollectionStatus>> {
+        let mut out = Vec::with_capacity(self.config.collections.len());
+        for c in &self.config.collections {
+            out.push(self.store.status(c).await?);
+        }
+        Ok(out)
+    }
+
+    /// The latest finished sync run, if any.
+    pub async fn last_run(&self) -> Result<Option<RunRecord>> {
+        self.store.last_run().await
+    }
+
     pub fn collection_config(&self, name: &str) -> Result<&CollectionConfig> {
         self.config
             .collection(name)

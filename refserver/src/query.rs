@@ -337,7 +337,7 @@ fn validate_filter(filter: &Value) -> Result<(), Error> {
         } else if key.starts_with('_') {
             match key.as_str() {
                 "_in" | "_nin" | "_between" | "_nbetween" => {
-                    if !nested.as_array().is_some_and(|a| !a.is_empty()) {
+                    if nested.as_array().is_none_or(Vec::is_empty) {
                         return Err(Error::InvalidQuery(format!("\"{key}\" has to be an array of values")));
                     }
                 }
@@ -594,9 +594,7 @@ fn compile_filter(schema: &Collection, f: &Value) -> Result<Filter, Error> {
             "_or" => {
                 let items = list(v)?;
                 // An empty member matches everything, so Directus drops the whole group.
-                if items.iter().any(|x| x.as_object().is_some_and(Map::is_empty)) {
-                    Filter::True
-                } else if items.is_empty() {
+                if items.is_empty() || items.iter().any(|x| x.as_object().is_some_and(Map::is_empty)) {
                     Filter::True
                 } else {
                     Filter::Or(items.iter().map(|x| compile_filter(schema, x)).collect::<Result<_, _>>()?)

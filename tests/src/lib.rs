@@ -1,1 +1,250 @@
-//! tests
+//! Fixtures for the scenario tests: a reference server, local replicas on SQLite or
+//! PostgreSQL, and helpers to read both sides.
+//!
+//! PostgreSQL runs when `DELTASYNC_TEST_PG` holds a server URL (e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`); each replica gets a database of its own. When
+//! the variable is set and the server cannot be reached, tests fail rather than skip.
+
+use std::time::Duration;
+
+use deltasync::{CollectionConfig, Config, Deltasync, FieldType, Row};
+use refserver::ServerHandle;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+
+/// Where replicas keep their tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL too when `DELTASYNC_TEST_PG` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    if let Ok(url) = std::env::var("DELTASYNC_TEST_PG")
+        && !url.is_empty()
+    {
+        out.push(Backend::Postgres(url));
+    }
+    out
+}
+
+/// The fields most scenarios use.
+pub const FIELDS: [(&str, FieldType); 3] = [
+    ("title", FieldType::String),
+    ("views", FieldType::Integer),
+    ("meta", FieldType::Json),
+];
+
+/// A reference server plus the databases of the replicas made against it.
+#[derive(Debug)]
+pub struct World {
+    pub server: ServerHandle,
+    pub backend: Backend,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl World {
+    pub async fn new(backend: Backend) -> World {
+        let server = refserver::start(Default::default()).await.expect("reference server starts");
+        World { server, backend, dirs: Vec::new() }
+    }
+
+    /// Creates a collection on the server with a uuid key, a `last_modified` cursor and `fields`.
+    pub async fn collection(&self, name: &str, fields: &[(&str, FieldType)]) {
+        deltasync::demo::create_collection(&self.server, name, fields)
+            .await
+            .expect("collection created");
+    }
+
+    /// The local configuration of a collection created by [`World::collection`].
+    pub fn config(name: &str, fields: &[(&str, FieldType)]) -> CollectionConfig {
+        fields
+            .iter()
+            .fold(CollectionConfig::new(name), |c, (f, k)| c.with_field(*f, *k))
+    }
+
+    /// A fresh local database URL for one replica.
+    pub async fn database(&mut self) -> String {
+        match &self.backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("replica.db").display());
+                self.dirs.push(dir);
+                url
+            }
+            Backend::Postgres(admin) => {
+                let admin_db = Database::connect(admin.as_str())
+                    .await
+                    .unwrap_or_else(|e| panic!("DELTASYNC_TEST_PG is set but {admin} is unreachable: {e}"));
+                let name = format!("deltasync_test_{}", uuid::Uuid::new_v4().simple());
+                admin_db
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                format!("{base}/{name}")
+            }
+        }
+    }
+
+    /// A replica syncing `collections` with this world's server.
+    pub async fn replica(&mut self, collections: Vec<CollectionConfig>) -> Deltasync {
+        let database = self.database().await;
+        let config = Config::new(self.server.url(), self.server.admin_token(), database, collections);
+        deltasync::open(config).await.expect("replica opens")
+    }
+
+    /// The server rows of a collection, by key.
+    pub fn server_rows(&self, collection: &str) -> Vec<Row> {
+        self.server.state().rows(collection)
+    }
+
+    /// A replica whose remote is wrapped in [`Hooked`], for injecting events mid-sync.
+    pub async fn hooked_replica(
+        &mut self,
+        collections: Vec<CollectionConfig>,
+    ) -> engine::Engine<adapters::SqlStore, Hooked> {
+        let database = self.database().await;
+        let config = Config::new(self.server.url(), self.server.admin_token(), database, collections);
+        let store = adapters::SqlStore::connect(&config.local.database).await.expect("store");
+        let client = adapters::DirectusClient::new(&config.remote).expect("client");
+        engine::Engine::open(config, store, Hooked::new(client)).await.expect("replica opens")
+    }
+}
+
+type Hook = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A remote that runs a hook before the next update is sent, or fails list requests after
+/// a number of them: deterministic interleavings without sleeps.
+pub struct Hooked {
+    inner: adapters::DirectusClient,
+    before_update: std::sync::Mutex<Option<Hook>>,
+    lists: std::sync::atomic::AtomicUsize,
+    fail_lists_after: std::sync::Mutex<Option<usize>>,
+}
+
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooked").finish_non_exhaustive()
+    }
+}
+
+impl Hooked {
+    pub fn new(inner: adapters::DirectusClient) -> Hooked {
+        Hooked {
+            inner,
+            before_update: std::sync::Mutex::new(None),
+            lists: Default::default(),
+            fail_lists_after: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `hook` once, just before the next update request is sent.
+    pub fn before_next_update(&self, hook: Hook) {
+        *self.before_update.lock().unwrap() = Some(hook);
+    }
+
+    /// Lets `n` more item list requests through, then fails every one as unreachable.
+    pub fn fail_lists_after(&self, n: Option<usize>) {
+        self.lists.store(0, std::sync::atomic::Ordering::SeqCst);
+        *self.fail_lists_after.lock().unwrap() = n;
+    }
+}
+
+impl engine::ports::Remote for Hooked {
+    async fn list(&self, collection: &str, query: &engine::ports::ListQuery) -> engine::Result<engine::ports::RawPage> {
+        let seen = self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(limit) = *self.fail_lists_after.lock().unwrap()
+            && seen >= limit
+        {
+            return Err(engine::Error::Remote(engine::RemoteError::new(
+                engine::RemoteErrorKind::Unreachable,
+                "connection refused (injected)",
+            )));
+        }
+        self.inner.list(collection, query).await
+    }
+    async fn create(&self, c: &str, rows: Vec<Value>, fields: &[String], key: &str) -> engine::Result<Vec<Value>> {
+        self.inner.create(c, rows, fields, key).await
+    }
+    async fn update_where(&self, c: &str, filter: Value, data: Value, fields: &[String], key: &str) -> engine::Result<Vec<Value>> {
+        let hook = self.before_update.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        self.inner.update_where(c, filter, data, fields, key).await
+    }
+    async fn delete_where(&self, c: &str, filter: Value, key: &str) -> engine::Result<()> {
+        self.inner.delete_where(c, filter, key).await
+    }
+    async fn deletes_after(&self, c: &str, after: i64, limit: u32) -> engine::Result<Vec<engine::ports::DeleteActivity>> {
+        self.inner.deletes_after(c, after, limit).await
+    }
+    async fn latest_activity(&self, c: &str) -> engine::Result<Option<i64>> {
+        self.inner.latest_activity(c).await
+    }
+    fn clock_skew(&self) -> chrono::Duration {
+        self.inner.clock_skew()
+    }
+}
+
+/// A JSON object literal as a [`Row`].
+pub fn row(value: Value) -> Row {
+    value.as_object().cloned().expect("an object")
+}
+
+/// The local rows of `collection` as `key -> (status, data)`, all rows.
+pub async fn local_rows<R: engine::ports::Remote>(replica: &engine::Engine<adapters::SqlStore, R>, collection: &str) -> Vec<(String, deltasync::SyncStatus, Row)> {
+    use deltasync::engine_ports::Store;
+    let c = replica.config().collection(collection).expect("configured").clone();
+    let db = replica.store().connection();
+    let sql = format!("SELECT \"{}\" FROM \"{}\"", c.primary_key, c.table);
+    let keys: Vec<String> = db
+        .query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("read keys")
+        .iter()
+        .map(|r| {
+            r.try_get_by_index::<String>(0)
+                .or_else(|_| r.try_get_by_index::<uuid::Uuid>(0).map(|u| u.to_string()))
+                .expect("key")
+        })
+        .collect();
+    let mut rows: Vec<_> = replica
+        .store()
+        .rows(&c, &keys)
+        .await
+        .expect("read rows")
+        .into_iter()
+        .map(|r| (r.key, r.status, r.data))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+/// Asserts that the replica holds exactly the server's rows, all synced, field for field.
+pub async fn assert_converged<R: engine::ports::Remote>(world: &World, replica: &engine::Engine<adapters::SqlStore, R>, collection: &str) {
+    let c = replica.config().collection(collection).expect("configured").clone();
+    let server = world.server_rows(collection);
+    let local = local_rows(replica, collection).await;
+    assert_eq!(
+        local.len(),
+        server.len(),
+        "{collection}: {} local rows, {} on the server",
+        local.len(),
+        server.len()
+    );
+    for ((key, status, data), remote) in local.iter().zip(&server) {
+        assert_eq!(Some(key.as_str()), remote["id"].as_str(), "{collection}: keys differ");
+        assert_eq!(*status, deltasync::SyncStatus::Synced, "{collection}/{key} is not synced");
+        for f in &c.fields {
+            let theirs = remote.get(&f.name).cloned().unwrap_or(Value::Null);
+            assert_eq!(data[&f.name], theirs, "{collection}/{key}.{}", f.name);
+        }
+    }
+}
+
+/// A short pause of the manual server clock's worth, for readability of tests.
+pub const TICK: Duration = Duration::from_secs(10);

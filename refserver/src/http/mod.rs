@@ -119,17 +119,19 @@ async fn authenticate(State(s): State<Arc<Server>>, mut req: Request, next: Next
         Ok(acc) => acc,
         Err(e) => return e.into_response(),
     };
-    let header_text =
-        |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let actor = Actor {
         user: acc.user.clone(),
         ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
-        user_agent: header_text(header::USER_AGENT),
-        origin: header_text(header::ORIGIN),
+        user_agent: header_text(req.headers(), header::USER_AGENT),
+        origin: header_text(req.headers(), header::ORIGIN),
     };
     let backdate = req.extensions().get::<Backdate>().map(|b| b.0);
     req.extensions_mut().insert(RequestCtx { acc, actor, backdate });
     next.run(req).await
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
