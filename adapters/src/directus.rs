@@ -401,6 +401,24 @@ impl Remote for DirectusClient {
             .collect()
     }
 
+    async fn delete_time(&self, collection: &str, key: &str) -> Result<Option<Stamp>, EngineError> {
+        let filter = json!({ "_and": [
+            { "collection": { "_eq": collection } },
+            { "action": { "_eq": "delete" } },
+            { "item": { "_eq": key } },
+        ]});
+        let query = [
+            ("filter", filter.to_string()),
+            ("sort", "-id".to_owned()),
+            ("fields", "id,timestamp".to_owned()),
+            ("limit", "1".to_owned()),
+        ];
+        let body = self.request(Method::GET, "/activity", &query, None, None).await?;
+        Ok(data_rows(body)
+            .first()
+            .and_then(|r| r["timestamp"].as_str().and_then(Stamp::parse)))
+    }
+
     async fn latest_activity(&self, collection: &str) -> Result<Option<i64>, EngineError> {
         let query = [
             ("filter", json!({ "collection": { "_eq": collection } }).to_string()),

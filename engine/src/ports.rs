@@ -82,6 +82,9 @@ pub trait Remote: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<DeleteActivity>>> + Send;
 
+    /// When the server logged the latest delete of `key`, if its activity log has it.
+    fn delete_time(&self, collection: &str, key: &str) -> impl Future<Output = Result<Option<Stamp>>> + Send;
+
     /// The newest activity id logged for `collection` (any action), if any.
     fn latest_activity(&self, collection: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
 

@@ -478,9 +478,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
             self.store.apply(c, changes).await?;
             return Ok(());
         }
-        // The delete time is unknown here, so last-write-wins gives such a delete to the
-        // server; deletes learned from the activity log carry their time (see reconcile).
-        self.resolve_conflict(c, local, remote, None, report).await
+        let deleted_at = match (&remote, &c.deletes) {
+            (None, Deletes::Activity) => self.remote.delete_time(&c.name, &local.key).await?,
+            _ => None, // unknown: last-write-wins gives the delete to the server
+        };
+        self.resolve_conflict(c, local, remote, deleted_at, report).await
     }
 
     async fn push_delete_batch(

@@ -182,6 +182,9 @@ impl engine::ports::Remote for Hooked {
     async fn deletes_after(&self, c: &str, after: i64, limit: u32) -> engine::Result<Vec<engine::ports::DeleteActivity>> {
         self.inner.deletes_after(c, after, limit).await
     }
+    async fn delete_time(&self, c: &str, key: &str) -> engine::Result<Option<engine::Stamp>> {
+        self.inner.delete_time(c, key).await
+    }
     async fn latest_activity(&self, c: &str) -> engine::Result<Option<i64>> {
         self.inner.latest_activity(c).await
     }
