@@ -193,6 +193,27 @@ impl engine::ports::Remote for Hooked {
     }
 }
 
+/// Moves the local change time of a pending row an hour back: an edit made offline earlier.
+pub async fn backdate_local_change<R: engine::ports::Remote>(
+    replica: &engine::Engine<adapters::SqlStore, R>,
+    collection: &str,
+    key: &str,
+) {
+    let c = replica.config().collection(collection).expect("configured");
+    let db = replica.store().connection();
+    let backend = db.get_database_backend();
+    let earlier = match backend {
+        sea_orm::DbBackend::Postgres => "now() - interval '1 hour'",
+        _ => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3600 seconds')",
+    };
+    // Bumping _sync_rev marks this as a bookkeeping write, not an application edit.
+    let sql = format!(
+        "UPDATE \"{}\" SET _sync_changed_at = {earlier}, _sync_rev = _sync_rev + 1 WHERE \"{}\" = '{key}'",
+        c.table, c.primary_key
+    );
+    db.execute_unprepared(&sql).await.expect("backdate");
+}
+
 /// A JSON object literal as a [`Row`].
 pub fn row(value: Value) -> Row {
     value.as_object().cloned().expect("an object")

@@ -141,6 +141,7 @@ async fn last_write_wins_keeps_the_later_side() {
         // Local edit first, server edit later: the server wins, the local change is recorded.
         let (world, a, key) = conflict_world(Strategy::LastWriteWins, backend).await;
         a.collection("articles").unwrap().update(&key, row(json!({"title": "local"}))).await.unwrap();
+        tests::backdate_local_change(&a, "articles", &key).await;
         world.server.state().advance_clock(TICK);
         world.server.state().update("articles", &key, row(json!({"title": "server"}))).unwrap();
         let report = a.sync(None).await.unwrap();
