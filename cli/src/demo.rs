@@ -126,7 +126,14 @@ pub async fn run(out: &mut impl Write) -> DemoResult<bool> {
     articles_b.update(&key(0), row(json!({"title": "Article 1, edited on B"}))).await?;
 
     line(out, format!("\n4. B syncs: {}", summary(&b.sync(None).await?)))?;
-    line(out, "   last_write_wins: B's edit is later than the server's version, so B's title stands")?;
+    if let Some(record) = b.conflicts(false).await?.first() {
+        let kept = match record.resolution {
+            Some(crate::Resolution::KeepLocal) => "B's local edit is later than the server's version: it stands",
+            Some(crate::Resolution::TakeRemote) => "the server's version is as late as B's edit: the server wins ties",
+            _ => "parked for a person",
+        };
+        line(out, format!("   last_write_wins on article 1: {kept}; the other version is recorded"))?;
+    }
     line(out, format!("   A syncs: {}", summary(&a.sync(None).await?)))?;
 
     let on_server = server.state().rows("articles");

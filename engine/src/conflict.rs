@@ -161,8 +161,14 @@ pub struct ClockSkew(pub chrono::Duration);
 impl ClockSkew {
     /// `server_date` was read from a response received at `local_now`. The header is
     /// truncated to the second, so half a second is added to centre the estimate.
+    /// Estimates under a second are within the header's resolution and count as no skew.
     pub fn estimate(server_date: DateTime<Utc>, local_now: DateTime<Utc>) -> ClockSkew {
-        ClockSkew(server_date + chrono::Duration::milliseconds(500) - local_now)
+        let skew = server_date + chrono::Duration::milliseconds(500) - local_now;
+        if skew.abs() < chrono::Duration::seconds(1) {
+            ClockSkew::default()
+        } else {
+            ClockSkew(skew)
+        }
     }
 
     /// A local time expressed on the server clock.
@@ -244,5 +250,7 @@ mod tests {
     fn skew_moves_local_times_onto_the_server_clock() {
         let skew = ClockSkew::estimate(at(100), at(40));
         assert_eq!(skew.to_server(at(0)), at(60) + chrono::Duration::milliseconds(500));
+        let within_resolution = ClockSkew::estimate(at(100), at(100) + chrono::Duration::milliseconds(900));
+        assert_eq!(within_resolution, ClockSkew::default());
     }
 }
