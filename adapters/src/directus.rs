@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use engine::error::{RemoteError, RemoteErrorKind};
 use engine::ports::{DeleteActivity, ListQuery, RawPage, Remote};
 use engine::{Error as EngineError, Stamp};
-use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 pub use reqwest::Method;
 use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 use schema::{Auth, RemoteConfig, Secret};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
@@ -112,10 +112,19 @@ impl DirectusClient {
             .with_max_times(self.max_retries as usize)
             .with_jitter();
         let attempt = || async {
-            match self.attempt(&method, path, query, body, idempotency_key).await {
-                Err(a) if a.error.code.as_deref() == Some("TOKEN_EXPIRED") && self.can_refresh() => {
-                    self.refresh().await.map_err(|error| Attempt { error, retry_after: None })?;
-                    self.attempt(&method, path, query, body, idempotency_key).await
+            match self
+                .attempt(&method, path, query, body, idempotency_key)
+                .await
+            {
+                Err(a)
+                    if a.error.code.as_deref() == Some("TOKEN_EXPIRED") && self.can_refresh() =>
+                {
+                    self.refresh().await.map_err(|error| Attempt {
+                        error,
+                        retry_after: None,
+                    })?;
+                    self.attempt(&method, path, query, body, idempotency_key)
+                        .await
                 }
                 other => other,
             }
@@ -139,7 +148,10 @@ impl DirectusClient {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, Attempt> {
-        let token = self.token().await.map_err(|error| Attempt { error, retry_after: None })?;
+        let token = self.token().await.map_err(|error| Attempt {
+            error,
+            retry_after: None,
+        })?;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{}", self.base, path))
@@ -190,7 +202,8 @@ impl DirectusClient {
         let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
         let date = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
         let skew = engine::conflict::ClockSkew::estimate(date, Utc::now());
-        self.skew_ms.store(skew.0.num_milliseconds(), Ordering::Relaxed);
+        self.skew_ms
+            .store(skew.0.num_milliseconds(), Ordering::Relaxed);
         Some(date)
     }
 
@@ -269,17 +282,32 @@ impl DirectusClient {
 
     /// `GET /server/info`, authenticated.
     pub async fn server_info(&self) -> Result<Value, RemoteError> {
-        self.request(Method::GET, "/server/info", &[], None, None).await
+        self.request(Method::GET, "/server/info", &[], None, None)
+            .await
     }
 
     /// `GET /fields/:collection`.
     pub async fn fields(&self, collection: &str) -> Result<Value, RemoteError> {
-        self.request(Method::GET, &format!("/fields/{collection}"), &[], None, None).await
+        self.request(
+            Method::GET,
+            &format!("/fields/{collection}"),
+            &[],
+            None,
+            None,
+        )
+        .await
     }
 
     /// `GET /collections/:collection`.
     pub async fn collection_info(&self, collection: &str) -> Result<Value, RemoteError> {
-        self.request(Method::GET, &format!("/collections/{collection}"), &[], None, None).await
+        self.request(
+            Method::GET,
+            &format!("/collections/{collection}"),
+            &[],
+            None,
+            None,
+        )
+        .await
     }
 }
 
@@ -311,7 +339,13 @@ fn list_params(query: &ListQuery) -> Vec<(&'static str, String)> {
 impl Remote for DirectusClient {
     async fn list(&self, collection: &str, query: &ListQuery) -> Result<RawPage, EngineError> {
         let answer = self
-            .send(Method::GET, &items_path(collection), &list_params(query), None, None)
+            .send(
+                Method::GET,
+                &items_path(collection),
+                &list_params(query),
+                None,
+                None,
+            )
             .await?;
         Ok(RawPage {
             rows: data_rows(answer.body),
@@ -329,7 +363,13 @@ impl Remote for DirectusClient {
         let body = Value::Array(rows);
         let query = [("fields", fields.join(","))];
         let answer = self
-            .request(Method::POST, &items_path(collection), &query, Some(&body), Some(idempotency_key))
+            .request(
+                Method::POST,
+                &items_path(collection),
+                &query,
+                Some(&body),
+                Some(idempotency_key),
+            )
             .await?;
         Ok(data_rows(answer))
     }
@@ -346,7 +386,13 @@ impl Remote for DirectusClient {
         let body = json!({ "query": { "filter": filter, "limit": -1 }, "data": data });
         let query = [("fields", fields.join(","))];
         let answer = self
-            .request(Method::PATCH, &items_path(collection), &query, Some(&body), Some(idempotency_key))
+            .request(
+                Method::PATCH,
+                &items_path(collection),
+                &query,
+                Some(&body),
+                Some(idempotency_key),
+            )
             .await?;
         Ok(data_rows(answer))
     }
@@ -358,8 +404,14 @@ impl Remote for DirectusClient {
         idempotency_key: &str,
     ) -> Result<(), EngineError> {
         let body = json!({ "query": { "filter": filter, "limit": -1 } });
-        self.request(Method::DELETE, &items_path(collection), &[], Some(&body), Some(idempotency_key))
-            .await?;
+        self.request(
+            Method::DELETE,
+            &items_path(collection),
+            &[],
+            Some(&body),
+            Some(idempotency_key),
+        )
+        .await?;
         Ok(())
     }
 
@@ -380,7 +432,9 @@ impl Remote for DirectusClient {
             ("fields", "id,item,timestamp".to_owned()),
             ("limit", limit.to_string()),
         ];
-        let body = self.request(Method::GET, "/activity", &query, None, None).await?;
+        let body = self
+            .request(Method::GET, "/activity", &query, None, None)
+            .await?;
         data_rows(body)
             .into_iter()
             .map(|raw| {
@@ -413,7 +467,9 @@ impl Remote for DirectusClient {
             ("fields", "id,timestamp".to_owned()),
             ("limit", "1".to_owned()),
         ];
-        let body = self.request(Method::GET, "/activity", &query, None, None).await?;
+        let body = self
+            .request(Method::GET, "/activity", &query, None, None)
+            .await?;
         Ok(data_rows(body)
             .first()
             .and_then(|r| r["timestamp"].as_str().and_then(Stamp::parse)))
@@ -421,12 +477,17 @@ impl Remote for DirectusClient {
 
     async fn latest_activity(&self, collection: &str) -> Result<Option<i64>, EngineError> {
         let query = [
-            ("filter", json!({ "collection": { "_eq": collection } }).to_string()),
+            (
+                "filter",
+                json!({ "collection": { "_eq": collection } }).to_string(),
+            ),
             ("sort", "-id".to_owned()),
             ("fields", "id".to_owned()),
             ("limit", "1".to_owned()),
         ];
-        let body = self.request(Method::GET, "/activity", &query, None, None).await?;
+        let body = self
+            .request(Method::GET, "/activity", &query, None, None)
+            .await?;
         Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
     }
 
@@ -500,7 +561,12 @@ mod tests {
         assert!(e.kind.is_transient());
         let e = classify(StatusCode::FORBIDDEN, b"{}", &Method::GET, "/items/a");
         assert_eq!(e.kind, RemoteErrorKind::Forbidden);
-        let e = classify(StatusCode::BAD_REQUEST, br#"{"errors":[{"message":"x","extensions":{"code":"INVALID_PAYLOAD"}}]}"#, &Method::POST, "/items/a");
+        let e = classify(
+            StatusCode::BAD_REQUEST,
+            br#"{"errors":[{"message":"x","extensions":{"code":"INVALID_PAYLOAD"}}]}"#,
+            &Method::POST,
+            "/items/a",
+        );
         assert_eq!(e.kind, RemoteErrorKind::Rejected);
         assert!(e.to_string().contains("INVALID_PAYLOAD"));
     }

@@ -114,9 +114,17 @@ pub fn create_table(backend: DbBackend, c: &CollectionConfig) -> String {
         key_column_type(backend, c.key_type)
     )];
     for f in &c.fields {
-        columns.push(format!("{} {}", ident(&f.name), column_type(backend, f.kind)));
+        columns.push(format!(
+            "{} {}",
+            ident(&f.name),
+            column_type(backend, f.kind)
+        ));
     }
-    columns.push(format!("{} {}", ident(&c.cursor), column_type(backend, FieldType::Timestamp)));
+    columns.push(format!(
+        "{} {}",
+        ident(&c.cursor),
+        column_type(backend, FieldType::Timestamp)
+    ));
     let statuses = SyncStatus::ALL
         .iter()
         .map(|s| format!("'{}'", s.as_str()))
@@ -269,9 +277,9 @@ pub fn to_sql(backend: DbBackend, kind: FieldType, value: &Value) -> Result<SqlV
         (false, FieldType::Json) => SqlValue::String(Some(value.to_string())),
         (true, FieldType::Uuid) => SqlValue::Uuid(value.as_str().and_then(|s| s.parse().ok())),
         (true, FieldType::Timestamp) => SqlValue::ChronoDateTimeUtc(parse_time(value)),
-        (false, FieldType::Timestamp) => {
-            SqlValue::String(parse_time(value).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)))
-        }
+        (false, FieldType::Timestamp) => SqlValue::String(
+            parse_time(value).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        ),
         _ => SqlValue::String(value.as_str().map(str::to_owned)),
     })
 }
@@ -292,20 +300,34 @@ pub fn from_sql(
 ) -> Result<Value, sea_orm::DbErr> {
     let pg = backend == DbBackend::Postgres;
     Ok(match (pg, kind) {
-        (_, FieldType::Integer) => row.try_get_by_index::<Option<i64>>(index)?.map_or(Value::Null, Value::from),
-        (_, FieldType::Float) => row.try_get_by_index::<Option<f64>>(index)?.map_or(Value::Null, Value::from),
-        (_, FieldType::Boolean) => row.try_get_by_index::<Option<bool>>(index)?.map_or(Value::Null, Value::from),
-        (true, FieldType::Json) => row.try_get_by_index::<Option<Value>>(index)?.unwrap_or(Value::Null),
+        (_, FieldType::Integer) => row
+            .try_get_by_index::<Option<i64>>(index)?
+            .map_or(Value::Null, Value::from),
+        (_, FieldType::Float) => row
+            .try_get_by_index::<Option<f64>>(index)?
+            .map_or(Value::Null, Value::from),
+        (_, FieldType::Boolean) => row
+            .try_get_by_index::<Option<bool>>(index)?
+            .map_or(Value::Null, Value::from),
+        (true, FieldType::Json) => row
+            .try_get_by_index::<Option<Value>>(index)?
+            .unwrap_or(Value::Null),
         (true, FieldType::Uuid) => row
             .try_get_by_index::<Option<uuid::Uuid>>(index)?
             .map_or(Value::Null, |u| Value::from(u.to_string())),
         (true, FieldType::Timestamp) => row
             .try_get_by_index::<Option<DateTime<Utc>>>(index)?
-            .map_or(Value::Null, |t| Value::from(t.to_rfc3339_opts(SecondsFormat::Millis, true))),
+            .map_or(Value::Null, |t| {
+                Value::from(t.to_rfc3339_opts(SecondsFormat::Millis, true))
+            }),
         (false, FieldType::Json) => row
             .try_get_by_index::<Option<String>>(index)?
-            .map_or(Value::Null, |s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
-        _ => row.try_get_by_index::<Option<String>>(index)?.map_or(Value::Null, Value::from),
+            .map_or(Value::Null, |s| {
+                serde_json::from_str(&s).unwrap_or(Value::String(s))
+            }),
+        _ => row
+            .try_get_by_index::<Option<String>>(index)?
+            .map_or(Value::Null, Value::from),
     })
 }
 
@@ -321,9 +343,16 @@ pub fn normalize_snapshot(c: &CollectionConfig, snapshot: Value) -> Row {
         let value = object.remove(&f.name).unwrap_or(Value::Null);
         let value = match (f.kind, value) {
             (FieldType::Boolean, Value::Number(n)) => Value::Bool(n.as_i64() != Some(0)),
-            (FieldType::Json, Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+            (FieldType::Json, Value::String(s)) => {
+                serde_json::from_str(&s).unwrap_or(Value::String(s))
+            }
             (FieldType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(&s)
-                .map(|t| Value::from(t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Millis, true)))
+                .map(|t| {
+                    Value::from(
+                        t.with_timezone(&Utc)
+                            .to_rfc3339_opts(SecondsFormat::Millis, true),
+                    )
+                })
                 .unwrap_or(Value::String(s)),
             (_, v) => v,
         };
@@ -348,7 +377,10 @@ mod tests {
     #[test]
     fn placeholders_follow_the_backend() {
         let mut q = Sql::new(DbBackend::Postgres);
-        q.push("SELECT ").bind(SqlValue::from(1)).push(", ").bind(SqlValue::from(2));
+        q.push("SELECT ")
+            .bind(SqlValue::from(1))
+            .push(", ")
+            .bind(SqlValue::from(2));
         assert_eq!(q.build().sql, "SELECT $1, $2");
         let mut q = Sql::new(DbBackend::Sqlite);
         q.push("SELECT ").bind(SqlValue::from(1));

@@ -15,12 +15,12 @@ use engine::ports::{
 };
 use engine::{Key, LocalRow, RemoteRow, Row, Stamp, StoreError, SyncStatus};
 use migrations::Migrator;
+use migrations::MigratorTrait;
 use schema::{CollectionConfig, Config};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, QueryResult,
     TransactionTrait, Value as SqlValue,
 };
-use migrations::MigratorTrait;
 use serde_json::Value;
 
 use crate::sql::{self, CHANGE_KEY, CHANGED_AT, ERROR, REV, STATUS, Sql, ident};
@@ -89,13 +89,22 @@ impl SqlStore {
             }
             _ => {
                 let mut q = Sql::new(DbBackend::Sqlite);
-                q.push("SELECT name FROM pragma_table_info(").bind(SqlValue::from(table)).push(")");
+                q.push("SELECT name FROM pragma_table_info(")
+                    .bind(SqlValue::from(table))
+                    .push(")");
                 q.build()
             }
         };
-        let rows = self.db.query_all_raw(stmt).await.map_err(db_err(format!("reading columns of {table}")))?;
+        let rows = self
+            .db
+            .query_all_raw(stmt)
+            .await
+            .map_err(db_err(format!("reading columns of {table}")))?;
         rows.iter()
-            .map(|r| r.try_get_by_index::<String>(0).map_err(db_err("reading a column name")))
+            .map(|r| {
+                r.try_get_by_index::<String>(0)
+                    .map_err(db_err("reading a column name"))
+            })
             .collect()
     }
 
@@ -107,7 +116,11 @@ impl SqlStore {
         if existing.is_empty() {
             self.exec(&sql::create_table(backend, c), &c.table).await?;
         } else {
-            let missing: Vec<_> = c.fields.iter().filter(|f| !existing.contains(&f.name)).collect();
+            let missing: Vec<_> = c
+                .fields
+                .iter()
+                .filter(|f| !existing.contains(&f.name))
+                .collect();
             for f in &missing {
                 let alter = format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
@@ -126,8 +139,12 @@ impl SqlStore {
                 );
                 self.exec(&reset, &c.table).await?;
                 let mut q = Sql::new(backend);
-                q.push("DELETE FROM \"_deltasync_checkpoint\" WHERE collection = ").bind(SqlValue::from(c.name.as_str()));
-                self.db.execute_raw(q.build()).await.map_err(db_err("resetting the checkpoint"))?;
+                q.push("DELETE FROM \"_deltasync_checkpoint\" WHERE collection = ")
+                    .bind(SqlValue::from(c.name.as_str()));
+                self.db
+                    .execute_raw(q.build())
+                    .await
+                    .map_err(db_err("resetting the checkpoint"))?;
             }
         }
         self.exec(&sql::create_pending_index(c), &c.table).await?;
@@ -158,8 +175,9 @@ impl SqlStore {
 
     fn decode_local(&self, c: &CollectionConfig, row: &QueryResult) -> Result<LocalRow> {
         let backend = self.backend();
-        let key_value = sql::from_sql(backend, row, 0, sql::key_kind(c.key_type))
-            .map_err(db_err(format!("collection {}: reading a primary key", c.name)))?;
+        let key_value = sql::from_sql(backend, row, 0, sql::key_kind(c.key_type)).map_err(
+            db_err(format!("collection {}: reading a primary key", c.name)),
+        )?;
         let key = engine::model::key_from_json(&key_value).unwrap_or_default();
         let mut data = Row::new();
         for (i, f) in c.fields.iter().enumerate() {
@@ -174,9 +192,13 @@ impl SqlStore {
             data.insert(f.name.clone(), value);
         }
         let at = c.fields.len() + 1;
-        let cursor = sql::from_sql(backend, row, at, schema::FieldType::Timestamp)
-            .map_err(db_err(format!("collection {}, key {key}: reading {}", c.name, c.cursor)))?;
-        let status_text: String = row.try_get_by_index(at + 1).map_err(db_err("reading _sync_status"))?;
+        let cursor =
+            sql::from_sql(backend, row, at, schema::FieldType::Timestamp).map_err(db_err(
+                format!("collection {}, key {key}: reading {}", c.name, c.cursor),
+            ))?;
+        let status_text: String = row
+            .try_get_by_index(at + 1)
+            .map_err(db_err("reading _sync_status"))?;
         let status = SyncStatus::parse(&status_text).ok_or_else(|| {
             engine::Error::Store(StoreError::new(format!(
                 "collection {}, key {key}: unknown _sync_status {status_text:?}",
@@ -188,11 +210,17 @@ impl SqlStore {
         Ok(LocalRow {
             key,
             status,
-            rev: row.try_get_by_index(at + 2).map_err(db_err("reading _sync_rev"))?,
+            rev: row
+                .try_get_by_index(at + 2)
+                .map_err(db_err("reading _sync_rev"))?,
             base: cursor.as_str().and_then(Stamp::parse),
-            change_key: row.try_get_by_index(at + 3).map_err(db_err("reading _sync_key"))?,
+            change_key: row
+                .try_get_by_index(at + 3)
+                .map_err(db_err("reading _sync_key"))?,
             changed_at: changed_at.as_str().and_then(Stamp::parse).map(|s| s.0),
-            error: row.try_get_by_index(at + 5).map_err(db_err("reading _sync_error"))?,
+            error: row
+                .try_get_by_index(at + 5)
+                .map_err(db_err("reading _sync_error"))?,
             data,
         })
     }
@@ -210,7 +238,13 @@ impl SqlStore {
         }
     }
 
-    fn field_value(&self, c: &CollectionConfig, key: &Key, field: &schema::FieldConfig, data: &Row) -> Result<SqlValue> {
+    fn field_value(
+        &self,
+        c: &CollectionConfig,
+        key: &Key,
+        field: &schema::FieldConfig,
+        data: &Row,
+    ) -> Result<SqlValue> {
         let value = data.get(&field.name).unwrap_or(&Value::Null);
         sql::to_sql(self.backend(), field.kind, value).map_err(|message| {
             engine::Error::Store(StoreError::new(format!(
@@ -244,12 +278,16 @@ impl SqlStore {
         let table = ident(&c.table);
         for chunk in rows.chunks(per_statement) {
             let mut q = Sql::new(backend);
-            q.push(&format!("INSERT INTO {table} ({}) VALUES ", columns.join(", ")));
+            q.push(&format!(
+                "INSERT INTO {table} ({}) VALUES ",
+                columns.join(", ")
+            ));
             for (i, row) in chunk.iter().enumerate() {
                 q.push(if i == 0 { "(" } else { ", (" });
                 q.bind(self.key_value(c, &row.key));
                 for f in &c.fields {
-                    q.push(", ").bind(self.field_value(c, &row.key, f, &row.data)?);
+                    q.push(", ")
+                        .bind(self.field_value(c, &row.key, f, &row.data)?);
                 }
                 q.push(", ").bind(self.stamp_value(Some(row.stamp)));
                 q.push(", 'synced', NULL, NULL)");
@@ -258,17 +296,27 @@ impl SqlStore {
                 " ON CONFLICT ({pk}) DO UPDATE SET {updates}, {REV} = {table}.{REV} + 1 WHERE {table}.{STATUS} = 'synced'",
                 pk = ident(&c.primary_key)
             ));
-            tx.execute_raw(q.build()).await.map_err(db_err(format!("writing pulled rows of {}", c.name)))?;
+            tx.execute_raw(q.build())
+                .await
+                .map_err(db_err(format!("writing pulled rows of {}", c.name)))?;
         }
         Ok(())
     }
 
-    async fn apply_op(&self, tx: &impl ConnectionTrait, c: &CollectionConfig, op: &RowOp) -> Result<bool> {
+    async fn apply_op(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        op: &RowOp,
+    ) -> Result<bool> {
         let backend = self.backend();
         let table = ident(&c.table);
         let pk = ident(&c.primary_key);
         let run = async |q: Sql| -> Result<bool> {
-            let done = tx.execute_raw(q.build()).await.map_err(db_err(format!("updating {}", c.name)))?;
+            let done = tx
+                .execute_raw(q.build())
+                .await
+                .map_err(db_err(format!("updating {}", c.name)))?;
             Ok(done.rows_affected() > 0)
         };
         match op {
@@ -276,16 +324,28 @@ impl SqlStore {
                 self.upsert_pulled(tx, c, std::slice::from_ref(row)).await?;
                 Ok(true)
             }
-            RowOp::Settle { key, change_key, stamp, data } => {
+            RowOp::Settle {
+                key,
+                change_key,
+                stamp,
+                data,
+            } => {
                 let mut q = Sql::new(backend);
                 q.push(&format!("UPDATE {table} SET {STATUS} = 'synced', {CHANGE_KEY} = NULL, {ERROR} = NULL, {REV} = {REV} + 1, "));
                 if let Some(data) = data {
                     for f in &c.fields {
-                        q.push(&ident(&f.name)).push(" = ").bind(self.field_value(c, key, f, data)?).push(", ");
+                        q.push(&ident(&f.name))
+                            .push(" = ")
+                            .bind(self.field_value(c, key, f, data)?)
+                            .push(", ");
                     }
                 }
-                q.push(&ident(&c.cursor)).push(" = ").bind(self.stamp_value(Some(*stamp)));
-                q.push(&format!(" WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                q.push(&ident(&c.cursor))
+                    .push(" = ")
+                    .bind(self.stamp_value(Some(*stamp)));
+                q.push(&format!(" WHERE {pk} = "))
+                    .bind(self.key_value(c, key))
+                    .push(" AND ");
                 q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
                 if run(q).await? {
                     self.forget_base(tx, c, key).await?;
@@ -304,10 +364,14 @@ impl SqlStore {
             }
             RowOp::Remove { key, guard } => {
                 let mut q = Sql::new(backend);
-                q.push(&format!("DELETE FROM {table} WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                q.push(&format!("DELETE FROM {table} WHERE {pk} = "))
+                    .bind(self.key_value(c, key))
+                    .push(" AND ");
                 match guard {
                     Guard::IfSynced => q.push(&format!("{STATUS} = 'synced'")),
-                    Guard::IfUnchanged(k) => q.null_safe_eq(CHANGE_KEY, SqlValue::String(k.clone())),
+                    Guard::IfUnchanged(k) => {
+                        q.null_safe_eq(CHANGE_KEY, SqlValue::String(k.clone()))
+                    }
                 };
                 let removed = run(q).await?;
                 if removed {
@@ -315,58 +379,97 @@ impl SqlStore {
                 }
                 Ok(removed)
             }
-            RowOp::Mark { key, change_key, status, base } => {
+            RowOp::Mark {
+                key,
+                change_key,
+                status,
+                base,
+            } => {
                 let mut q = Sql::new(backend);
-                q.push(&format!("UPDATE {table} SET {STATUS} = ")).bind(SqlValue::from(status.as_str()));
+                q.push(&format!("UPDATE {table} SET {STATUS} = "))
+                    .bind(SqlValue::from(status.as_str()));
                 q.push(&format!(", {ERROR} = NULL, {REV} = {REV} + 1"));
                 if let Some(base) = base {
-                    q.push(", ").push(&ident(&c.cursor)).push(" = ").bind(self.stamp_value(*base));
+                    q.push(", ")
+                        .push(&ident(&c.cursor))
+                        .push(" = ")
+                        .bind(self.stamp_value(*base));
                 }
-                q.push(&format!(" WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                q.push(&format!(" WHERE {pk} = "))
+                    .bind(self.key_value(c, key))
+                    .push(" AND ");
                 q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
                 run(q).await
             }
-            RowOp::Quarantine { key, change_key, error } => {
+            RowOp::Quarantine {
+                key,
+                change_key,
+                error,
+            } => {
                 let mut q = Sql::new(backend);
-                q.push(&format!("UPDATE {table} SET {ERROR} = ")).bind(SqlValue::from(error.as_str()));
-                q.push(&format!(", {REV} = {REV} + 1 WHERE {pk} = ")).bind(self.key_value(c, key)).push(" AND ");
+                q.push(&format!("UPDATE {table} SET {ERROR} = "))
+                    .bind(SqlValue::from(error.as_str()));
+                q.push(&format!(", {REV} = {REV} + 1 WHERE {pk} = "))
+                    .bind(self.key_value(c, key))
+                    .push(" AND ");
                 q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
                 run(q).await
             }
         }
     }
 
-    async fn forget_base(&self, tx: &impl ConnectionTrait, c: &CollectionConfig, key: &Key) -> Result<()> {
+    async fn forget_base(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        key: &Key,
+    ) -> Result<()> {
         let mut q = Sql::new(self.backend());
         q.push("DELETE FROM \"_deltasync_base\" WHERE collection = ")
             .bind(SqlValue::from(c.name.as_str()))
             .push(" AND key = ")
             .bind(SqlValue::from(key.as_str()));
-        tx.execute_raw(q.build()).await.map_err(db_err("clearing a base snapshot"))?;
+        tx.execute_raw(q.build())
+            .await
+            .map_err(db_err("clearing a base snapshot"))?;
         Ok(())
     }
 
     async fn insert_record(&self, tx: &impl ConnectionTrait, r: &ConflictRecord) -> Result<()> {
-        let json = |v: &Option<Row>| SqlValue::String(v.as_ref().map(|r| Value::Object(r.clone()).to_string()));
+        let json = |v: &Option<Row>| {
+            SqlValue::String(v.as_ref().map(|r| Value::Object(r.clone()).to_string()))
+        };
         let mut q = Sql::new(self.backend());
         q.push("INSERT INTO \"_deltasync_conflict\" (collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, message, created_at, resolved_at) VALUES (");
         q.bind(SqlValue::from(r.collection.as_str())).push(", ");
         q.bind(SqlValue::from(r.key.as_str())).push(", ");
         q.bind(SqlValue::from(r.kind.as_str())).push(", ");
         q.bind(SqlValue::from(r.strategy.as_str())).push(", ");
-        q.bind(SqlValue::String(r.resolution.map(|x| x.as_str().to_owned()))).push(", ");
+        q.bind(SqlValue::String(
+            r.resolution.map(|x| x.as_str().to_owned()),
+        ))
+        .push(", ");
         q.bind(json(&r.base)).push(", ");
         q.bind(json(&r.local)).push(", ");
         q.bind(json(&r.remote)).push(", ");
-        q.bind(SqlValue::String(r.remote_stamp.map(Stamp::to_wire))).push(", ");
+        q.bind(SqlValue::String(r.remote_stamp.map(Stamp::to_wire)))
+            .push(", ");
         q.bind(SqlValue::String(r.message.clone())).push(", ");
         q.bind(SqlValue::from(time_text(r.created_at))).push(", ");
-        q.bind(SqlValue::String(r.resolved_at.map(time_text))).push(")");
-        tx.execute_raw(q.build()).await.map_err(db_err("recording a conflict"))?;
+        q.bind(SqlValue::String(r.resolved_at.map(time_text)))
+            .push(")");
+        tx.execute_raw(q.build())
+            .await
+            .map_err(db_err("recording a conflict"))?;
         Ok(())
     }
 
-    async fn save_checkpoint(&self, tx: &impl ConnectionTrait, collection: &str, cp: &Checkpoint) -> Result<()> {
+    async fn save_checkpoint(
+        &self,
+        tx: &impl ConnectionTrait,
+        collection: &str,
+        cp: &Checkpoint,
+    ) -> Result<()> {
         let pull = serde_json::to_string(&cp.pull).expect("positions serialize");
         let mut q = Sql::new(self.backend());
         q.push("INSERT INTO \"_deltasync_checkpoint\" (collection, pull, delete_cursor, updated_at) VALUES (")
@@ -378,24 +481,36 @@ impl SqlStore {
             .push(", ")
             .bind(SqlValue::from(time_text(Utc::now())))
             .push(") ON CONFLICT (collection) DO UPDATE SET pull = excluded.pull, delete_cursor = excluded.delete_cursor, updated_at = excluded.updated_at");
-        tx.execute_raw(q.build()).await.map_err(db_err("saving the checkpoint"))?;
+        tx.execute_raw(q.build())
+            .await
+            .map_err(db_err("saving the checkpoint"))?;
         Ok(())
     }
 
     fn decode_record(row: &QueryResult) -> Result<ConflictRecord> {
-        let text = |i: usize| row.try_get_by_index::<Option<String>>(i).map_err(db_err("reading a conflict"));
+        let text = |i: usize| {
+            row.try_get_by_index::<Option<String>>(i)
+                .map_err(db_err("reading a conflict"))
+        };
         let object = |i: usize| -> Result<Option<Row>> {
-            Ok(text(i)?.and_then(|s| serde_json::from_str::<Value>(&s).ok()).and_then(|v| match v {
-                Value::Object(o) => Some(o),
-                _ => None,
-            }))
+            Ok(text(i)?
+                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                .and_then(|v| match v {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                }))
         };
         let time = |s: Option<String>| s.and_then(|s| Stamp::parse(&s)).map(|s| s.0);
         Ok(ConflictRecord {
-            id: row.try_get_by_index(0).map_err(db_err("reading a conflict id"))?,
+            id: row
+                .try_get_by_index(0)
+                .map_err(db_err("reading a conflict id"))?,
             collection: text(1)?.unwrap_or_default(),
             key: text(2)?.unwrap_or_default(),
-            kind: text(3)?.as_deref().and_then(ConflictKind::parse).unwrap_or(ConflictKind::UpdateUpdate),
+            kind: text(3)?
+                .as_deref()
+                .and_then(ConflictKind::parse)
+                .unwrap_or(ConflictKind::UpdateUpdate),
             strategy: text(4)?.unwrap_or_default(),
             resolution: match text(5)?.as_deref() {
                 Some("local") => Some(Resolution::KeepLocal),
@@ -448,20 +563,35 @@ impl Store for SqlStore {
         let mut q = Sql::new(self.backend());
         q.push("SELECT pull, delete_cursor FROM \"_deltasync_checkpoint\" WHERE collection = ")
             .bind(SqlValue::from(collection));
-        let row = self.db.query_one_raw(q.build()).await.map_err(db_err("reading the checkpoint"))?;
+        let row = self
+            .db
+            .query_one_raw(q.build())
+            .await
+            .map_err(db_err("reading the checkpoint"))?;
         let Some(row) = row else {
             return Ok(Checkpoint::default());
         };
-        let pull: String = row.try_get_by_index(0).map_err(db_err("reading the checkpoint"))?;
+        let pull: String = row
+            .try_get_by_index(0)
+            .map_err(db_err("reading the checkpoint"))?;
         Ok(Checkpoint {
             pull: serde_json::from_str(&pull).map_err(|e| {
-                engine::Error::Store(StoreError::new(format!("checkpoint of {collection} is unreadable: {e}")))
+                engine::Error::Store(StoreError::new(format!(
+                    "checkpoint of {collection} is unreadable: {e}"
+                )))
             })?,
-            delete_cursor: row.try_get_by_index(1).map_err(db_err("reading the checkpoint"))?,
+            delete_cursor: row
+                .try_get_by_index(1)
+                .map_err(db_err("reading the checkpoint"))?,
         })
     }
 
-    async fn pending(&self, c: &CollectionConfig, after: Option<&Key>, limit: usize) -> Result<Vec<LocalRow>> {
+    async fn pending(
+        &self,
+        c: &CollectionConfig,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<LocalRow>> {
         let mut q = Sql::new(self.backend());
         q.push(&format!(
             "SELECT {} FROM {} WHERE {STATUS} IN ('created', 'updated', 'deleted') AND {ERROR} IS NULL",
@@ -469,10 +599,18 @@ impl Store for SqlStore {
             ident(&c.table)
         ));
         if let Some(after) = after {
-            q.push(&format!(" AND {} > ", ident(&c.primary_key))).bind(self.key_value(c, after));
+            q.push(&format!(" AND {} > ", ident(&c.primary_key)))
+                .bind(self.key_value(c, after));
         }
-        q.push(&format!(" ORDER BY {} LIMIT {limit}", ident(&c.primary_key)));
-        let rows = self.db.query_all_raw(q.build()).await.map_err(db_err(format!("reading changes of {}", c.name)))?;
+        q.push(&format!(
+            " ORDER BY {} LIMIT {limit}",
+            ident(&c.primary_key)
+        ));
+        let rows = self
+            .db
+            .query_all_raw(q.build())
+            .await
+            .map_err(db_err(format!("reading changes of {}", c.name)))?;
         rows.iter().map(|r| self.decode_local(c, r)).collect()
     }
 
@@ -493,7 +631,11 @@ impl Store for SqlStore {
                 q.bind(self.key_value(c, key));
             }
             q.push(")");
-            let rows = self.db.query_all_raw(q.build()).await.map_err(db_err(format!("reading rows of {}", c.name)))?;
+            let rows = self
+                .db
+                .query_all_raw(q.build())
+                .await
+                .map_err(db_err(format!("reading rows of {}", c.name)))?;
             for r in &rows {
                 out.push(self.decode_local(c, r)?);
             }
@@ -507,21 +649,35 @@ impl Store for SqlStore {
             .bind(SqlValue::from(c.name.as_str()))
             .push(" AND key = ")
             .bind(SqlValue::from(key.as_str()));
-        let row = self.db.query_one_raw(q.build()).await.map_err(db_err("reading a base snapshot"))?;
+        let row = self
+            .db
+            .query_one_raw(q.build())
+            .await
+            .map_err(db_err("reading a base snapshot"))?;
         let Some(row) = row else { return Ok(None) };
-        let text: String = row.try_get_by_index(0).map_err(db_err("reading a base snapshot"))?;
-        Ok(serde_json::from_str(&text).ok().map(|v| sql::normalize_snapshot(c, v)))
+        let text: String = row
+            .try_get_by_index(0)
+            .map_err(db_err("reading a base snapshot"))?;
+        Ok(serde_json::from_str(&text)
+            .ok()
+            .map(|v| sql::normalize_snapshot(c, v)))
     }
 
     async fn apply(&self, c: &CollectionConfig, changes: Changes) -> Result<usize> {
         if changes.is_empty() {
             return Ok(0);
         }
-        let tx = self.db.begin().await.map_err(db_err("starting a transaction"))?;
+        let tx = self
+            .db
+            .begin()
+            .await
+            .map_err(db_err("starting a transaction"))?;
         let mut applied = 0;
         // Pulled rows go in multi-row statements; the rest one by one, in order.
-        let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) =
-            changes.ops.iter().partition(|op| matches!(op, RowOp::Pull(_)));
+        let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) = changes
+            .ops
+            .iter()
+            .partition(|op| matches!(op, RowOp::Pull(_)));
         let pulled: Vec<RemoteRow> = pulled
             .into_iter()
             .filter_map(|op| match op {
@@ -547,7 +703,9 @@ impl Store for SqlStore {
                 .bind(SqlValue::from(time_text(Utc::now())))
                 .push(" WHERE id = ")
                 .bind(SqlValue::BigInt(Some(*id)));
-            tx.execute_raw(q.build()).await.map_err(db_err("closing a conflict"))?;
+            tx.execute_raw(q.build())
+                .await
+                .map_err(db_err("closing a conflict"))?;
         }
         if let Some(cp) = &changes.checkpoint {
             self.save_checkpoint(&tx, &c.name, cp).await?;
@@ -557,8 +715,13 @@ impl Store for SqlStore {
     }
 
     async fn conflicts(&self, open_only: bool) -> Result<Vec<ConflictRecord>> {
-        let filter = if open_only { " WHERE resolution IS NULL" } else { "" };
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM \"_deltasync_conflict\"{filter} ORDER BY id");
+        let filter = if open_only {
+            " WHERE resolution IS NULL"
+        } else {
+            ""
+        };
+        let sql =
+            format!("SELECT {RECORD_COLUMNS} FROM \"_deltasync_conflict\"{filter} ORDER BY id");
         let rows = self
             .db
             .query_all_raw(sea_orm::Statement::from_string(self.backend(), sql))
@@ -569,14 +732,23 @@ impl Store for SqlStore {
 
     async fn conflict(&self, id: i64) -> Result<Option<ConflictRecord>> {
         let mut q = Sql::new(self.backend());
-        q.push(&format!("SELECT {RECORD_COLUMNS} FROM \"_deltasync_conflict\" WHERE id = "))
-            .bind(SqlValue::BigInt(Some(id)));
-        let row = self.db.query_one_raw(q.build()).await.map_err(db_err("reading a conflict"))?;
+        q.push(&format!(
+            "SELECT {RECORD_COLUMNS} FROM \"_deltasync_conflict\" WHERE id = "
+        ))
+        .bind(SqlValue::BigInt(Some(id)));
+        let row = self
+            .db
+            .query_one_raw(q.build())
+            .await
+            .map_err(db_err("reading a conflict"))?;
         row.as_ref().map(Self::decode_record).transpose()
     }
 
     async fn status(&self, c: &CollectionConfig) -> Result<CollectionStatus> {
-        let sql = format!("SELECT {STATUS}, COUNT(*), COUNT({ERROR}) FROM {} GROUP BY {STATUS}", ident(&c.table));
+        let sql = format!(
+            "SELECT {STATUS}, COUNT(*), COUNT({ERROR}) FROM {} GROUP BY {STATUS}",
+            ident(&c.table)
+        );
         let rows = self
             .db
             .query_all_raw(sea_orm::Statement::from_string(self.backend(), sql))
@@ -613,7 +785,10 @@ impl Store for SqlStore {
             .push(", ")
             .bind(SqlValue::from(run.summary.to_string()))
             .push(")");
-        self.db.execute_raw(q.build()).await.map_err(db_err("recording the run"))?;
+        self.db
+            .execute_raw(q.build())
+            .await
+            .map_err(db_err("recording the run"))?;
         Ok(())
     }
 
@@ -625,12 +800,17 @@ impl Store for SqlStore {
             .await
             .map_err(db_err("reading the run history"))?;
         let Some(row) = row else { return Ok(None) };
-        let text = |i| row.try_get_by_index::<String>(i).map_err(db_err("reading the run history"));
+        let text = |i| {
+            row.try_get_by_index::<String>(i)
+                .map_err(db_err("reading the run history"))
+        };
         let time = |s: String| Stamp::parse(&s).map(|s| s.0).unwrap_or_default();
         Ok(Some(RunRecord {
             started_at: time(text(0)?),
             finished_at: time(text(1)?),
-            ok: row.try_get_by_index(2).map_err(db_err("reading the run history"))?,
+            ok: row
+                .try_get_by_index(2)
+                .map_err(db_err("reading the run history"))?,
             summary: serde_json::from_str(&text(3)?).unwrap_or(Value::Null),
         }))
     }
@@ -642,10 +822,17 @@ impl Store for SqlStore {
         let mut q = Sql::new(backend);
         match &write {
             LocalWrite::Insert { key, data } => {
-                let fields: Vec<_> = c.fields.iter().filter(|f| data.contains_key(&f.name)).collect();
+                let fields: Vec<_> = c
+                    .fields
+                    .iter()
+                    .filter(|f| data.contains_key(&f.name))
+                    .collect();
                 let mut columns = vec![pk.clone()];
                 columns.extend(fields.iter().map(|f| ident(&f.name)));
-                q.push(&format!("INSERT INTO {table} ({}) VALUES (", columns.join(", ")));
+                q.push(&format!(
+                    "INSERT INTO {table} ({}) VALUES (",
+                    columns.join(", ")
+                ));
                 q.bind(self.key_value(c, key));
                 for f in fields {
                     q.push(", ").bind(self.field_value(c, key, f, data)?);
@@ -653,7 +840,11 @@ impl Store for SqlStore {
                 q.push(")");
             }
             LocalWrite::Update { key, data } => {
-                let fields: Vec<_> = c.fields.iter().filter(|f| data.contains_key(&f.name)).collect();
+                let fields: Vec<_> = c
+                    .fields
+                    .iter()
+                    .filter(|f| data.contains_key(&f.name))
+                    .collect();
                 if fields.is_empty() {
                     return Ok(false);
                 }
@@ -662,13 +853,18 @@ impl Store for SqlStore {
                     if i > 0 {
                         q.push(", ");
                     }
-                    q.push(&ident(&f.name)).push(" = ").bind(self.field_value(c, key, f, data)?);
+                    q.push(&ident(&f.name))
+                        .push(" = ")
+                        .bind(self.field_value(c, key, f, data)?);
                 }
-                q.push(&format!(" WHERE {pk} = ")).bind(self.key_value(c, key));
+                q.push(&format!(" WHERE {pk} = "))
+                    .bind(self.key_value(c, key));
             }
             LocalWrite::Delete { key } => {
-                q.push(&format!("UPDATE {table} SET {STATUS} = 'deleted' WHERE {pk} = "))
-                    .bind(self.key_value(c, key));
+                q.push(&format!(
+                    "UPDATE {table} SET {STATUS} = 'deleted' WHERE {pk} = "
+                ))
+                .bind(self.key_value(c, key));
             }
         }
         let done = self

@@ -31,8 +31,8 @@ pub use adapters::{DirectusClient, SqlStore};
 pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
 pub use engine::ports::{CollectionStatus, ConflictRecord};
 pub use engine::{
-    Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, Key, LocalRow, RemoteError,
-    RemoteErrorKind, Resolution, Resolver, Row, SyncReport, SyncStatus,
+    Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, Key, LocalRow,
+    RemoteError, RemoteErrorKind, Resolution, Resolver, Row, SyncReport, SyncStatus,
 };
 pub use refserver;
 pub use schema::{

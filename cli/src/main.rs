@@ -17,7 +17,13 @@ use serde_json::json;
 #[command(name = "deltasync", version, about)]
 struct Cli {
     /// The schema file.
-    #[arg(short, long, global = true, env = "DELTASYNC_CONFIG", default_value = "deltasync.yaml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "DELTASYNC_CONFIG",
+        default_value = "deltasync.yaml"
+    )]
     config: PathBuf,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -86,7 +92,12 @@ enum ConflictsCommand {
     Resolve {
         id: i64,
         /// Keep this side.
-        #[arg(long, value_enum, conflicts_with = "with", required_unless_present = "with")]
+        #[arg(
+            long,
+            value_enum,
+            conflicts_with = "with",
+            required_unless_present = "with"
+        )]
         take: Option<Side>,
         /// Replace the row with the JSON object in this file.
         #[arg(long)]
@@ -169,7 +180,9 @@ fn init_logging(verbose: u8, format: LogFormat) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -179,18 +192,29 @@ fn init_logging(verbose: u8, format: LogFormat) {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&deltasync::schema_json())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&deltasync::schema_json())?
+            );
             Ok(exit::OK)
         }
         Command::Demo => {
             let converged = deltasync::demo::run(&mut std::io::stdout())
                 .await
                 .map_err(|e| anyhow::anyhow!("demo failed: {e}"))?;
-            Ok(if converged { exit::OK } else { exit::SYNC_FAILED })
+            Ok(if converged {
+                exit::OK
+            } else {
+                exit::SYNC_FAILED
+            })
         }
         Command::Validate { remote } => {
             let config = load(&cli.config)?;
-            println!("{}: valid, {} collection(s)", cli.config.display(), config.collections.len());
+            println!(
+                "{}: valid, {} collection(s)",
+                cli.config.display(),
+                config.collections.len()
+            );
             if !remote {
                 return Ok(exit::OK);
             }
@@ -199,7 +223,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 println!("  {p}");
             }
             if problems.is_empty() {
-                println!("{}: the server has every collection, field and permission needed", config.remote.url);
+                println!(
+                    "{}: the server has every collection, field and permission needed",
+                    config.remote.url
+                );
                 Ok(exit::OK)
             } else {
                 println!("{} problem(s) on {}", problems.len(), config.remote.url);
@@ -227,7 +254,9 @@ fn load(path: &std::path::Path) -> Result<Config, Failure> {
 
 async fn open(path: &std::path::Path) -> Result<Deltasync, Failure> {
     let config = load(path)?;
-    Ok(deltasync::open(config).await.context("cannot open the local database")?)
+    Ok(deltasync::open(config)
+        .await
+        .context("cannot open the local database")?)
 }
 
 fn sync_exit(report: &SyncReport) -> u8 {
@@ -242,7 +271,17 @@ fn sync_exit(report: &SyncReport) -> u8 {
 
 fn print_report(report: &SyncReport) {
     let mut table = Table::new();
-    table.set_header(["collection", "pushed", "pulled", "deleted", "conflicts", "parked", "quarantined", "ms", "error"]);
+    table.set_header([
+        "collection",
+        "pushed",
+        "pulled",
+        "deleted",
+        "conflicts",
+        "parked",
+        "quarantined",
+        "ms",
+        "error",
+    ]);
     for c in &report.collections {
         table.add_row([
             c.collection.clone(),
@@ -258,10 +297,15 @@ fn print_report(report: &SyncReport) {
     }
     println!("{table}");
     if report.failed() {
-        println!("Sync did not finish; nothing was lost. Run it again when the server is reachable.");
+        println!(
+            "Sync did not finish; nothing was lost. Run it again when the server is reachable."
+        );
     }
     if report.waiting > 0 {
-        println!("{} conflict(s) wait for a person: deltasync conflicts list", report.waiting);
+        println!(
+            "{} conflict(s) wait for a person: deltasync conflicts list",
+            report.waiting
+        );
     }
 }
 
@@ -270,10 +314,24 @@ async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
     let last = engine.last_run().await?;
     let waiting = engine.conflicts(true).await?.len();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({"collections": rows, "last_run": last, "waiting": waiting}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"collections": rows, "last_run": last, "waiting": waiting})
+            )?
+        );
     } else {
         let mut table = Table::new();
-        table.set_header(["collection", "rows", "created", "updated", "deleted", "conflicts", "quarantined", "cursor"]);
+        table.set_header([
+            "collection",
+            "rows",
+            "created",
+            "updated",
+            "deleted",
+            "conflicts",
+            "quarantined",
+            "cursor",
+        ]);
         for s in &rows {
             table.add_row([
                 s.collection.clone(),
@@ -288,12 +346,20 @@ async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
         }
         println!("{table}");
         match last {
-            Some(run) => println!("last run: {} ({})", run.finished_at.to_rfc3339(), if run.ok { "ok" } else { "failed" }),
+            Some(run) => println!(
+                "last run: {} ({})",
+                run.finished_at.to_rfc3339(),
+                if run.ok { "ok" } else { "failed" }
+            ),
             None => println!("last run: never"),
         }
         println!("waiting for a person: {waiting}");
     }
-    Ok(if waiting > 0 { exit::CONFLICTS } else { exit::OK })
+    Ok(if waiting > 0 {
+        exit::CONFLICTS
+    } else {
+        exit::OK
+    })
 }
 
 async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, Failure> {
@@ -304,7 +370,15 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
                 println!("{}", serde_json::to_string_pretty(&records)?);
             } else {
                 let mut table = Table::new();
-                table.set_header(["id", "collection", "key", "kind", "strategy", "resolution", "message"]);
+                table.set_header([
+                    "id",
+                    "collection",
+                    "key",
+                    "kind",
+                    "strategy",
+                    "resolution",
+                    "message",
+                ]);
                 for r in &records {
                     table.add_row([
                         r.id.to_string(),
@@ -328,33 +402,66 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
             if json {
                 println!("{}", serde_json::to_string_pretty(&record)?);
             } else {
-                println!("conflict {} in {} key {}: {}", record.id, record.collection, record.key, record.kind.as_str());
-                println!("strategy: {}, resolution: {}", record.strategy, record.resolution.map_or("waiting", |x| x.as_str()));
+                println!(
+                    "conflict {} in {} key {}: {}",
+                    record.id,
+                    record.collection,
+                    record.key,
+                    record.kind.as_str()
+                );
+                println!(
+                    "strategy: {}, resolution: {}",
+                    record.strategy,
+                    record.resolution.map_or("waiting", |x| x.as_str())
+                );
                 if let Some(m) = &record.message {
                     println!("message: {m}");
                 }
-                for (label, version) in [("base", &record.base), ("local", &record.local), ("remote", &record.remote)] {
-                    let text = version.as_ref().map_or("(none)".to_owned(), |v| serde_json::to_string_pretty(v).unwrap_or_default());
+                for (label, version) in [
+                    ("base", &record.base),
+                    ("local", &record.local),
+                    ("remote", &record.remote),
+                ] {
+                    let text = version.as_ref().map_or("(none)".to_owned(), |v| {
+                        serde_json::to_string_pretty(v).unwrap_or_default()
+                    });
                     println!("{label}: {text}");
                 }
             }
             Ok(exit::OK)
         }
-        ConflictsCommand::Resolve { id, take, with, json } => {
+        ConflictsCommand::Resolve {
+            id,
+            take,
+            with,
+            json,
+        } => {
             let choice = match (take, with) {
                 (Some(Side::Local), _) => Choice::Local,
                 (Some(Side::Remote), _) => Choice::Remote,
                 (None, Some(path)) => {
                     let text = std::fs::read_to_string(&path)
                         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-                        .map_err(|e| Failure { code: exit::BAD_INPUT, error: e })?;
-                    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Failure {
-                        code: exit::BAD_INPUT,
-                        error: anyhow::anyhow!("{}:{}:{}: not JSON: {e}", path.display(), e.line(), e.column()),
-                    })?;
+                        .map_err(|e| Failure {
+                            code: exit::BAD_INPUT,
+                            error: e,
+                        })?;
+                    let value: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|e| Failure {
+                            code: exit::BAD_INPUT,
+                            error: anyhow::anyhow!(
+                                "{}:{}:{}: not JSON: {e}",
+                                path.display(),
+                                e.line(),
+                                e.column()
+                            ),
+                        })?;
                     let object = value.as_object().cloned().ok_or_else(|| Failure {
                         code: exit::BAD_INPUT,
-                        error: anyhow::anyhow!("{}: expected a JSON object of field values", path.display()),
+                        error: anyhow::anyhow!(
+                            "{}: expected a JSON object of field values",
+                            path.display()
+                        ),
                     })?;
                     Choice::With(object)
                 }

@@ -2,8 +2,8 @@
 //!
 //! Reads the server's field definitions and probes permissions; it changes nothing.
 
-use deltasync::{CollectionConfig, Config, Deletes, DirectusClient, FieldType, RemoteErrorKind};
 use adapters::directus::Method;
+use deltasync::{CollectionConfig, Config, Deletes, DirectusClient, FieldType, RemoteErrorKind};
 use serde_json::{Value, json};
 
 /// One line per problem; empty when the server fits the configuration.
@@ -20,11 +20,18 @@ pub async fn remote(config: &Config) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
-async fn check_collection(client: &DirectusClient, c: &CollectionConfig, problems: &mut Vec<String>) {
+async fn check_collection(
+    client: &DirectusClient,
+    c: &CollectionConfig,
+    problems: &mut Vec<String>,
+) {
     let fields = match client.fields(&c.name).await {
         Ok(body) => body["data"].as_array().cloned().unwrap_or_default(),
         Err(e) if e.kind == RemoteErrorKind::Forbidden => {
-            problems.push(format!("{}: collection missing, or no permission to read its fields ({e})", c.name));
+            problems.push(format!(
+                "{}: collection missing, or no permission to read its fields ({e})",
+                c.name
+            ));
             return;
         }
         Err(e) => {
@@ -34,10 +41,14 @@ async fn check_collection(client: &DirectusClient, c: &CollectionConfig, problem
     };
     let find = |name: &str| fields.iter().find(|f| f["field"] == name);
     match find(&c.primary_key) {
-        None => problems.push(format!("{}.{}: primary key field missing", c.name, c.primary_key)),
-        Some(f) if f["schema"]["is_primary_key"] != json!(true) => {
-            problems.push(format!("{}.{}: is not the primary key on the server", c.name, c.primary_key))
-        }
+        None => problems.push(format!(
+            "{}.{}: primary key field missing",
+            c.name, c.primary_key
+        )),
+        Some(f) if f["schema"]["is_primary_key"] != json!(true) => problems.push(format!(
+            "{}.{}: is not the primary key on the server",
+            c.name, c.primary_key
+        )),
         Some(_) => {}
     }
     match find(&c.cursor) {
@@ -67,7 +78,10 @@ async fn check_collection(client: &DirectusClient, c: &CollectionConfig, problem
     }
     for field in &c.fields {
         match find(&field.name) {
-            None => problems.push(format!("{}.{}: field missing on the server", c.name, field.name)),
+            None => problems.push(format!(
+                "{}.{}: field missing on the server",
+                c.name, field.name
+            )),
             Some(f) => {
                 let server_type = f["type"].as_str().unwrap_or("?");
                 if !compatible(field.kind, server_type) {
@@ -81,8 +95,20 @@ async fn check_collection(client: &DirectusClient, c: &CollectionConfig, problem
             }
         }
     }
-    let probe = [("limit", "1".to_owned()), ("fields", format!("{},{}", c.primary_key, c.cursor))];
-    if let Err(e) = client.request(Method::GET, &format!("/items/{}", c.name), &probe, None, None).await {
+    let probe = [
+        ("limit", "1".to_owned()),
+        ("fields", format!("{},{}", c.primary_key, c.cursor)),
+    ];
+    if let Err(e) = client
+        .request(
+            Method::GET,
+            &format!("/items/{}", c.name),
+            &probe,
+            None,
+            None,
+        )
+        .await
+    {
         problems.push(format!("{}: cannot read items: {e}", c.name));
     }
     if matches!(c.deletes, Deletes::Activity) {
@@ -95,8 +121,14 @@ async fn check_collection(client: &DirectusClient, c: &CollectionConfig, problem
             Err(e) => problems.push(format!("{}: cannot read the collection's settings: {e}", c.name)),
         }
         let probe = [("limit", "1".to_owned()), ("fields", "id".to_owned())];
-        if let Err(e) = client.request(Method::GET, "/activity", &probe, None, None).await {
-            problems.push(format!("{}: deletes: activity, but the activity log is not readable: {e}", c.name));
+        if let Err(e) = client
+            .request(Method::GET, "/activity", &probe, None, None)
+            .await
+        {
+            problems.push(format!(
+                "{}: deletes: activity, but the activity log is not readable: {e}",
+                c.name
+            ));
         }
     }
 }
@@ -104,7 +136,9 @@ async fn check_collection(client: &DirectusClient, c: &CollectionConfig, problem
 /// Whether a Directus field type can hold a configured field type.
 fn compatible(kind: FieldType, server: &str) -> bool {
     match kind {
-        FieldType::String | FieldType::Text => matches!(server, "string" | "text" | "uuid" | "hash" | "csv"),
+        FieldType::String | FieldType::Text => {
+            matches!(server, "string" | "text" | "uuid" | "hash" | "csv")
+        }
         FieldType::Integer => matches!(server, "integer" | "bigInteger"),
         FieldType::Float => matches!(server, "float" | "decimal" | "integer" | "bigInteger"),
         FieldType::Boolean => server == "boolean",

@@ -221,16 +221,29 @@ mod tests {
     #[test]
     fn last_write_wins_takes_the_later_side_and_gives_ties_to_the_server() {
         let l = local(SyncStatus::Updated);
-        assert_eq!(LastWriteWins.resolve(&conflict(&l, Some(&remote(5)))), Resolution::KeepLocal);
-        assert_eq!(LastWriteWins.resolve(&conflict(&l, Some(&remote(10)))), Resolution::TakeRemote);
-        assert_eq!(LastWriteWins.resolve(&conflict(&l, Some(&remote(20)))), Resolution::TakeRemote);
+        assert_eq!(
+            LastWriteWins.resolve(&conflict(&l, Some(&remote(5)))),
+            Resolution::KeepLocal
+        );
+        assert_eq!(
+            LastWriteWins.resolve(&conflict(&l, Some(&remote(10)))),
+            Resolution::TakeRemote
+        );
+        assert_eq!(
+            LastWriteWins.resolve(&conflict(&l, Some(&remote(20)))),
+            Resolution::TakeRemote
+        );
     }
 
     #[test]
     fn last_write_wins_against_a_delete_uses_the_delete_time() {
         let l = local(SyncStatus::Updated);
         let mut c = conflict(&l, None);
-        assert_eq!(LastWriteWins.resolve(&c), Resolution::TakeRemote, "unknown delete time");
+        assert_eq!(
+            LastWriteWins.resolve(&c),
+            Resolution::TakeRemote,
+            "unknown delete time"
+        );
         c.remote_deleted_at = Some(Stamp(at(5)));
         assert_eq!(LastWriteWins.resolve(&c), Resolution::KeepLocal);
         assert_eq!(c.kind(), ConflictKind::LocalUpdateRemoteDelete);
@@ -249,8 +262,12 @@ mod tests {
     #[test]
     fn skew_moves_local_times_onto_the_server_clock() {
         let skew = ClockSkew::estimate(at(100), at(40));
-        assert_eq!(skew.to_server(at(0)), at(60) + chrono::Duration::milliseconds(500));
-        let within_resolution = ClockSkew::estimate(at(100), at(100) + chrono::Duration::milliseconds(900));
+        assert_eq!(
+            skew.to_server(at(0)),
+            at(60) + chrono::Duration::milliseconds(500)
+        );
+        let within_resolution =
+            ClockSkew::estimate(at(100), at(100) + chrono::Duration::milliseconds(900));
         assert_eq!(within_resolution, ClockSkew::default());
     }
 }

@@ -65,7 +65,9 @@ pub fn page_request(
 ) -> PageRequest {
     let (condition, offset, anchor) = match position {
         PullPosition::Start => (json!({ cursor_field: { "_nnull": true } }), 0, None),
-        PullPosition::After { stamp } => (json!({ cursor_field: { "_gt": stamp.to_wire() } }), 0, None),
+        PullPosition::After { stamp } => {
+            (json!({ cursor_field: { "_gt": stamp.to_wire() } }), 0, None)
+        }
         PullPosition::Within {
             stamp,
             seen,
@@ -121,7 +123,11 @@ pub fn page_outcome(
     let next = match rows.last() {
         None => position.clone(),
         Some(last) => {
-            let trailing = rows.iter().rev().take_while(|r| r.stamp == last.stamp).count() as u64;
+            let trailing = rows
+                .iter()
+                .rev()
+                .take_while(|r| r.stamp == last.stamp)
+                .count() as u64;
             let seen = match position {
                 PullPosition::Within { stamp, seen, .. }
                     if *stamp == last.stamp && trailing == rows.len() as u64 =>
@@ -181,20 +187,33 @@ mod tests {
     #[test]
     fn collection_filter_is_combined() {
         let own = json!({"status": {"_eq": "live"}});
-        let req = page_request(&PullPosition::After { stamp: stamp(1) }, "ts", 10, Some(&own));
+        let req = page_request(
+            &PullPosition::After { stamp: stamp(1) },
+            "ts",
+            10,
+            Some(&own),
+        );
         assert_eq!(req.filter["_and"][1], own);
     }
 
     #[test]
     fn tie_group_larger_than_a_page_is_walked_with_an_anchor() {
         // Five rows share one stamp; pages of two.
-        let all: Vec<_> = ["a", "b", "c", "d", "e"].iter().map(|k| row(k, 5)).collect();
+        let all: Vec<_> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|k| row(k, 5))
+            .collect();
         let mut position = PullPosition::Start;
         let mut applied = Vec::new();
         loop {
             let req = page_request(&position, "ts", 2, None);
             let offset = req.offset as usize;
-            let page: Vec<_> = all.iter().skip(offset).take(req.limit as usize).cloned().collect();
+            let page: Vec<_> = all
+                .iter()
+                .skip(offset)
+                .take(req.limit as usize)
+                .cloned()
+                .collect();
             match page_outcome(&position, &req, page) {
                 PageOutcome::Advance { rows, next, done } => {
                     applied.extend(rows.into_iter().map(|r| r.key));
@@ -261,7 +280,13 @@ mod tests {
             seen: 3,
             last_key: Some("x".into()),
         };
-        assert_eq!(settle(&at, stamp(90)), PullPosition::After { stamp: stamp(90) });
-        assert_eq!(settle(&at, stamp(200)), PullPosition::After { stamp: stamp(100) });
+        assert_eq!(
+            settle(&at, stamp(90)),
+            PullPosition::After { stamp: stamp(90) }
+        );
+        assert_eq!(
+            settle(&at, stamp(200)),
+            PullPosition::After { stamp: stamp(100) }
+        );
     }
 }

@@ -27,7 +27,11 @@ pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRo
         message,
     };
     let Some(object) = raw.as_object() else {
-        return Err(fail(None, "*", format!("expected an object, got {}", kind_of(raw))));
+        return Err(fail(
+            None,
+            "*",
+            format!("expected an object, got {}", kind_of(raw)),
+        ));
     };
     let pk = &collection.primary_key;
     let key = object
@@ -36,8 +40,13 @@ pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRo
         .ok_or_else(|| fail(None, pk, "missing or not a string or integer".into()))?;
     let cursor = &collection.cursor;
     let stamp = match object.get(cursor) {
-        Some(Value::String(s)) => Stamp::parse(s)
-            .ok_or_else(|| fail(Some(&key), cursor, format!("{s:?} is not an RFC 3339 timestamp")))?,
+        Some(Value::String(s)) => Stamp::parse(s).ok_or_else(|| {
+            fail(
+                Some(&key),
+                cursor,
+                format!("{s:?} is not an RFC 3339 timestamp"),
+            )
+        })?,
         Some(other) => {
             return Err(fail(
                 Some(&key),
@@ -45,7 +54,13 @@ pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRo
                 format!("expected a timestamp, got {}", kind_of(other)),
             ));
         }
-        None => return Err(fail(Some(&key), cursor, "missing from the server row".into())),
+        None => {
+            return Err(fail(
+                Some(&key),
+                cursor,
+                "missing from the server row".into(),
+            ));
+        }
     };
     let mut data = Row::new();
     for field in &collection.fields {
@@ -56,8 +71,7 @@ pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRo
                 "missing from the server row (is it readable with this token?)".into(),
             )
         })?;
-        check_value(field.kind, value)
-            .map_err(|message| fail(Some(&key), &field.name, message))?;
+        check_value(field.kind, value).map_err(|message| fail(Some(&key), &field.name, message))?;
         data.insert(field.name.clone(), value.clone());
     }
     Ok(RemoteRow { key, stamp, data })
@@ -78,14 +92,22 @@ pub fn check_value(kind: FieldType, value: &Value) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("expected {}, got {}", kind.as_str(), describe(value)))
+        Err(format!(
+            "expected {}, got {}",
+            kind.as_str(),
+            describe(value)
+        ))
     }
 }
 
 fn describe(value: &Value) -> String {
     let text = value.to_string();
     if text.len() > 40 {
-        format!("{} {}...", kind_of(value), &text[..text.floor_char_boundary(40)])
+        format!(
+            "{} {}...",
+            kind_of(value),
+            &text[..text.floor_char_boundary(40)]
+        )
     } else {
         format!("{} {text}", kind_of(value))
     }
@@ -137,6 +159,9 @@ mod tests {
     fn a_missing_stamp_is_an_error() {
         let raw = json!({"id": 7, "title": "t", "views": 1});
         let err = remote_row(&articles(), &raw).unwrap_err();
-        assert_eq!((err.key.as_deref(), err.field.as_str()), (Some("7"), "last_modified"));
+        assert_eq!(
+            (err.key.as_deref(), err.field.as_str()),
+            (Some("7"), "last_modified")
+        );
     }
 }

@@ -53,7 +53,10 @@ pub enum RemoteErrorKind {
 
 impl RemoteErrorKind {
     pub fn is_transient(self) -> bool {
-        matches!(self, RemoteErrorKind::Unreachable | RemoteErrorKind::Unavailable)
+        matches!(
+            self,
+            RemoteErrorKind::Unreachable | RemoteErrorKind::Unavailable
+        )
     }
 }
 

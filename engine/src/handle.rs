@@ -3,11 +3,11 @@
 //! Owns the collection handle applications use instead of SQL. It validates values against
 //! the configured types and leaves all bookkeeping to the store (and its triggers).
 
-use schema::CollectionConfig;
 use crate::error::{Error, Result};
 use crate::model::{Key, LocalRow, Row};
 use crate::ports::{LocalWrite, Remote, Store};
 use crate::sync::Engine;
+use schema::CollectionConfig;
 
 /// A configured collection, for reading and writing its local table.
 #[derive(Debug)]
@@ -33,7 +33,10 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
         let c = self.config;
         let key = match data.remove(&c.primary_key) {
             Some(value) => crate::model::key_from_json(&value).ok_or_else(|| {
-                Error::Usage(format!("{}: the primary key {} must be a string or integer", c.name, c.primary_key))
+                Error::Usage(format!(
+                    "{}: the primary key {} must be a string or integer",
+                    c.name, c.primary_key
+                ))
             })?,
             None if c.key_type == schema::KeyType::Uuid => uuid::Uuid::new_v4().to_string(),
             None => {
@@ -46,7 +49,13 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
         self.check(&data)?;
         self.engine
             .store()
-            .write(c, LocalWrite::Insert { key: key.clone(), data })
+            .write(
+                c,
+                LocalWrite::Insert {
+                    key: key.clone(),
+                    data,
+                },
+            )
             .await?;
         Ok(key)
     }
@@ -54,19 +63,29 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
     /// Changes the given fields of a row (status `updated`). Returns whether it exists.
     pub async fn update(&self, key: &str, patch: Row) -> Result<bool> {
         self.check(&patch)?;
-        let write = LocalWrite::Update { key: key.to_owned(), data: patch };
+        let write = LocalWrite::Update {
+            key: key.to_owned(),
+            data: patch,
+        };
         self.engine.store().write(self.config, write).await
     }
 
     /// Marks a row deleted (status `deleted`); the engine pushes the delete, then removes it.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        let write = LocalWrite::Delete { key: key.to_owned() };
+        let write = LocalWrite::Delete {
+            key: key.to_owned(),
+        };
         self.engine.store().write(self.config, write).await
     }
 
     /// The local row, with its sync state.
     pub async fn get(&self, key: &str) -> Result<Option<LocalRow>> {
-        Ok(self.engine.store().rows(self.config, &[key.to_owned()]).await?.pop())
+        Ok(self
+            .engine
+            .store()
+            .rows(self.config, &[key.to_owned()])
+            .await?
+            .pop())
     }
 
     fn check(&self, data: &Row) -> Result<()> {

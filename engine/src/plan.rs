@@ -58,7 +58,9 @@ pub fn remote_delete(local: Option<&LocalRow>, deleted_at: Option<Stamp>) -> Rem
     };
     match l.status {
         SyncStatus::Synced => RemoteDelete::Remove(remove(Guard::IfSynced)),
-        SyncStatus::Deleted => RemoteDelete::Purge(remove(Guard::IfUnchanged(l.change_key.clone()))),
+        SyncStatus::Deleted => {
+            RemoteDelete::Purge(remove(Guard::IfUnchanged(l.change_key.clone())))
+        }
         SyncStatus::Created | SyncStatus::Updated => RemoteDelete::Conflict,
         SyncStatus::Conflict => RemoteDelete::Ignore,
     }
@@ -83,7 +85,10 @@ fn same_number(a: &Value, b: &Value) -> bool {
 }
 
 fn same_instant(a: &Value, b: &Value) -> bool {
-    match (a.as_str().and_then(Stamp::parse), b.as_str().and_then(Stamp::parse)) {
+    match (
+        a.as_str().and_then(Stamp::parse),
+        b.as_str().and_then(Stamp::parse),
+    ) {
         (Some(x), Some(y)) => x == y,
         _ => false,
     }
@@ -148,8 +153,14 @@ mod tests {
 
     #[test]
     fn pulling_the_same_version_twice_changes_nothing() {
-        assert_eq!(pull_row(Some(&local(SyncStatus::Synced, 5)), remote(5), false), None);
-        assert_eq!(pull_row(Some(&local(SyncStatus::Synced, 6)), remote(5), false), None);
+        assert_eq!(
+            pull_row(Some(&local(SyncStatus::Synced, 5)), remote(5), false),
+            None
+        );
+        assert_eq!(
+            pull_row(Some(&local(SyncStatus::Synced, 6)), remote(5), false),
+            None
+        );
         assert!(matches!(
             pull_row(Some(&local(SyncStatus::Synced, 4)), remote(5), false),
             Some(RowOp::Pull(_))
@@ -158,7 +169,12 @@ mod tests {
 
     #[test]
     fn pending_rows_are_never_overwritten_by_a_pull() {
-        for status in [SyncStatus::Created, SyncStatus::Updated, SyncStatus::Deleted, SyncStatus::Conflict] {
+        for status in [
+            SyncStatus::Created,
+            SyncStatus::Updated,
+            SyncStatus::Deleted,
+            SyncStatus::Conflict,
+        ] {
             assert_eq!(pull_row(Some(&local(status, 1)), remote(9), false), None);
         }
     }
@@ -168,27 +184,51 @@ mod tests {
         assert_eq!(pull_row(None, remote(5), true), None);
         assert!(matches!(
             pull_row(Some(&local(SyncStatus::Synced, 1)), remote(5), true),
-            Some(RowOp::Remove { guard: Guard::IfSynced, .. })
+            Some(RowOp::Remove {
+                guard: Guard::IfSynced,
+                ..
+            })
         ));
-        assert!(is_archived(&json!({"status": "archived"}), Some(("status", &json!("archived")))));
+        assert!(is_archived(
+            &json!({"status": "archived"}),
+            Some(("status", &json!("archived")))
+        ));
     }
 
     #[test]
     fn remote_deletes_by_local_state() {
         assert_eq!(remote_delete(None, None), RemoteDelete::Ignore);
-        assert!(matches!(remote_delete(Some(&local(SyncStatus::Synced, 1)), Some(stamp(2))), RemoteDelete::Remove(_)));
-        assert_eq!(remote_delete(Some(&local(SyncStatus::Synced, 3)), Some(stamp(2))), RemoteDelete::Ignore);
-        assert_eq!(remote_delete(Some(&local(SyncStatus::Updated, 1)), Some(stamp(2))), RemoteDelete::Conflict);
-        assert!(matches!(remote_delete(Some(&local(SyncStatus::Deleted, 1)), None), RemoteDelete::Purge(_)));
+        assert!(matches!(
+            remote_delete(Some(&local(SyncStatus::Synced, 1)), Some(stamp(2))),
+            RemoteDelete::Remove(_)
+        ));
+        assert_eq!(
+            remote_delete(Some(&local(SyncStatus::Synced, 3)), Some(stamp(2))),
+            RemoteDelete::Ignore
+        );
+        assert_eq!(
+            remote_delete(Some(&local(SyncStatus::Updated, 1)), Some(stamp(2))),
+            RemoteDelete::Conflict
+        );
+        assert!(matches!(
+            remote_delete(Some(&local(SyncStatus::Deleted, 1)), None),
+            RemoteDelete::Purge(_)
+        ));
     }
 
     #[test]
     fn content_comparison_tolerates_number_and_timestamp_spelling() {
         let mine = json!({"n": 1, "t": "2026-01-01T00:00:00Z"});
         let theirs = json!({"n": 1.0, "t": "2026-01-01T00:00:00.000Z"});
-        assert!(same_content(mine.as_object().unwrap(), theirs.as_object().unwrap()));
+        assert!(same_content(
+            mine.as_object().unwrap(),
+            theirs.as_object().unwrap()
+        ));
         let other = json!({"n": 2, "t": "2026-01-01T00:00:00.000Z"});
-        assert!(!same_content(mine.as_object().unwrap(), other.as_object().unwrap()));
+        assert!(!same_content(
+            mine.as_object().unwrap(),
+            other.as_object().unwrap()
+        ));
     }
 
     #[test]

@@ -43,8 +43,11 @@ pub struct DeleteActivity {
 
 /// What the engine needs from a Directus server.
 pub trait Remote: Send + Sync {
-    fn list(&self, collection: &str, query: &ListQuery)
-    -> impl Future<Output = Result<RawPage>> + Send;
+    fn list(
+        &self,
+        collection: &str,
+        query: &ListQuery,
+    ) -> impl Future<Output = Result<RawPage>> + Send;
 
     /// Creates rows in one request (all or nothing); returns them with `fields`.
     fn create(
@@ -83,10 +86,15 @@ pub trait Remote: Send + Sync {
     ) -> impl Future<Output = Result<Vec<DeleteActivity>>> + Send;
 
     /// When the server logged the latest delete of `key`, if its activity log has it.
-    fn delete_time(&self, collection: &str, key: &str) -> impl Future<Output = Result<Option<Stamp>>> + Send;
+    fn delete_time(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Stamp>>> + Send;
 
     /// The newest activity id logged for `collection` (any action), if any.
-    fn latest_activity(&self, collection: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
+    fn latest_activity(&self, collection: &str)
+    -> impl Future<Output = Result<Option<i64>>> + Send;
 
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;

@@ -20,9 +20,7 @@ use crate::decode::{RowError, remote_row};
 use crate::error::{Error, RemoteErrorKind, Result};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
 use crate::plan::{self, RemoteDelete};
-use crate::ports::{
-    Changes, ConflictRecord, Guard, ListQuery, Remote, RowOp, RunRecord, Store,
-};
+use crate::ports::{Changes, ConflictRecord, Guard, ListQuery, Remote, RowOp, RunRecord, Store};
 
 /// Largest request body sent, under Directus's default 1 MB `MAX_PAYLOAD_SIZE`.
 const MAX_BODY_BYTES: usize = 900_000;
@@ -251,23 +249,37 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
     async fn push_writes(&self, c: &CollectionConfig, report: &mut CollectionReport) -> Result<()> {
         let statuses = [SyncStatus::Created, SyncStatus::Updated];
-        self.for_pending(c, &statuses, async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
-            let (creates, updates): (Vec<_>, Vec<_>) = rows
-                .into_iter()
-                .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
-            self.push_creates(c, creates, report).await?;
-            self.push_updates(c, updates, report).await
-        }, report)
+        self.for_pending(
+            c,
+            &statuses,
+            async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
+                let (creates, updates): (Vec<_>, Vec<_>) = rows
+                    .into_iter()
+                    .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
+                self.push_creates(c, creates, report).await?;
+                self.push_updates(c, updates, report).await
+            },
+            report,
+        )
         .await
     }
 
-    async fn push_deletes(&self, c: &CollectionConfig, report: &mut CollectionReport) -> Result<()> {
-        self.for_pending(c, &[SyncStatus::Deleted], async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
-            for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, MAX_DELETE_ROWS) {
-                self.push_delete_batch(c, batch, report).await?;
-            }
-            Ok(())
-        }, report)
+    async fn push_deletes(
+        &self,
+        c: &CollectionConfig,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        self.for_pending(
+            c,
+            &[SyncStatus::Deleted],
+            async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
+                for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, MAX_DELETE_ROWS) {
+                    self.push_delete_batch(c, batch, report).await?;
+                }
+                Ok(())
+            },
+            report,
+        )
         .await
     }
 
@@ -287,7 +299,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
             };
             after = Some(last.key.clone());
             let full = rows.len() == PENDING_CHUNK;
-            let rows: Vec<LocalRow> = rows.into_iter().filter(|r| statuses.contains(&r.status)).collect();
+            let rows: Vec<LocalRow> = rows
+                .into_iter()
+                .filter(|r| statuses.contains(&r.status))
+                .collect();
             if !rows.is_empty() {
                 push(rows, report).await?;
             }
@@ -314,13 +329,20 @@ impl<S: Store, R: Remote> Engine<S, R> {
         for batch in plan::batches_by_size(payloads, size, MAX_BODY_BYTES, MAX_CREATE_ROWS) {
             let (locals, bodies): (Vec<LocalRow>, Vec<Value>) = batch.into_iter().unzip();
             let idem = batch_key(&locals);
-            match self.remote.create(&c.name, bodies, &ident_fields(c), &idem).await {
+            match self
+                .remote
+                .create(&c.name, bodies, &ident_fields(c), &idem)
+                .await
+            {
                 Ok(created) => {
                     let mut changes = Changes::default();
                     let stamps = stamps_by_key(c, &created);
                     for local in &locals {
                         let stamp = stamps.get(&local.key).copied().ok_or_else(|| {
-                            protocol(format!("create of {}/{} answered without it", c.name, local.key))
+                            protocol(format!(
+                                "create of {}/{} answered without it",
+                                c.name, local.key
+                            ))
                         })?;
                         changes.ops.push(settle_op(local, stamp, None));
                     }
@@ -350,11 +372,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
     ) -> Result<()> {
         let body = wire_row(c, &local.key, &local.data);
         let idem = local.change_key.clone().unwrap_or_default();
-        match self.remote.create(&c.name, vec![body], &ident_fields(c), &idem).await {
+        match self
+            .remote
+            .create(&c.name, vec![body], &ident_fields(c), &idem)
+            .await
+        {
             Ok(created) => {
-                let stamp = stamps_by_key(c, &created).get(&local.key).copied().ok_or_else(|| {
-                    protocol(format!("create of {}/{} answered without it", c.name, local.key))
-                })?;
+                let stamp = stamps_by_key(c, &created)
+                    .get(&local.key)
+                    .copied()
+                    .ok_or_else(|| {
+                        protocol(format!(
+                            "create of {}/{} answered without it",
+                            c.name, local.key
+                        ))
+                    })?;
                 report.pushed += 1;
                 let changes = Changes {
                     ops: vec![settle_op(&local, stamp, None)],
@@ -379,7 +411,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
         match &error {
             Error::Remote(e) if e.kind == RemoteErrorKind::NotUnique => {
                 match self.fetch_remote(c, &local.key).await? {
-                    Some(remote) => self.compare_and_settle(c, local, Some(remote), report).await,
+                    Some(remote) => {
+                        self.compare_and_settle(c, local, Some(remote), report)
+                            .await
+                    }
                     None => Err(error),
                 }
             }
@@ -443,7 +478,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let idem = local.change_key.clone().unwrap_or_default();
         let updated = self
             .remote
-            .update_where(&c.name, filter, Value::Object(local.data.clone()), &ident_fields(c), &idem)
+            .update_where(
+                &c.name,
+                filter,
+                Value::Object(local.data.clone()),
+                &ident_fields(c),
+                &idem,
+            )
             .await?;
         Ok(stamps_by_key(c, &updated).get(&local.key).copied())
     }
@@ -482,7 +523,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
             (None, Deletes::Activity) => self.remote.delete_time(&c.name, &local.key).await?,
             _ => None, // unknown: last-write-wins gives the delete to the server
         };
-        self.resolve_conflict(c, local, remote, deleted_at, report).await
+        self.resolve_conflict(c, local, remote, deleted_at, report)
+            .await
     }
 
     async fn push_delete_batch(
@@ -496,7 +538,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .map(|r| {
                 let key = json!({ &c.primary_key: { "_eq": key_to_json(&r.key, c.key_type) } });
                 match r.base {
-                    Some(base) => json!({ "_and": [key, { &c.cursor: { "_eq": base.to_wire() } }] }),
+                    Some(base) => {
+                        json!({ "_and": [key, { &c.cursor: { "_eq": base.to_wire() } }] })
+                    }
                     None => key,
                 }
             })
@@ -535,7 +579,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
         self.store.apply(c, changes).await?;
         for (local, remote) in conflicted {
-            self.resolve_conflict(c, local, Some(remote), None, report).await?;
+            self.resolve_conflict(c, local, Some(remote), None, report)
+                .await?;
         }
         Ok(())
     }
@@ -549,7 +594,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
     ) -> Result<()> {
         warn!(collection = %c.name, key = %local.key, %error, "change rejected, quarantined");
         report.quarantined += 1;
-        let record = self.record(c, local, ConflictKind::Rejected, None, None, Some(error.clone()));
+        let record = self.record(
+            c,
+            local,
+            ConflictKind::Rejected,
+            None,
+            None,
+            Some(error.clone()),
+        );
         let changes = Changes {
             ops: vec![RowOp::Quarantine {
                 key: local.key.clone(),
@@ -605,9 +657,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 });
             }
             Resolution::TakeRemote => changes.ops.push(take_remote_op(local, remote.as_ref())),
-            Resolution::KeepLocal => {
-                changes.ops.push(self.push_over(c, local, remote.as_ref(), report).await?)
-            }
+            Resolution::KeepLocal => changes
+                .ops
+                .push(self.push_over(c, local, remote.as_ref(), report).await?),
         }
         self.store.apply(c, changes).await?;
         Ok(())
@@ -645,10 +697,19 @@ impl<S: Store, R: Remote> Engine<S, R> {
             },
             (_, None) => {
                 let body = wire_row(c, &local.key, &local.data);
-                let created = self.remote.create(&c.name, vec![body], &ident_fields(c), &idem).await?;
-                let stamp = stamps_by_key(c, &created).get(&local.key).copied().ok_or_else(|| {
-                    protocol(format!("create of {}/{} answered without it", c.name, local.key))
-                })?;
+                let created = self
+                    .remote
+                    .create(&c.name, vec![body], &ident_fields(c), &idem)
+                    .await?;
+                let stamp = stamps_by_key(c, &created)
+                    .get(&local.key)
+                    .copied()
+                    .ok_or_else(|| {
+                        protocol(format!(
+                            "create of {}/{} answered without it",
+                            c.name, local.key
+                        ))
+                    })?;
                 report.pushed += 1;
                 Ok(settle_op(local, stamp, None))
             }
@@ -693,7 +754,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
             return Err(Error::Usage(format!("conflict {id} is already resolved")));
         }
         let c = self.collection_config(&record.collection)?.clone();
-        let local = self.store.rows(&c, std::slice::from_ref(&record.key)).await?.pop();
+        let local = self
+            .store
+            .rows(&c, std::slice::from_ref(&record.key))
+            .await?
+            .pop();
         let remote = self.fetch_remote(&c, &record.key).await?;
         let mut changes = Changes::default();
         let resolution = match (&choice, &local) {
@@ -709,9 +774,20 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 let mut l = l.clone();
                 if let Choice::With(data) = &choice {
                     self.store
-                        .write(&c, crate::ports::LocalWrite::Update { key: l.key.clone(), data: data.clone() })
+                        .write(
+                            &c,
+                            crate::ports::LocalWrite::Update {
+                                key: l.key.clone(),
+                                data: data.clone(),
+                            },
+                        )
                         .await?;
-                    l = self.store.rows(&c, std::slice::from_ref(&l.key)).await?.pop().unwrap_or(l);
+                    l = self
+                        .store
+                        .rows(&c, std::slice::from_ref(&l.key))
+                        .await?
+                        .pop()
+                        .unwrap_or(l);
                 }
                 let status = match (record.kind, &remote) {
                     (ConflictKind::LocalDeleteRemoteUpdate, _) => SyncStatus::Deleted,
@@ -741,7 +817,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let mut checkpoint = self.store.checkpoint(&c.name).await?;
         if matches!(c.deletes, Deletes::Activity) && checkpoint.delete_cursor.is_none() {
             // Deletes before the first pull are already reflected in what it reads.
-            checkpoint.delete_cursor = Some(self.remote.latest_activity(&c.name).await?.unwrap_or(0));
+            checkpoint.delete_cursor =
+                Some(self.remote.latest_activity(&c.name).await?.unwrap_or(0));
         }
         let archive = archive_of(c);
         let mut fields = ident_fields(c);
@@ -829,7 +906,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let mut checkpoint = self.store.checkpoint(&c.name).await?;
         loop {
             let after = checkpoint.delete_cursor.unwrap_or(0);
-            let deletes = self.remote.deletes_after(&c.name, after, c.page_size).await?;
+            let deletes = self
+                .remote
+                .deletes_after(&c.name, after, c.page_size)
+                .await?;
             let Some(last) = deletes.last() else {
                 return Ok(());
             };
@@ -854,7 +934,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
                         changes.ops.push(op);
                     }
                     RemoteDelete::Purge(op) => changes.ops.push(op),
-                    RemoteDelete::Conflict => conflicted.push((local.expect("conflicts have a local row"), delete.at)),
+                    RemoteDelete::Conflict => {
+                        conflicted.push((local.expect("conflicts have a local row"), delete.at))
+                    }
                 }
             }
             for (local, at) in conflicted {
@@ -877,10 +959,17 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
     /// The current server version of one row; `None` when it is gone (or archived).
     async fn fetch_remote(&self, c: &CollectionConfig, key: &Key) -> Result<Option<RemoteRow>> {
-        Ok(self.fetch_remotes(c, std::slice::from_ref(key)).await?.remove(key))
+        Ok(self
+            .fetch_remotes(c, std::slice::from_ref(key))
+            .await?
+            .remove(key))
     }
 
-    async fn fetch_remotes(&self, c: &CollectionConfig, keys: &[Key]) -> Result<HashMap<Key, RemoteRow>> {
+    async fn fetch_remotes(
+        &self,
+        c: &CollectionConfig,
+        keys: &[Key],
+    ) -> Result<HashMap<Key, RemoteRow>> {
         let archive = archive_of(c);
         let mut fields = ident_fields(c);
         fields.extend(c.fields.iter().map(|f| f.name.clone()));
@@ -933,9 +1022,14 @@ pub fn push_order(config: &Config) -> Vec<&CollectionConfig> {
     let mut rest: Vec<&CollectionConfig> = config.collections.iter().collect();
     while !rest.is_empty() {
         let ready = rest.iter().position(|c| {
-            c.fields.iter().filter_map(|f| f.references.as_deref()).all(|parent| {
-                parent == c.name || placed.iter().any(|p| p.name == parent) || config.collection(parent).is_none()
-            })
+            c.fields
+                .iter()
+                .filter_map(|f| f.references.as_deref())
+                .all(|parent| {
+                    parent == c.name
+                        || placed.iter().any(|p| p.name == parent)
+                        || config.collection(parent).is_none()
+                })
         });
         let next = rest.remove(ready.unwrap_or(0));
         placed.push(next);
@@ -948,7 +1042,10 @@ fn is_permanent(kind: RemoteErrorKind) -> bool {
 }
 
 fn protocol(message: String) -> Error {
-    Error::Remote(crate::error::RemoteError::new(RemoteErrorKind::Protocol, message))
+    Error::Remote(crate::error::RemoteError::new(
+        RemoteErrorKind::Protocol,
+        message,
+    ))
 }
 
 fn ident_fields(c: &CollectionConfig) -> Vec<String> {
@@ -971,7 +1068,10 @@ fn wire_row(c: &CollectionConfig, key: &Key, data: &Row) -> Value {
 
 /// One idempotency key for a batch: the first change's key and the batch length.
 fn batch_key(rows: &[LocalRow]) -> String {
-    let first = rows.first().and_then(|r| r.change_key.as_deref()).unwrap_or("none");
+    let first = rows
+        .first()
+        .and_then(|r| r.change_key.as_deref())
+        .unwrap_or("none");
     format!("{first}+{}", rows.len())
 }
 
@@ -1014,7 +1114,11 @@ fn decode_page(
     c: &CollectionConfig,
     raw_rows: &[Value],
     archive: Option<(&str, &Value)>,
-) -> (Vec<RemoteRow>, HashMap<Key, RowError>, std::collections::HashSet<Key>) {
+) -> (
+    Vec<RemoteRow>,
+    HashMap<Key, RowError>,
+    std::collections::HashSet<Key>,
+) {
     let mut rows = Vec::with_capacity(raw_rows.len());
     let mut invalid = HashMap::new();
     let mut archived = std::collections::HashSet::new();
@@ -1029,10 +1133,16 @@ fn decode_page(
             Err(error) => {
                 // Keep the row's place in the cursor order when its key and stamp are readable.
                 let ident = error.key.clone().zip(
-                    raw.get(&c.cursor).and_then(Value::as_str).and_then(Stamp::parse),
+                    raw.get(&c.cursor)
+                        .and_then(Value::as_str)
+                        .and_then(Stamp::parse),
                 );
                 if let Some((key, stamp)) = ident {
-                    rows.push(RemoteRow { key: key.clone(), stamp, data: Row::new() });
+                    rows.push(RemoteRow {
+                        key: key.clone(),
+                        stamp,
+                        data: Row::new(),
+                    });
                     invalid.insert(key, error);
                 } else {
                     warn!(%error, "server row without a readable key or stamp skipped");

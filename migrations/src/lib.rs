@@ -47,7 +47,13 @@ mod m0001_engine_tables {
                     Table::create()
                         .table("_deltasync_conflict")
                         .if_not_exists()
-                        .col(ColumnDef::new("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            ColumnDef::new("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(ColumnDef::new("collection").text().not_null())
                         .col(ColumnDef::new("key").text().not_null())
                         .col(ColumnDef::new("kind").text().not_null())
@@ -79,7 +85,13 @@ mod m0001_engine_tables {
                     Table::create()
                         .table("_deltasync_run")
                         .if_not_exists()
-                        .col(ColumnDef::new("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            ColumnDef::new("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(ColumnDef::new("started_at").text().not_null())
                         .col(ColumnDef::new("finished_at").text().not_null())
                         .col(ColumnDef::new("ok").boolean().not_null())
@@ -102,8 +114,15 @@ mod m0001_engine_tables {
         }
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            for table in ["_deltasync_base", "_deltasync_run", "_deltasync_conflict", "_deltasync_checkpoint"] {
-                manager.drop_table(Table::drop().table(table).if_exists().to_owned()).await?;
+            for table in [
+                "_deltasync_base",
+                "_deltasync_run",
+                "_deltasync_conflict",
+                "_deltasync_checkpoint",
+            ] {
+                manager
+                    .drop_table(Table::drop().table(table).if_exists().to_owned())
+                    .await?;
             }
             Ok(())
         }

@@ -67,11 +67,17 @@ impl Auth {
     }
 
     /// Resolves the bearer token of a request.
-    pub(crate) fn resolve(&self, token: Option<&str>, now_ms: i64) -> Result<Accountability, Error> {
+    pub(crate) fn resolve(
+        &self,
+        token: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Accountability, Error> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(Accountability::default());
         };
-        let admin = Accountability { user: Some(self.admin_id.clone()) };
+        let admin = Accountability {
+            user: Some(self.admin_id.clone()),
+        };
         if token == self.static_token {
             return Ok(admin);
         }
@@ -85,7 +91,12 @@ impl Auth {
         }
     }
 
-    pub(crate) fn login(&mut self, email: &str, password: &str, now_ms: i64) -> Result<Session, Error> {
+    pub(crate) fn login(
+        &mut self,
+        email: &str,
+        password: &str,
+        now_ms: i64,
+    ) -> Result<Session, Error> {
         if email != self.email || password != self.password {
             return Err(Error::InvalidCredentials);
         }
@@ -101,7 +112,10 @@ impl Auth {
     }
 
     pub(crate) fn logout(&mut self, refresh_token: &str) -> Result<(), Error> {
-        self.refresh.remove(refresh_token).map(|_| ()).ok_or(Error::InvalidCredentials)
+        self.refresh
+            .remove(refresh_token)
+            .map(|_| ())
+            .ok_or(Error::InvalidCredentials)
     }
 
     fn issue(&mut self, now_ms: i64) -> Session {
@@ -114,8 +128,13 @@ impl Auth {
             uuid::Uuid::new_v4().simple()
         );
         self.access.insert(access_token.clone(), expires);
-        self.refresh.insert(refresh_token.clone(), now_ms + REFRESH_TTL_MS);
-        Session { access_token, refresh_token, expires_ms: self.access_ttl_ms }
+        self.refresh
+            .insert(refresh_token.clone(), now_ms + REFRESH_TTL_MS);
+        Session {
+            access_token,
+            refresh_token,
+            expires_ms: self.access_ttl_ms,
+        }
     }
 }
 
@@ -145,7 +164,8 @@ fn jwt(user: &str, role: &str, now_ms: i64, expires_ms: i64) -> String {
 /// Directus's `isDirectusJWT`: a decodable JWT whose issuer is `directus`.
 fn is_directus_jwt(token: &str) -> bool {
     let mut parts = token.split('.');
-    let (Some(_), Some(claims), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(_), Some(claims), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -159,7 +179,11 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 fn base64url(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -191,7 +215,10 @@ mod tests {
     #[test]
     fn base64url_round_trips() {
         for s in ["", "a", "ab", "abc", "abcd", "{\"iss\":\"directus\"}"] {
-            assert_eq!(base64url_decode(&base64url(s.as_bytes())).unwrap(), s.as_bytes());
+            assert_eq!(
+                base64url_decode(&base64url(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
         }
     }
 
@@ -199,10 +226,16 @@ mod tests {
     fn tokens_follow_directus_rules() {
         let mut auth = Auth::new("static", "a@b.c", "pw", 1000);
         assert!(auth.resolve(Some("static"), 0).unwrap().is_admin());
-        assert_eq!(auth.resolve(Some("other"), 0), Err(Error::InvalidCredentials));
+        assert_eq!(
+            auth.resolve(Some("other"), 0),
+            Err(Error::InvalidCredentials)
+        );
         let s = auth.login("a@b.c", "pw", 0).unwrap();
         assert!(auth.resolve(Some(&s.access_token), 999).is_ok());
-        assert_eq!(auth.resolve(Some(&s.access_token), 1000), Err(Error::TokenExpired));
+        assert_eq!(
+            auth.resolve(Some(&s.access_token), 1000),
+            Err(Error::TokenExpired)
+        );
         let foreign = jwt("x", "y", 0, 10);
         assert_eq!(auth.resolve(Some(&foreign), 0), Err(Error::InvalidToken));
         let next = auth.refresh(&s.refresh_token, 5).unwrap();

@@ -62,7 +62,10 @@ pub(crate) fn from_payload(kind: FieldType, v: &Value) -> Option<Cell> {
         return Some(Cell::Null);
     }
     match kind {
-        FieldType::Uuid => v.as_str().filter(|s| is_uuid(s)).map(|s| Cell::Text(s.to_string())),
+        FieldType::Uuid => v
+            .as_str()
+            .filter(|s| is_uuid(s))
+            .map(|s| Cell::Text(s.to_string())),
         FieldType::String | FieldType::Text => match v {
             Value::String(s) => Some(Cell::Text(s.clone())),
             // SQLite's text affinity stores numbers as their text.
@@ -113,7 +116,9 @@ pub(crate) fn is_uuid(s: &str) -> bool {
 fn to_integer(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
         }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
@@ -161,7 +166,11 @@ pub(crate) fn like(text: &str, pattern: &str, fold_case: bool) -> bool {
     let t: Vec<char> = text.chars().collect();
     let p: Vec<char> = pattern.chars().collect();
     let eq = |a: char, b: char| {
-        if fold_case { a.eq_ignore_ascii_case(&b) } else { a == b }
+        if fold_case {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
     };
     // Iterative wildcard matching with backtracking to the last `%`.
     let (mut ti, mut pi) = (0usize, 0usize);
@@ -200,14 +209,26 @@ mod tests {
 
     #[test]
     fn payload_casts_follow_field_types() {
-        assert_eq!(from_payload(FieldType::Integer, &json!("42")), Some(Cell::Int(42)));
+        assert_eq!(
+            from_payload(FieldType::Integer, &json!("42")),
+            Some(Cell::Int(42))
+        );
         assert_eq!(from_payload(FieldType::Integer, &json!("x")), None);
-        assert_eq!(from_payload(FieldType::Boolean, &json!(1)), Some(Cell::Bool(true)));
+        assert_eq!(
+            from_payload(FieldType::Boolean, &json!(1)),
+            Some(Cell::Bool(true))
+        );
         assert_eq!(from_payload(FieldType::Uuid, &json!("nope")), None);
         let t = from_payload(FieldType::Timestamp, &json!("2026-01-01T00:00:00+02:00")).unwrap();
-        assert_eq!(to_json(FieldType::Timestamp, &t), json!("2025-12-31T22:00:00.000Z"));
+        assert_eq!(
+            to_json(FieldType::Timestamp, &t),
+            json!("2025-12-31T22:00:00.000Z")
+        );
         let d = from_payload(FieldType::DateTime, &json!("2026-01-01T10:00:00.789Z")).unwrap();
-        assert_eq!(to_json(FieldType::DateTime, &d), json!("2026-01-01T10:00:00"));
+        assert_eq!(
+            to_json(FieldType::DateTime, &d),
+            json!("2026-01-01T10:00:00")
+        );
     }
 
     #[test]

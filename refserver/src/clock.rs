@@ -70,7 +70,11 @@ pub(crate) fn parse_instant(s: &str) -> Option<i64> {
             return Some(t.timestamp_millis());
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc().timestamp_millis());
         }
@@ -98,7 +102,10 @@ mod tests {
         ] {
             assert_eq!(parse_instant(s), Some(want), "{s}");
         }
-        assert_eq!(parse_instant("2026-11-22"), parse_instant("2026-11-22T00:00:00Z"));
+        assert_eq!(
+            parse_instant("2026-11-22"),
+            parse_instant("2026-11-22T00:00:00Z")
+        );
         assert_eq!(parse_instant("nope"), None);
     }
 
@@ -108,6 +115,9 @@ mod tests {
         assert_eq!(format_timestamp(ms), "2026-11-22T10:00:00.123Z");
         assert_eq!(format_datetime(ms), "2026-11-22T10:00:00");
         assert_eq!(format_date(ms), "2026-11-22");
-        assert_eq!(format_http_date(from_millis(ms)), "Sun, 22 Nov 2026 10:00:00 GMT");
+        assert_eq!(
+            format_http_date(from_millis(ms)),
+            "Sun, 22 Nov 2026 10:00:00 GMT"
+        );
     }
 }

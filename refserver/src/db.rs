@@ -64,7 +64,11 @@ impl Db {
         let mut next_meta_id = 0;
         let activity = Collection::compile(&activity_def(), &mut next_meta_id)
             .expect("the activity collection definition is valid");
-        Db { tables: BTreeMap::new(), activity: Table::new(activity), next_meta_id }
+        Db {
+            tables: BTreeMap::new(),
+            activity: Table::new(activity),
+            next_meta_id,
+        }
     }
 
     /// Looks a collection up; `directus_activity` resolves to the activity log.
@@ -72,11 +76,15 @@ impl Db {
         if collection == ACTIVITY {
             return Ok(&self.activity);
         }
-        self.tables.get(collection).ok_or_else(|| Error::unknown_collection(collection))
+        self.tables
+            .get(collection)
+            .ok_or_else(|| Error::unknown_collection(collection))
     }
 
     fn table_mut(&mut self, collection: &str) -> Result<&mut Table, Error> {
-        self.tables.get_mut(collection).ok_or_else(|| Error::unknown_collection(collection))
+        self.tables
+            .get_mut(collection)
+            .ok_or_else(|| Error::unknown_collection(collection))
     }
 
     /// User collections in name order.
@@ -98,11 +106,18 @@ impl Db {
         }
         let schema = Collection::compile(def, &mut self.next_meta_id)?;
         let name = schema.name.clone();
-        let table = self.tables.entry(name).or_insert_with(|| Table::new(schema));
+        let table = self
+            .tables
+            .entry(name)
+            .or_insert_with(|| Table::new(schema));
         Ok(&table.schema)
     }
 
-    pub(crate) fn create_field(&mut self, collection: &str, def: &FieldDef) -> Result<Value, Error> {
+    pub(crate) fn create_field(
+        &mut self,
+        collection: &str,
+        def: &FieldDef,
+    ) -> Result<Value, Error> {
         self.next_meta_id += 1;
         let meta_id = self.next_meta_id;
         let table = self.tables.get_mut(collection).ok_or(Error::Forbidden)?;
@@ -114,7 +129,9 @@ impl Db {
         }
         let field = Field::compile(def, meta_id)?;
         if field.pk {
-            return Err(Error::InvalidPayload("A collection can only have one primary key".into()));
+            return Err(Error::InvalidPayload(
+                "A collection can only have one primary key".into(),
+            ));
         }
         // Existing rows take the column default, as ALTER TABLE ... ADD COLUMN does.
         let fill = cell::from_payload(field.kind, &field.default).unwrap_or(Cell::Null);
@@ -241,7 +258,10 @@ impl Db {
 
     /// Writes one activity row per key unless the collection's accountability is off.
     fn log(&mut self, collection: &str, action: Action, keys: &[Key], ctx: WriteCtx<'_>) {
-        let tracked = self.tables.get(collection).is_some_and(|t| t.schema.accountability.is_some());
+        let tracked = self
+            .tables
+            .get(collection)
+            .is_some_and(|t| t.schema.accountability.is_some());
         if !tracked {
             return;
         }
@@ -280,7 +300,8 @@ fn activity_def() -> CollectionDef {
 }
 
 fn as_object(v: &Value) -> Result<&Map<String, Value>, Error> {
-    v.as_object().ok_or_else(|| Error::InvalidPayload("Payload has to be an object".into()))
+    v.as_object()
+        .ok_or_else(|| Error::InvalidPayload("Payload has to be an object".into()))
 }
 
 /// JavaScript truthiness, which Directus uses to decide whether a value is "missing".
@@ -308,7 +329,11 @@ fn cast(table: &Table, field: &Field, v: &Value) -> Result<Cell, Error> {
 /// Builds a new row from a create payload. Unknown fields are dropped (as for an admin);
 /// `uuid` fills an empty value, `date-created` always stamps, a `date-updated`-only field
 /// keeps what the client sent, absent fields take their default.
-fn new_row(table: &mut Table, payload: &Map<String, Value>, stamp: i64) -> Result<(Key, Vec<Cell>), Error> {
+fn new_row(
+    table: &mut Table,
+    payload: &Map<String, Value>,
+    stamp: i64,
+) -> Result<(Key, Vec<Cell>), Error> {
     let fields = table.schema.fields.clone();
     let mut cells = Vec::with_capacity(fields.len());
     for field in &fields {
@@ -337,8 +362,15 @@ fn new_row(table: &mut Table, payload: &Map<String, Value>, stamp: i64) -> Resul
 /// Applies a patch to one stored row. The primary key is never changed, `date-updated`
 /// always stamps (so even an empty patch changes the row), a `date-created`-only field takes
 /// what the client sent. A missing row is skipped.
-fn update_one(txn: &mut Txn<'_>, key: &Key, patch: &Map<String, Value>, stamp: i64) -> Result<(), Error> {
-    let Some(row) = txn.table.get(key) else { return Ok(()) };
+fn update_one(
+    txn: &mut Txn<'_>,
+    key: &Key,
+    patch: &Map<String, Value>,
+    stamp: i64,
+) -> Result<(), Error> {
+    let Some(row) = txn.table.get(key) else {
+        return Ok(());
+    };
     let mut cells = row.cells.clone();
     for (i, field) in txn.table.schema.fields.iter().enumerate() {
         if field.pk {
@@ -376,14 +408,42 @@ mod tests {
         let mut db = db();
         let actor = Actor::default();
         let keys = db
-            .create_items("notes", &[json!({"title": "a", "date_created": "1999-01-01T00:00:00Z"})], WriteCtx { stamp: 1000, actor: &actor })
+            .create_items(
+                "notes",
+                &[json!({"title": "a", "date_created": "1999-01-01T00:00:00Z"})],
+                WriteCtx {
+                    stamp: 1000,
+                    actor: &actor,
+                },
+            )
             .unwrap();
-        let row = db.table("notes").unwrap().get(&keys[0]).unwrap().cells.clone();
+        let row = db
+            .table("notes")
+            .unwrap()
+            .get(&keys[0])
+            .unwrap()
+            .cells
+            .clone();
         assert_eq!(row[2], Cell::Time(1000));
         assert_eq!(row[3], Cell::Null);
         assert_eq!(row[4], Cell::Time(1000));
-        db.update_items("notes", &keys, &json!({}), WriteCtx { stamp: 2000, actor: &actor }).unwrap();
-        let row = db.table("notes").unwrap().get(&keys[0]).unwrap().cells.clone();
+        db.update_items(
+            "notes",
+            &keys,
+            &json!({}),
+            WriteCtx {
+                stamp: 2000,
+                actor: &actor,
+            },
+        )
+        .unwrap();
+        let row = db
+            .table("notes")
+            .unwrap()
+            .get(&keys[0])
+            .unwrap()
+            .cells
+            .clone();
         assert_eq!(row[2], Cell::Time(1000));
         assert_eq!(row[3], Cell::Time(2000));
         assert_eq!(row[4], Cell::Time(2000));
@@ -394,7 +454,10 @@ mod tests {
     fn failed_batch_leaves_nothing_behind() {
         let mut db = db();
         let actor = Actor::default();
-        let ctx = WriteCtx { stamp: 1, actor: &actor };
+        let ctx = WriteCtx {
+            stamp: 1,
+            actor: &actor,
+        };
         let id = uuid::Uuid::new_v4().to_string();
         db.create_items("notes", &[json!({"id": id})], ctx).unwrap();
         let err = db.create_items("notes", &[json!({"title": "x"}), json!({"id": id})], ctx);

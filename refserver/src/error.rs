@@ -25,7 +25,11 @@ pub enum Error {
     InvalidPayload(String),
     /// 400 `RECORD_NOT_UNIQUE`: a primary key or unique field value already exists.
     #[error("{}", not_unique_message(collection, field, value))]
-    RecordNotUnique { collection: String, field: String, value: Value },
+    RecordNotUnique {
+        collection: String,
+        field: String,
+        value: Value,
+    },
     /// 400 `NOT_NULL_VIOLATION`.
     #[error("Value for field \"{field}\" in collection \"{collection}\" can't be null.")]
     NotNullViolation { collection: String, field: String },
@@ -83,7 +87,11 @@ impl Error {
 
     /// 403 for fields that do not exist, worded like Directus's path validation.
     pub(crate) fn unknown_fields(collection: &str, fields: &[String]) -> Self {
-        let list = fields.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", ");
+        let list = fields
+            .iter()
+            .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         let reason = if fields.len() == 1 {
             format!(
                 "You don't have permission to access field {list} in collection \"{collection}\" or it does not exist. Queried in root."
@@ -144,7 +152,11 @@ impl Error {
             Error::InvalidQuery(reason) | Error::InvalidPayload(reason) => {
                 ext.insert("reason".into(), json!(reason));
             }
-            Error::RecordNotUnique { collection, field, value } => {
+            Error::RecordNotUnique {
+                collection,
+                field,
+                value,
+            } => {
                 ext.insert("collection".into(), json!(collection));
                 ext.insert("field".into(), json!(field));
                 ext.insert("value".into(), value.clone());
@@ -174,7 +186,9 @@ impl IntoResponse for Error {
         if let Error::Injected(f) = &self
             && let Some(secs) = f.retry_after
         {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -16,7 +16,12 @@ pub enum Fault {
     /// Answer `status` with `extensions.code = code` before touching any data (the rate
     /// limiter's 429 `REQUESTS_EXCEEDED`, the pressure limiter's 503 `SERVICE_UNAVAILABLE`,
     /// a 500...). `retry_after` sets the `Retry-After` header in seconds.
-    FailNext { count: u32, status: u16, code: String, retry_after: Option<u32> },
+    FailNext {
+        count: u32,
+        status: u16,
+        code: String,
+        retry_after: Option<u32>,
+    },
     /// Carry out the request, then answer `status` instead of the real success response:
     /// a response lost after the write committed. Only requests whose real answer was a
     /// success count against `count`.
@@ -39,7 +44,12 @@ impl Fault {
 
     /// 503 `SERVICE_UNAVAILABLE` without `Retry-After`, as the pressure limiter answers.
     pub fn unavailable(count: u32) -> Fault {
-        Fault::FailNext { count, status: 503, code: "SERVICE_UNAVAILABLE".into(), retry_after: None }
+        Fault::FailNext {
+            count,
+            status: 503,
+            code: "SERVICE_UNAVAILABLE".into(),
+            retry_after: None,
+        }
     }
 
     fn count(&self) -> u32 {
@@ -63,7 +73,10 @@ pub struct FaultScope {
 impl FaultScope {
     /// Requests with this method.
     pub fn method(method: &str) -> Self {
-        FaultScope { method: Some(method.to_ascii_uppercase()), path_prefix: None }
+        FaultScope {
+            method: Some(method.to_ascii_uppercase()),
+            path_prefix: None,
+        }
     }
 
     /// Narrows to paths starting with `prefix`.
@@ -73,8 +86,13 @@ impl FaultScope {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| path.starts_with(p))
     }
 }
 
@@ -108,7 +126,12 @@ impl FaultBook {
         self.next_id += 1;
         let left = fault.count();
         if left > 0 {
-            self.rules.push(Rule { id: self.next_id, fault, scope, left });
+            self.rules.push(Rule {
+                id: self.next_id,
+                fault,
+                scope,
+                left,
+            });
         }
     }
 
@@ -125,9 +148,18 @@ impl FaultBook {
     pub(crate) fn arm(&mut self, method: &str, path: &str, now_ms: i64) -> Armed {
         let mut armed = Armed::default();
         let is_write = matches!(method, "POST" | "PATCH" | "DELETE");
-        for rule in self.rules.iter_mut().filter(|r| r.scope.matches(method, path)) {
+        for rule in self
+            .rules
+            .iter_mut()
+            .filter(|r| r.scope.matches(method, path))
+        {
             match &rule.fault {
-                Fault::FailNext { status, code, retry_after, .. } if armed.fail.is_none() => {
+                Fault::FailNext {
+                    status,
+                    code,
+                    retry_after,
+                    ..
+                } if armed.fail.is_none() => {
                     rule.left -= 1;
                     armed.fail = Some(injected_error(*status, code, *retry_after, now_ms));
                     break;
@@ -148,7 +180,9 @@ impl FaultBook {
 
     /// Uses up one request of a `CommitThenFail` rule; false if it is already used up.
     pub(crate) fn consume(&mut self, id: u64) -> bool {
-        let Some(rule) = self.rules.iter_mut().find(|r| r.id == id) else { return false };
+        let Some(rule) = self.rules.iter_mut().find(|r| r.id == id) else {
+            return false;
+        };
         rule.left -= 1;
         self.rules.retain(|r| r.left > 0);
         true
@@ -156,7 +190,12 @@ impl FaultBook {
 }
 
 /// The error body a fault answers with, shaped like the Directus error for its code.
-pub(crate) fn injected_error(status: u16, code: &str, retry_after: Option<u32>, now_ms: i64) -> Error {
+pub(crate) fn injected_error(
+    status: u16,
+    code: &str,
+    retry_after: Option<u32>,
+    now_ms: i64,
+) -> Error {
     let mut extensions = Map::new();
     let message = match code {
         "REQUESTS_EXCEEDED" => {
@@ -164,7 +203,10 @@ pub(crate) fn injected_error(status: u16, code: &str, retry_after: Option<u32>, 
             extensions.insert("limit".into(), json!(50));
             let reset = clock::format_timestamp(now_ms + i64::from(secs) * 1000);
             extensions.insert("reset".into(), json!(reset));
-            format!("Too many requests, retry after {}.", human_ms(u64::from(secs) * 1000))
+            format!(
+                "Too many requests, retry after {}.",
+                human_ms(u64::from(secs) * 1000)
+            )
         }
         "SERVICE_UNAVAILABLE" => {
             extensions.insert("service".into(), json!("api"));
@@ -194,7 +236,12 @@ pub(crate) fn code_for_status(status: u16) -> &'static str {
 
 /// The `ms` package's short format ("1s", "2m", "500ms").
 fn human_ms(ms: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
     for (size, unit) in UNITS {
         if ms >= size {
             return format!("{}{unit}", (ms as f64 / size as f64).round() as u64);
@@ -213,12 +260,18 @@ pub struct Stats {
 impl Stats {
     /// Requests seen for a method and route pattern.
     pub fn count(&self, method: &str, route: &str) -> u64 {
-        self.by_route.get(&(method.to_string(), route.to_string())).copied().unwrap_or(0)
+        self.by_route
+            .get(&(method.to_string(), route.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(crate) fn record(&mut self, method: &str, route: &str) {
         self.total += 1;
-        *self.by_route.entry((method.to_string(), route.to_string())).or_default() += 1;
+        *self
+            .by_route
+            .entry((method.to_string(), route.to_string()))
+            .or_default() += 1;
     }
 }
 
@@ -242,7 +295,13 @@ mod tests {
     #[test]
     fn commit_then_fail_counts_only_consumed_requests() {
         let mut book = FaultBook::default();
-        book.add(Fault::CommitThenFail { count: 1, status: 503 }, FaultScope::default().path("/items"));
+        book.add(
+            Fault::CommitThenFail {
+                count: 1,
+                status: 503,
+            },
+            FaultScope::default().path("/items"),
+        );
         let (id, status) = book.arm("PATCH", "/items/a", 0).commit_then_fail.unwrap();
         assert_eq!(status, 503);
         assert!(book.consume(id));

@@ -10,10 +10,16 @@ fn parse_args(args: &[String]) -> Result<refserver::Options, String> {
     let mut opts = refserver::Options::default();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
         match arg.as_str() {
             "--port" => {
-                let port = value()?.parse::<u16>().map_err(|e| format!("--port: {e}"))?;
+                let port = value()?
+                    .parse::<u16>()
+                    .map_err(|e| format!("--port: {e}"))?;
                 opts.addr = SocketAddr::from(([127, 0, 0, 1], port));
             }
             "--token" => opts.admin_token = value()?,
@@ -54,7 +60,10 @@ mod tests {
 
     #[test]
     fn parses_port_and_token() {
-        let args: Vec<String> = ["--port", "8055", "--token", "t"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["--port", "8055", "--token", "t"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let opts = parse_args(&args).unwrap();
         assert_eq!(opts.addr.port(), 8055);
         assert_eq!(opts.admin_token, "t");

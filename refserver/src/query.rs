@@ -48,10 +48,16 @@ impl RawQuery {
 
     /// From the `query` object of a PATCH/DELETE body: sanitised but not validated, as in
     /// Directus (so a body query is not capped by the maximum page size).
-    pub(crate) fn from_body(query: &Value, limit_max: Option<u32>, now_ms: i64) -> Result<Self, Error> {
+    pub(crate) fn from_body(
+        query: &Value,
+        limit_max: Option<u32>,
+        now_ms: i64,
+    ) -> Result<Self, Error> {
         match query {
             Value::Object(map) => sanitize(map, limit_max, now_ms),
-            _ => Err(Error::InvalidPayload("\"query\" must be of type object".into())),
+            _ => Err(Error::InvalidPayload(
+                "\"query\" must be of type object".into(),
+            )),
         }
     }
 }
@@ -71,11 +77,15 @@ fn nest_params(pairs: &[(String, String)]) -> Map<String, Value> {
 }
 
 fn split_key(key: &str) -> Vec<String> {
-    let Some(open) = key.find('[') else { return vec![key.to_string()] };
+    let Some(open) = key.find('[') else {
+        return vec![key.to_string()];
+    };
     let mut out = vec![key[..open].to_string()];
     let mut rest = &key[open..];
     while let Some(stripped) = rest.strip_prefix('[') {
-        let Some(close) = stripped.find(']') else { break };
+        let Some(close) = stripped.find(']') else {
+            break;
+        };
         out.push(stripped[..close].to_string());
         rest = &stripped[close + 1..];
     }
@@ -83,7 +93,9 @@ fn split_key(key: &str) -> Vec<String> {
 }
 
 fn insert_path(node: &mut Value, segments: &[String], value: Value) {
-    let Some((first, rest)) = segments.split_first() else { return };
+    let Some((first, rest)) = segments.split_first() else {
+        return;
+    };
     if first.is_empty() {
         // `[]`: append to an array.
         if !node.is_array() {
@@ -117,7 +129,9 @@ fn insert_path(node: &mut Value, segments: &[String], value: Value) {
         }
         return;
     }
-    let child = map.entry(first.clone()).or_insert_with(|| Value::Object(Map::new()));
+    let child = map
+        .entry(first.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
     insert_path(child, rest, value);
 }
 
@@ -134,7 +148,11 @@ fn arrays_from_indexes(v: Value) -> Value {
                 items.sort_by_key(|(i, _)| *i);
                 Value::Array(items.into_iter().map(|(_, v)| v).collect())
             } else {
-                Value::Object(map.into_iter().map(|(k, v)| (k, arrays_from_indexes(v))).collect())
+                Value::Object(
+                    map.into_iter()
+                        .map(|(k, v)| (k, arrays_from_indexes(v)))
+                        .collect(),
+                )
             }
         }
         Value::Array(items) => Value::Array(items.into_iter().map(arrays_from_indexes).collect()),
@@ -143,7 +161,11 @@ fn arrays_from_indexes(v: Value) -> Value {
 }
 
 /// Directus's `sanitizeQuery`.
-fn sanitize(raw: &Map<String, Value>, limit_max: Option<u32>, now_ms: i64) -> Result<RawQuery, Error> {
+fn sanitize(
+    raw: &Map<String, Value>,
+    limit_max: Option<u32>,
+    now_ms: i64,
+) -> Result<RawQuery, Error> {
     for unsupported in ["search", "aggregate", "groupBy", "deep", "alias"] {
         if raw.contains_key(unsupported) {
             return Err(Error::InvalidQuery(format!(
@@ -155,7 +177,11 @@ fn sanitize(raw: &Map<String, Value>, limit_max: Option<u32>, now_ms: i64) -> Re
     let limit = match raw.get("limit").filter(|v| !v.is_null()) {
         Some(v) => {
             let n = to_number(v);
-            Some(if n == -1.0 && max.is_some() { max.unwrap_or(-1) } else { n as i64 })
+            Some(if n == -1.0 && max.is_some() {
+                max.unwrap_or(-1)
+            } else {
+                n as i64
+            })
         }
         None => max.map(|m| DEFAULT_LIMIT.min(m)),
     };
@@ -259,7 +285,9 @@ fn check_integer(name: &str, n: f64, min: f64, max: Option<f64>) -> Result<(), E
 pub(crate) fn parse_filter(v: &Value, now_ms: i64) -> Value {
     match v {
         Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| (k.clone(), parse_entry(k, v, now_ms))).collect(),
+            map.iter()
+                .map(|(k, v)| (k.clone(), parse_entry(k, v, now_ms)))
+                .collect(),
         ),
         Value::Null => Value::Null,
         other => json!({ "_eq": parse_value(other, now_ms) }),
@@ -268,7 +296,9 @@ pub(crate) fn parse_filter(v: &Value, now_ms: i64) -> Value {
 
 fn parse_entry(key: &str, v: &Value, now_ms: i64) -> Value {
     match key {
-        "_and" | "_or" => Value::Array(to_list(v).iter().map(|f| parse_filter(f, now_ms)).collect()),
+        "_and" | "_or" => {
+            Value::Array(to_list(v).iter().map(|f| parse_filter(f, now_ms)).collect())
+        }
         "_in" | "_nin" | "_between" | "_nbetween" => {
             Value::Array(to_list(v).iter().map(|x| parse_value(x, now_ms)).collect())
         }
@@ -291,14 +321,15 @@ fn to_list(v: &Value) -> Vec<Value> {
 }
 
 fn parse_value(v: &Value, now_ms: i64) -> Value {
-    let Value::String(s) = v else { return v.clone() };
+    let Value::String(s) = v else {
+        return v.clone();
+    };
     match s.as_str() {
         "true" => json!(true),
         "false" => json!(false),
         "null" | "NULL" => Value::Null,
-        _ if s.starts_with("$NOW") => {
-            now_with_adjustment(s, now_ms).map_or_else(|| v.clone(), |ms| json!(clock::format_timestamp(ms)))
-        }
+        _ if s.starts_with("$NOW") => now_with_adjustment(s, now_ms)
+            .map_or_else(|| v.clone(), |ms| json!(clock::format_timestamp(ms))),
         _ => v.clone(),
     }
 }
@@ -327,7 +358,9 @@ fn now_with_adjustment(s: &str, now_ms: i64) -> Option<i64> {
 
 /// Directus's `validateFilter` (only for URL queries).
 fn validate_filter(filter: &Value) -> Result<(), Error> {
-    let Value::Object(map) = filter else { return Ok(()) };
+    let Value::Object(map) = filter else {
+        return Ok(());
+    };
     for (key, nested) in map {
         if key == "_and" || key == "_or" {
             let Value::Array(items) = nested else {
@@ -338,14 +371,18 @@ fn validate_filter(filter: &Value) -> Result<(), Error> {
             match key.as_str() {
                 "_in" | "_nin" | "_between" | "_nbetween" => {
                     if nested.as_array().is_none_or(Vec::is_empty) {
-                        return Err(Error::InvalidQuery(format!("\"{key}\" has to be an array of values")));
+                        return Err(Error::InvalidQuery(format!(
+                            "\"{key}\" has to be an array of values"
+                        )));
                     }
                 }
                 "_null" | "_nnull" | "_empty" | "_nempty" => {
                     let ok = matches!(nested, Value::Null | Value::Bool(_))
                         || nested.as_str() == Some("");
                     if !ok {
-                        return Err(Error::InvalidQuery(format!("\"{key}\" has to be a boolean")));
+                        return Err(Error::InvalidQuery(format!(
+                            "\"{key}\" has to be a boolean"
+                        )));
                     }
                 }
                 _ => validate_primitive(nested, key)?,
@@ -362,8 +399,15 @@ fn validate_filter(filter: &Value) -> Result<(), Error> {
 fn validate_primitive(v: &Value, key: &str) -> Result<(), Error> {
     match v {
         Value::Null | Value::Bool(_) => Ok(()),
-        Value::Number(n) if n.as_f64().is_some_and(|f| f.abs() <= 9_007_199_254_740_991.0) => Ok(()),
-        Value::Number(_) => Err(Error::InvalidQuery(format!("The filter value for \"{key}\" is not a valid number"))),
+        Value::Number(n)
+            if n.as_f64()
+                .is_some_and(|f| f.abs() <= 9_007_199_254_740_991.0) =>
+        {
+            Ok(())
+        }
+        Value::Number(_) => Err(Error::InvalidQuery(format!(
+            "The filter value for \"{key}\" is not a valid number"
+        ))),
         Value::String(s) if s.is_empty() => Err(Error::InvalidQuery(format!(
             "You can't filter for an empty string in \"{key}\". Use \"_empty\" or \"_nempty\" instead"
         ))),
@@ -485,8 +529,12 @@ impl Plan {
         if let Some(f) = &q.filter {
             filter_fields(f, &mut other);
         }
-        let sort_names: Vec<String> =
-            q.sort.iter().flatten().map(|s| s.trim_start_matches('-').to_string()).collect();
+        let sort_names: Vec<String> = q
+            .sort
+            .iter()
+            .flatten()
+            .map(|s| s.trim_start_matches('-').to_string())
+            .collect();
         other.extend(sort_names.iter().cloned());
         check_fields_exist(schema, &other)?;
 
@@ -520,7 +568,11 @@ impl Plan {
         let mut cells: Vec<Cell> = keys.iter().map(Key::to_cell).collect();
         cells.sort_by(cell::compare);
         cells.dedup_by(|a, b| cell::compare(a, b).is_eq());
-        let by_key = if cells.is_empty() { Filter::False } else { Filter::Cond(pk, Test::In(cells)) };
+        let by_key = if cells.is_empty() {
+            Filter::False
+        } else {
+            Filter::Cond(pk, Test::In(cells))
+        };
         let rest = std::mem::replace(&mut self.filter, Filter::True);
         self.filter = Filter::and(vec![by_key, rest]);
     }
@@ -533,7 +585,11 @@ fn check_fields_exist(schema: &Collection, names: &[String]) -> Result<(), Error
             missing.push(name.clone());
         }
     }
-    if missing.is_empty() { Ok(()) } else { Err(Error::unknown_fields(&schema.name, &missing)) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::unknown_fields(&schema.name, &missing))
+    }
 }
 
 /// Field paths a filter mentions; nested non-operator keys form dotted (relational) paths.
@@ -541,9 +597,15 @@ fn filter_fields(f: &Value, out: &mut Vec<String>) {
     let Value::Object(map) = f else { return };
     for (key, v) in map {
         if key == "_and" || key == "_or" {
-            v.as_array().into_iter().flatten().for_each(|x| filter_fields(x, out));
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .for_each(|x| filter_fields(x, out));
         } else if !key.starts_with('_') {
-            match v.as_object().and_then(|m| m.keys().find(|k| !k.starts_with('_'))) {
+            match v
+                .as_object()
+                .and_then(|m| m.keys().find(|k| !k.starts_with('_')))
+            {
                 Some(sub) => out.push(format!("{key}.{sub}")),
                 None => out.push(key.clone()),
             }
@@ -572,7 +634,9 @@ fn sort_keys(schema: &Collection, sort: Option<&[String]>) -> Vec<(usize, bool)>
             .iter()
             .filter_map(|s| {
                 let desc = s.starts_with('-');
-                schema.field_index(s.trim_start_matches('-')).map(|i| (i, desc))
+                schema
+                    .field_index(s.trim_start_matches('-'))
+                    .map(|i| (i, desc))
             })
             .collect();
     }
@@ -586,18 +650,34 @@ fn sort_keys(schema: &Collection, sort: Option<&[String]>) -> Vec<(usize, bool)>
 }
 
 fn compile_filter(schema: &Collection, f: &Value) -> Result<Filter, Error> {
-    let Value::Object(map) = f else { return Ok(Filter::True) };
+    let Value::Object(map) = f else {
+        return Ok(Filter::True);
+    };
     let mut parts = Vec::with_capacity(map.len());
     for (key, v) in map {
         let part = match key.as_str() {
-            "_and" => Filter::and(list(v)?.iter().map(|x| compile_filter(schema, x)).collect::<Result<_, _>>()?),
+            "_and" => Filter::and(
+                list(v)?
+                    .iter()
+                    .map(|x| compile_filter(schema, x))
+                    .collect::<Result<_, _>>()?,
+            ),
             "_or" => {
                 let items = list(v)?;
                 // An empty member matches everything, so Directus drops the whole group.
-                if items.is_empty() || items.iter().any(|x| x.as_object().is_some_and(Map::is_empty)) {
+                if items.is_empty()
+                    || items
+                        .iter()
+                        .any(|x| x.as_object().is_some_and(Map::is_empty))
+                {
                     Filter::True
                 } else {
-                    Filter::Or(items.iter().map(|x| compile_filter(schema, x)).collect::<Result<_, _>>()?)
+                    Filter::Or(
+                        items
+                            .iter()
+                            .map(|x| compile_filter(schema, x))
+                            .collect::<Result<_, _>>()?,
+                    )
                 }
             }
             k if k.starts_with('_') => Filter::True,
@@ -614,17 +694,30 @@ fn compile_filter(schema: &Collection, f: &Value) -> Result<Filter, Error> {
 }
 
 fn list(v: &Value) -> Result<&Vec<Value>, Error> {
-    v.as_array().ok_or_else(|| Error::InvalidQuery("Invalid filter object".into()))
+    v.as_array()
+        .ok_or_else(|| Error::InvalidQuery("Invalid filter object".into()))
 }
 
 /// Every operator of a field object applies (Directus shifts several into an `_and`).
 fn compile_field(schema: &Collection, idx: usize, v: &Value) -> Result<Filter, Error> {
-    let Value::Object(ops) = v else { return compile_op(schema, idx, "_eq", v) };
+    let Value::Object(ops) = v else {
+        return compile_op(schema, idx, "_eq", v);
+    };
     let mut parts = Vec::with_capacity(ops.len());
     for (op, arg) in ops {
         let part = match op.as_str() {
-            "_and" => Filter::and(list(arg)?.iter().map(|x| compile_field(schema, idx, x)).collect::<Result<_, _>>()?),
-            "_or" => Filter::Or(list(arg)?.iter().map(|x| compile_field(schema, idx, x)).collect::<Result<_, _>>()?),
+            "_and" => Filter::and(
+                list(arg)?
+                    .iter()
+                    .map(|x| compile_field(schema, idx, x))
+                    .collect::<Result<_, _>>()?,
+            ),
+            "_or" => Filter::Or(
+                list(arg)?
+                    .iter()
+                    .map(|x| compile_field(schema, idx, x))
+                    .collect::<Result<_, _>>()?,
+            ),
             o if o.starts_with('_') => compile_op(schema, idx, o, arg)?,
             sub => {
                 let path = format!("{}.{sub}", schema.fields[idx].name);
@@ -648,10 +741,26 @@ fn compile_op(schema: &Collection, idx: usize, op: &str, arg: &Value) -> Result<
     let not_false = *arg != Value::Bool(false);
     let cond = |t: Test| Ok(Filter::Cond(idx, t));
     match name {
-        "null" => cond(if not_false { Test::IsNull } else { Test::NotNull }),
-        "nnull" => cond(if not_false { Test::NotNull } else { Test::IsNull }),
-        "empty" => cond(if not_false { Test::Empty } else { Test::NotEmpty }),
-        "nempty" => cond(if not_false { Test::NotEmpty } else { Test::Empty }),
+        "null" => cond(if not_false {
+            Test::IsNull
+        } else {
+            Test::NotNull
+        }),
+        "nnull" => cond(if not_false {
+            Test::NotNull
+        } else {
+            Test::IsNull
+        }),
+        "empty" => cond(if not_false {
+            Test::Empty
+        } else {
+            Test::NotEmpty
+        }),
+        "nempty" => cond(if not_false {
+            Test::NotEmpty
+        } else {
+            Test::Empty
+        }),
         "eq" if arg.is_null() => cond(Test::IsNull),
         "neq" if arg.is_null() => cond(Test::NotNull),
         "eq" => cond(Test::Cmp(Ordering::Equal, true, filter_cell(kind, arg)?)),
@@ -661,7 +770,10 @@ fn compile_op(schema: &Collection, idx: usize, op: &str, arg: &Value) -> Result<
         "gt" => cond(Test::Cmp(Ordering::Greater, false, filter_cell(kind, arg)?)),
         "gte" => cond(Test::Cmp(Ordering::Greater, true, filter_cell(kind, arg)?)),
         "in" | "nin" => {
-            let mut cells = to_list(arg).iter().map(|v| filter_cell(kind, v)).collect::<Result<Vec<_>, _>>()?;
+            let mut cells = to_list(arg)
+                .iter()
+                .map(|v| filter_cell(kind, v))
+                .collect::<Result<Vec<_>, _>>()?;
             cells.sort_by(cell::compare);
             cells.dedup_by(|a, b| cell::compare(a, b).is_eq());
             match (name, cells.is_empty()) {
@@ -672,8 +784,14 @@ fn compile_op(schema: &Collection, idx: usize, op: &str, arg: &Value) -> Result<
         }
         "between" | "nbetween" => {
             let bounds = to_list(arg);
-            let [lo, hi] = bounds.as_slice() else { return Ok(Filter::True) };
-            cond(Test::Between(filter_cell(kind, lo)?, filter_cell(kind, hi)?, name == "nbetween"))
+            let [lo, hi] = bounds.as_slice() else {
+                return Ok(Filter::True);
+            };
+            cond(Test::Between(
+                filter_cell(kind, lo)?,
+                filter_cell(kind, hi)?,
+                name == "nbetween",
+            ))
         }
         _ => like_filter(idx, name, arg),
     }
@@ -690,7 +808,11 @@ fn like_filter(idx: usize, name: &str, arg: &Value) -> Result<Filter, Error> {
         "contains" => format!("%{text}%"),
         "starts_with" => format!("{text}%"),
         "ends_with" => format!("%{text}"),
-        _ => return Err(Error::InvalidQuery(format!("Unknown filter operator \"_{name}\""))),
+        _ => {
+            return Err(Error::InvalidQuery(format!(
+                "Unknown filter operator \"_{name}\""
+            )));
+        }
     };
     Ok(Filter::Cond(idx, Test::Like { pattern, negate }))
 }
@@ -712,7 +834,11 @@ fn filter_cell(kind: FieldType, v: &Value) -> Result<Cell, Error> {
             return Err(Error::InvalidQuery("Invalid numeric value".into()));
         }
         let integral = n.fract() == 0.0 && n.abs() < 9.0e15;
-        return Ok(if integral { Cell::Int(n as i64) } else { Cell::Float(n) });
+        return Ok(if integral {
+            Cell::Int(n as i64)
+        } else {
+            Cell::Float(n)
+        });
     }
     Ok(match (kind, v) {
         (FieldType::Boolean, Value::Bool(b)) => Cell::Bool(*b),
@@ -742,7 +868,11 @@ pub(crate) fn execute<'t>(table: &'t Table, plan: &Plan) -> Page<'t> {
     let schema = &table.schema;
     let matching = |r: &&'t StoredRow| plan.filter.matches(schema, &r.cells);
     let rows = if let Some(keys) = key_lookup(table, &plan.filter) {
-        let hits = keys.iter().filter_map(|k| table.get(k)).filter(matching).collect();
+        let hits = keys
+            .iter()
+            .filter_map(|k| table.get(k))
+            .filter(matching)
+            .collect();
         sorted_window(hits, plan)
     } else if plan.sort.len() == 1 && plan.sort[0].0 == schema.pk {
         key_ordered(table, plan)
@@ -756,7 +886,11 @@ pub(crate) fn execute<'t>(table: &'t Table, plan: &Plan) -> Page<'t> {
         Filter::True => table.len(),
         _ => table.iter().map(|(_, r)| r).filter(matching).count(),
     });
-    Page { rows, total_count: plan.total_count.then(|| table.len()), filter_count }
+    Page {
+        rows,
+        total_count: plan.total_count.then(|| table.len()),
+        filter_count,
+    }
 }
 
 fn sorted_window<'t>(mut hits: Vec<&'t StoredRow>, plan: &Plan) -> Vec<&'t StoredRow> {
@@ -791,7 +925,9 @@ fn key_lookup(table: &Table, filter: &Filter) -> Option<Vec<Key>> {
         Filter::Cond(f, Test::Cmp(Ordering::Equal, true, v)) if *f == pk => {
             Some(Key::from_cell(v).into_iter().collect())
         }
-        Filter::Cond(f, Test::In(list)) if *f == pk => Some(list.iter().filter_map(Key::from_cell).collect()),
+        Filter::Cond(f, Test::In(list)) if *f == pk => {
+            Some(list.iter().filter_map(Key::from_cell).collect())
+        }
         _ => None,
     })
 }
@@ -805,7 +941,11 @@ fn key_ordered<'t>(table: &'t Table, plan: &Plan) -> Vec<&'t StoredRow> {
             && *f == pk
             && let Some(k) = Key::from_cell(v)
         {
-            let bound = if *or_equal { Bound::Included(k) } else { Bound::Excluded(k) };
+            let bound = if *or_equal {
+                Bound::Included(k)
+            } else {
+                Bound::Excluded(k)
+            };
             match ord {
                 Ordering::Greater => lo = tighter(lo, bound, Ordering::Greater),
                 Ordering::Less => hi = tighter(hi, bound, Ordering::Less),
@@ -853,7 +993,11 @@ fn index_ordered<'t>(table: &'t Table, plan: &Plan) -> Option<Vec<&'t StoredRow>
         match test {
             Test::Cmp(ord, or_equal, Cell::Time(t)) => {
                 usable = true;
-                let b = if *or_equal { Bound::Included(*t) } else { Bound::Excluded(*t) };
+                let b = if *or_equal {
+                    Bound::Included(*t)
+                } else {
+                    Bound::Excluded(*t)
+                };
                 match ord {
                     Ordering::Greater => lo = tighter(lo, b, Ordering::Greater),
                     Ordering::Less => hi = tighter(hi, b, Ordering::Less),
@@ -882,14 +1026,18 @@ fn index_ordered<'t>(table: &'t Table, plan: &Plan) -> Option<Vec<&'t StoredRow>
         Bound::Excluded(t) => Bound::Excluded((t, 0, Key::Int(i64::MIN))),
         Bound::Unbounded => Bound::Unbounded,
     };
-    if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (&start, &end)
+    if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
+        (&start, &end)
         && a >= b
     {
         return Some(Vec::new());
     }
     let entries = index.range((start, end));
-    let entries: Box<dyn Iterator<Item = &(i64, u64, Key)>> =
-        if desc { Box::new(entries.rev()) } else { Box::new(entries) };
+    let entries: Box<dyn Iterator<Item = &(i64, u64, Key)>> = if desc {
+        Box::new(entries.rev())
+    } else {
+        Box::new(entries)
+    };
     Some(walk_groups(table, plan, entries))
 }
 
@@ -919,7 +1067,10 @@ fn walk_groups<'t>(
         group.push(row);
     }
     flush(&mut group, &mut out, &plan.sort);
-    out.into_iter().skip(plan.offset).take(plan.limit.unwrap_or(usize::MAX)).collect()
+    out.into_iter()
+        .skip(plan.offset)
+        .take(plan.limit.unwrap_or(usize::MAX))
+        .collect()
 }
 
 fn flush<'t>(group: &mut Vec<&'t StoredRow>, out: &mut Vec<&'t StoredRow>, sort: &[(usize, bool)]) {
@@ -946,7 +1097,10 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
     }
 
     #[test]
@@ -965,7 +1119,10 @@ mod tests {
     #[test]
     fn limit_above_maximum_is_invalid() {
         let err = RawQuery::from_params(&pairs(&[("limit", "500")]), Some(100), 0).unwrap_err();
-        assert_eq!(err.to_string(), "Invalid query. \"limit\" must be less than or equal to 100.");
+        assert_eq!(
+            err.to_string(),
+            "Invalid query. \"limit\" must be less than or equal to 100."
+        );
         let q = RawQuery::from_params(&pairs(&[("limit", "-1")]), Some(100), 0).unwrap();
         assert_eq!(q.limit, Some(100));
     }

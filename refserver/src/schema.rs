@@ -65,7 +65,10 @@ impl FieldType {
 
     /// Whether values are instants (stored as epoch milliseconds).
     pub(crate) fn is_temporal(self) -> bool {
-        matches!(self, FieldType::Timestamp | FieldType::DateTime | FieldType::Date)
+        matches!(
+            self,
+            FieldType::Timestamp | FieldType::DateTime | FieldType::Date
+        )
     }
 
     /// Whether values are numbers.
@@ -198,7 +201,11 @@ pub struct FieldSchema {
 impl CollectionDef {
     /// A collection with no fields yet (an integer `id` is added if no primary key is given).
     pub fn new(name: &str) -> Self {
-        CollectionDef { collection: name.into(), schema: Some(json!({})), ..Default::default() }
+        CollectionDef {
+            collection: name.into(),
+            schema: Some(json!({})),
+            ..Default::default()
+        }
     }
 
     /// Adds a field.
@@ -210,7 +217,10 @@ impl CollectionDef {
     /// Sets `meta.accountability` (`Some("all")` is the default, `None` logs nothing).
     pub fn accountability(mut self, value: Option<&str>) -> Self {
         let meta = self.meta.get_or_insert_with(Map::new);
-        meta.insert("accountability".into(), value.map_or(Value::Null, |v| json!(v)));
+        meta.insert(
+            "accountability".into(),
+            value.map_or(Value::Null, |v| json!(v)),
+        );
         self
     }
 }
@@ -218,12 +228,19 @@ impl CollectionDef {
 impl FieldDef {
     /// A plain nullable field.
     pub fn new(name: &str, kind: FieldType) -> Self {
-        FieldDef { field: name.into(), kind, meta: None, schema: None }
+        FieldDef {
+            field: name.into(),
+            kind,
+            meta: None,
+            schema: None,
+        }
     }
 
     /// A uuid primary key generated on create, as the Directus app defines one.
     pub fn uuid_pk(name: &str) -> Self {
-        FieldDef::new(name, FieldType::Uuid).special(&["uuid"]).primary_key()
+        FieldDef::new(name, FieldType::Uuid)
+            .special(&["uuid"])
+            .primary_key()
     }
 
     /// An integer auto-increment primary key.
@@ -303,10 +320,12 @@ impl Field {
         let schema = def.schema.clone().unwrap_or_default();
         let meta = def.meta.clone().unwrap_or_default();
         let pk = schema.is_primary_key;
-        if pk && !matches!(
-            def.kind,
-            FieldType::Uuid | FieldType::String | FieldType::Integer | FieldType::BigInteger
-        ) {
+        if pk
+            && !matches!(
+                def.kind,
+                FieldType::Uuid | FieldType::String | FieldType::Integer | FieldType::BigInteger
+            )
+        {
             return Err(Error::InvalidPayload(format!(
                 "Field \"{}\" of type \"{}\" can't be a primary key",
                 def.field,
@@ -335,7 +354,11 @@ impl Field {
         meta.insert("id".into(), json!(self.meta_id));
         meta.insert("collection".into(), json!(collection));
         meta.insert("field".into(), json!(self.name));
-        let special = if self.specials.is_empty() { Value::Null } else { json!(self.specials) };
+        let special = if self.specials.is_empty() {
+            Value::Null
+        } else {
+            json!(self.specials)
+        };
         meta.insert("special".into(), special);
         for key in ["interface", "options", "display", "display_options"] {
             meta.insert(key.into(), Value::Null);
@@ -399,9 +422,14 @@ impl Collection {
             return Err(Error::InvalidPayload("\"collection\" is required".into()));
         }
         let mut defs = def.fields.clone();
-        let pk_count = defs.iter().filter(|f| f.schema.as_ref().is_some_and(|s| s.is_primary_key)).count();
+        let pk_count = defs
+            .iter()
+            .filter(|f| f.schema.as_ref().is_some_and(|s| s.is_primary_key))
+            .count();
         if pk_count > 1 {
-            return Err(Error::InvalidPayload("A collection can only have one primary key".into()));
+            return Err(Error::InvalidPayload(
+                "A collection can only have one primary key".into(),
+            ));
         }
         if pk_count == 0 {
             // Directus gives every collection a primary key: an auto-increment integer `id`.
@@ -416,7 +444,10 @@ impl Collection {
         let mut fields: Vec<Field> = Vec::with_capacity(defs.len());
         for f in &defs {
             if fields.iter().any(|existing| existing.name == f.field) {
-                return Err(Error::InvalidPayload(format!("Field \"{}\" is defined twice", f.field)));
+                return Err(Error::InvalidPayload(format!(
+                    "Field \"{}\" is defined twice",
+                    f.field
+                )));
             }
             *next_meta_id += 1;
             fields.push(Field::compile(f, *next_meta_id)?);
@@ -428,7 +459,13 @@ impl Collection {
             Some(Value::Null) => None,
             Some(v) => Some(v.as_str().unwrap_or("all").to_string()),
         };
-        Ok(Collection { name: def.collection.clone(), fields, pk, accountability, meta })
+        Ok(Collection {
+            name: def.collection.clone(),
+            fields,
+            pk,
+            accountability,
+            meta,
+        })
     }
 
     pub(crate) fn field_index(&self, name: &str) -> Option<usize> {
@@ -470,7 +507,11 @@ impl Collection {
     /// The array `GET /fields/:c` returns.
     pub(crate) fn describe_fields(&self) -> Value {
         Value::Array(
-            self.fields.iter().enumerate().map(|(i, f)| f.describe(&self.name, i + 1)).collect(),
+            self.fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.describe(&self.name, i + 1))
+                .collect(),
         )
     }
 }

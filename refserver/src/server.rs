@@ -74,7 +74,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Server {
     fn new(opts: Options) -> Self {
         let ttl = i64::try_from(opts.access_token_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let auth = Auth::new(&opts.admin_token, &opts.admin_email, &opts.admin_password, ttl);
+        let auth = Auth::new(
+            &opts.admin_token,
+            &opts.admin_email,
+            &opts.admin_password,
+            ttl,
+        );
         Server {
             opts,
             db: Mutex::new(Db::new()),
@@ -135,23 +140,35 @@ impl Server {
     /// Switches activity logging for a collection (`None` logs nothing).
     pub fn set_accountability(&self, collection: &str, value: Option<String>) -> Result<(), Error> {
         let mut meta = Map::new();
-        meta.insert("accountability".into(), value.map_or(Value::Null, Value::String));
+        meta.insert(
+            "accountability".into(),
+            value.map_or(Value::Null, Value::String),
+        );
         self.with_db(|db| db.update_collection_meta(collection, &meta).map(|_| ()))
     }
 
     fn direct_actor(&self) -> Actor {
-        Actor { user: Some(self.admin_user_id()), ..Actor::default() }
+        Actor {
+            user: Some(self.admin_user_id()),
+            ..Actor::default()
+        }
     }
 
     /// Creates rows as an admin `POST /items/:c` would (stamps, defaults, activity); returns
     /// them in request order.
     pub fn insert(&self, collection: &str, rows: Vec<Row>) -> Result<Vec<Row>, Error> {
         let actor = self.direct_actor();
-        let ctx = WriteCtx { stamp: self.now_ms(), actor: &actor };
+        let ctx = WriteCtx {
+            stamp: self.now_ms(),
+            actor: &actor,
+        };
         let payloads: Vec<Value> = rows.into_iter().map(Value::Object).collect();
         self.with_db(|db| {
             let keys = db.create_items(collection, &payloads, ctx)?;
-            Ok(keys.iter().filter_map(|k| read_row(db, collection, k)).collect())
+            Ok(keys
+                .iter()
+                .filter_map(|k| read_row(db, collection, k))
+                .collect())
         })
     }
 
@@ -159,21 +176,37 @@ impl Server {
     /// logs activity). A missing row is an error here and nothing is logged.
     pub fn update(&self, collection: &str, key: &str, patch: Row) -> Result<Row, Error> {
         let actor = self.direct_actor();
-        let ctx = WriteCtx { stamp: self.now_ms(), actor: &actor };
+        let ctx = WriteCtx {
+            stamp: self.now_ms(),
+            actor: &actor,
+        };
         self.with_db(|db| {
             let key = parse_key(db, collection, key)?
                 .filter(|k| read_row(db, collection, k).is_some())
-                .ok_or_else(|| Error::ItemNotFound { collection: collection.into(), key: key.into() })?;
-            db.update_items(collection, std::slice::from_ref(&key), &Value::Object(patch), ctx)?;
-            read_row(db, collection, &key)
-                .ok_or_else(|| Error::ItemNotFound { collection: collection.into(), key: key.as_string() })
+                .ok_or_else(|| Error::ItemNotFound {
+                    collection: collection.into(),
+                    key: key.into(),
+                })?;
+            db.update_items(
+                collection,
+                std::slice::from_ref(&key),
+                &Value::Object(patch),
+                ctx,
+            )?;
+            read_row(db, collection, &key).ok_or_else(|| Error::ItemNotFound {
+                collection: collection.into(),
+                key: key.as_string(),
+            })
         })
     }
 
     /// Deletes rows as an admin `DELETE /items/:c` would: every key is logged, present or not.
     pub fn delete(&self, collection: &str, keys: &[&str]) -> Result<(), Error> {
         let actor = self.direct_actor();
-        let ctx = WriteCtx { stamp: self.now_ms(), actor: &actor };
+        let ctx = WriteCtx {
+            stamp: self.now_ms(),
+            actor: &actor,
+        };
         self.with_db(|db| {
             let keys = keys
                 .iter()
@@ -193,13 +226,21 @@ impl Server {
 
     /// One row, or `None`.
     pub fn get(&self, collection: &str, key: &str) -> Option<Row> {
-        self.with_db(|db| parse_key(db, collection, key).ok().flatten().and_then(|k| read_row(db, collection, &k)))
+        self.with_db(|db| {
+            parse_key(db, collection, key)
+                .ok()
+                .flatten()
+                .and_then(|k| read_row(db, collection, &k))
+        })
     }
 
     /// Every row in primary-key order (empty for an unknown collection).
     pub fn rows(&self, collection: &str) -> Vec<Row> {
         self.with_db(|db| match db.table(collection) {
-            Ok(t) => t.iter().map(|(_, r)| into_row(query::render_row(&t.schema, None, r))).collect(),
+            Ok(t) => t
+                .iter()
+                .map(|(_, r)| into_row(query::render_row(&t.schema, None, r)))
+                .collect(),
             Err(_) => Vec::new(),
         })
     }
@@ -264,7 +305,9 @@ fn parse_key(db: &Db, collection: &str, key: &str) -> Result<Option<Key>, Error>
 
 fn read_row(db: &Db, collection: &str, key: &Key) -> Option<Row> {
     let table = db.table(collection).ok()?;
-    table.get(key).map(|r| into_row(query::render_row(&table.schema, None, r)))
+    table
+        .get(key)
+        .map(|r| into_row(query::render_row(&table.schema, None, r)))
 }
 
 fn into_row(v: Value) -> Row {
@@ -288,8 +331,8 @@ pub async fn start(opts: Options) -> std::io::Result<ServerHandle> {
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
     let addr = listener.local_addr()?;
     let server = Arc::new(Server::new(opts));
-    let app = crate::http::router(server.clone())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        crate::http::router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -299,7 +342,12 @@ pub async fn start(opts: Options) -> std::io::Result<ServerHandle> {
             tracing::warn!(error = %e, "reference server stopped with an error");
         }
     });
-    Ok(ServerHandle { server, addr, stop: Some(stop), task: Some(task) })
+    Ok(ServerHandle {
+        server,
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
 }
 
 impl ServerHandle {
@@ -330,7 +378,10 @@ impl ServerHandle {
             // Idle keep-alive connections are closed by the graceful shutdown; the bound
             // only guards against a client that never lets go.
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

@@ -102,8 +102,16 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new(schema: Collection) -> Self {
-        let time_indexes = indexed_fields(&schema).map(|i| (i, TimeIndex::new())).collect();
-        Table { schema, rows: BTreeMap::new(), next_seq: 1, next_auto: 1, time_indexes }
+        let time_indexes = indexed_fields(&schema)
+            .map(|i| (i, TimeIndex::new()))
+            .collect();
+        Table {
+            schema,
+            rows: BTreeMap::new(),
+            next_seq: 1,
+            next_auto: 1,
+            time_indexes,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -126,17 +134,26 @@ impl Table {
         // BTreeMap::range panics on inverted bounds; an empty range is the right answer then.
         let empty = match (&lo, &hi) {
             (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
-                a > b || (a == b && !(matches!(lo, Bound::Included(_)) && matches!(hi, Bound::Included(_))))
+                a > b
+                    || (a == b
+                        && !(matches!(lo, Bound::Included(_)) && matches!(hi, Bound::Included(_))))
             }
             _ => false,
         };
-        let (lo, hi) = if empty { (Bound::Excluded(Key::min()), Bound::Included(Key::min())) } else { (lo, hi) };
+        let (lo, hi) = if empty {
+            (Bound::Excluded(Key::min()), Bound::Included(Key::min()))
+        } else {
+            (lo, hi)
+        };
         self.rows.range((lo, hi))
     }
 
     /// The ordered index of a date field, if it has one.
     pub(crate) fn time_index(&self, field: usize) -> Option<&TimeIndex> {
-        self.time_indexes.iter().find(|(f, _)| *f == field).map(|(_, idx)| idx)
+        self.time_indexes
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, idx)| idx)
     }
 
     /// Hands out the next auto-increment key.
@@ -176,9 +193,10 @@ impl Table {
             }
             if f.unique && !f.pk && !cells[i].is_null() {
                 // A scan: unique non-key fields are rare and tables are in memory.
-                let clash = self.rows.iter().any(|(k, r)| {
-                    k != key && cell::compare(&r.cells[i], &cells[i]).is_eq()
-                });
+                let clash = self
+                    .rows
+                    .iter()
+                    .any(|(k, r)| k != key && cell::compare(&r.cells[i], &cells[i]).is_eq());
                 if clash {
                     return Err(Error::RecordNotUnique {
                         collection: self.schema.name.clone(),
@@ -231,8 +249,16 @@ impl Table {
 
     fn replace(&mut self, key: &Key, cells: Vec<Cell>) -> Result<Option<StoredRow>, Error> {
         self.check(key, &cells)?;
-        let Some(old) = self.take(key) else { return Ok(None) };
-        self.put(key.clone(), StoredRow { seq: old.seq, cells });
+        let Some(old) = self.take(key) else {
+            return Ok(None);
+        };
+        self.put(
+            key.clone(),
+            StoredRow {
+                seq: old.seq,
+                cells,
+            },
+        );
         Ok(Some(old))
     }
 
@@ -244,7 +270,12 @@ impl Table {
 
 /// Date fields get an ordered index: they are the sync cursors.
 fn indexed_fields(schema: &Collection) -> impl Iterator<Item = usize> + '_ {
-    schema.fields.iter().enumerate().filter(|(_, f)| f.kind.is_temporal()).map(|(i, _)| i)
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind.is_temporal())
+        .map(|(i, _)| i)
 }
 
 enum Undo {
@@ -263,7 +294,11 @@ pub(crate) struct Txn<'a> {
 impl<'a> Txn<'a> {
     pub(crate) fn begin(table: &'a mut Table) -> Self {
         let saved_auto = table.next_auto;
-        Txn { table, undo: Vec::new(), saved_auto }
+        Txn {
+            table,
+            undo: Vec::new(),
+            saved_auto,
+        }
     }
 
     pub(crate) fn insert(&mut self, key: Key, cells: Vec<Cell>) -> Result<(), Error> {
@@ -341,11 +376,19 @@ mod tests {
     fn rollback_restores_rows_indexes_and_counter() {
         let mut t = table();
         let k = Key::Int(t.next_auto_key());
-        Txn::run(&mut t, |x| x.insert(k.clone(), vec![k.to_cell(), Cell::Text("a".into()), Cell::Time(5)]))
-            .unwrap();
+        Txn::run(&mut t, |x| {
+            x.insert(
+                k.clone(),
+                vec![k.to_cell(), Cell::Text("a".into()), Cell::Time(5)],
+            )
+        })
+        .unwrap();
         let err = Txn::run(&mut t, |x| {
             let k2 = Key::Int(x.table.next_auto_key());
-            x.insert(k2.clone(), vec![k2.to_cell(), Cell::Text("b".into()), Cell::Time(6)])?;
+            x.insert(
+                k2.clone(),
+                vec![k2.to_cell(), Cell::Text("b".into()), Cell::Time(6)],
+            )?;
             x.replace(&k, vec![k.to_cell(), Cell::Text("c".into()), Cell::Time(7)])?;
             x.insert(k.clone(), vec![k.to_cell(), Cell::Null, Cell::Null])
         });
@@ -359,10 +402,18 @@ mod tests {
     #[test]
     fn unique_field_is_enforced() {
         let mut t = table();
-        Txn::run(&mut t, |x| x.insert(Key::Int(1), vec![Cell::Int(1), Cell::Text("a".into()), Cell::Null]))
-            .unwrap();
+        Txn::run(&mut t, |x| {
+            x.insert(
+                Key::Int(1),
+                vec![Cell::Int(1), Cell::Text("a".into()), Cell::Null],
+            )
+        })
+        .unwrap();
         let err = Txn::run(&mut t, |x| {
-            x.insert(Key::Int(2), vec![Cell::Int(2), Cell::Text("a".into()), Cell::Null])
+            x.insert(
+                Key::Int(2),
+                vec![Cell::Int(2), Cell::Text("a".into()), Cell::Null],
+            )
         });
         assert!(matches!(err, Err(Error::RecordNotUnique { field, .. }) if field == "name"));
     }

@@ -12,14 +12,26 @@ async fn writes_leave_one_activity_row_per_item() {
     let a = api.create_note(Api::note("a")).await;
     let id = a["id"].as_str().unwrap();
     api.tick(1);
-    api.patch(&format!("/items/notes/{id}"), json!({"title": "b"})).await;
+    api.patch(&format!("/items/notes/{id}"), json!({"title": "b"}))
+        .await;
     api.tick(1);
     api.delete(&format!("/items/notes/{id}"), None).await;
 
-    let r = api.get("/activity", &[("filter", r#"{"collection":{"_eq":"notes"}}"#), ("sort", "id")]).await;
+    let r = api
+        .get(
+            "/activity",
+            &[
+                ("filter", r#"{"collection":{"_eq":"notes"}}"#),
+                ("sort", "id"),
+            ],
+        )
+        .await;
     let rows = r.data().as_array().unwrap();
     let actions: Vec<&Value> = rows.iter().map(|row| &row["action"]).collect();
-    assert_eq!(actions, [&json!("create"), &json!("update"), &json!("delete")]);
+    assert_eq!(
+        actions,
+        [&json!("create"), &json!("update"), &json!("delete")]
+    );
     let row = &rows[2];
     assert_eq!(row["id"], json!(3));
     assert_eq!(row["item"], json!(id));
@@ -35,11 +47,23 @@ async fn delete_activity_can_be_read_with_an_id_cursor() {
     let notes: Vec<Value> = (0..5).map(|i| Api::note(&format!("n{i}"))).collect();
     api.post("/items/notes", json!(notes.clone())).await;
     for n in &notes {
-        api.delete(&format!("/items/notes/{}", n["id"].as_str().unwrap()), None).await;
+        api.delete(&format!("/items/notes/{}", n["id"].as_str().unwrap()), None)
+            .await;
     }
     let filter = r#"{"collection":{"_eq":"notes"},"action":{"_eq":"delete"},"id":{"_gt":7}}"#;
-    let r = api.get("/activity", &[("filter", filter), ("sort", "id"), ("fields", "id,item")]).await;
-    let items: Vec<&Value> = r.data().as_array().unwrap().iter().map(|row| &row["item"]).collect();
+    let r = api
+        .get(
+            "/activity",
+            &[("filter", filter), ("sort", "id"), ("fields", "id,item")],
+        )
+        .await;
+    let items: Vec<&Value> = r
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row["item"])
+        .collect();
     assert_eq!(items, [&notes[2]["id"], &notes[3]["id"], &notes[4]["id"]]);
 }
 
@@ -53,7 +77,8 @@ async fn nothing_is_logged_without_accountability_or_for_raw_deletes() {
 
     state.set_accountability("notes", None).unwrap();
     let b = api.create_note(Api::note("b")).await;
-    api.delete(&format!("/items/notes/{}", b["id"].as_str().unwrap()), None).await;
+    api.delete(&format!("/items/notes/{}", b["id"].as_str().unwrap()), None)
+        .await;
     assert_eq!(state.activity().len(), 1);
 
     let r = api.get("/collections/notes", &[]).await;

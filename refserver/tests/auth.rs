@@ -9,7 +9,10 @@ use std::time::Duration;
 
 async fn login(api: &Api) -> (String, String) {
     let r = api
-        .post("/auth/login", json!({"email": "admin@example.com", "password": "admin-password", "mode": "json"}))
+        .post(
+            "/auth/login",
+            json!({"email": "admin@example.com", "password": "admin-password", "mode": "json"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.data()["expires"], json!(60_000));
@@ -20,7 +23,11 @@ async fn login(api: &Api) -> (String, String) {
 }
 
 async fn start() -> Api {
-    let mut api = Api::with(Options { access_token_ttl: Duration::from_secs(60), ..Options::default() }).await;
+    let mut api = Api::with(Options {
+        access_token_ttl: Duration::from_secs(60),
+        ..Options::default()
+    })
+    .await;
     api.token = None;
     api
 }
@@ -40,12 +47,22 @@ async fn access_tokens_expire_by_the_server_clock_and_refresh_rotates() {
 
     // Directus authenticates every route, so the expired token must not be sent along.
     api.token = None;
-    let r = api.post("/auth/refresh", json!({"refresh_token": refresh, "mode": "json"})).await;
+    let r = api
+        .post(
+            "/auth/refresh",
+            json!({"refresh_token": refresh, "mode": "json"}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let next_access = r.data()["access_token"].as_str().unwrap().to_string();
     assert_ne!(r.data()["refresh_token"].as_str().unwrap(), refresh);
 
-    let r = api.post("/auth/refresh", json!({"refresh_token": refresh, "mode": "json"})).await;
+    let r = api
+        .post(
+            "/auth/refresh",
+            json!({"refresh_token": refresh, "mode": "json"}),
+        )
+        .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.code(), "INVALID_CREDENTIALS");
 
@@ -56,7 +73,12 @@ async fn access_tokens_expire_by_the_server_clock_and_refresh_rotates() {
 #[tokio::test]
 async fn bad_credentials_and_tokens_get_directus_codes() {
     let mut api = start().await;
-    let r = api.post("/auth/login", json!({"email": "admin@example.com", "password": "wrong"})).await;
+    let r = api
+        .post(
+            "/auth/login",
+            json!({"email": "admin@example.com", "password": "wrong"}),
+        )
+        .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.code(), "INVALID_CREDENTIALS");
     assert_eq!(r.message(), "Invalid user credentials.");
@@ -87,7 +109,12 @@ async fn bad_credentials_and_tokens_get_directus_codes() {
 async fn static_token_works_in_header_and_query() {
     let mut api = start().await;
     let token = api.server.admin_token().to_string();
-    assert_eq!(api.get("/items/notes", &[("access_token", &token)]).await.status, 200);
+    assert_eq!(
+        api.get("/items/notes", &[("access_token", &token)])
+            .await
+            .status,
+        200
+    );
     api.token = Some(token);
     let r = api.get("/users/me", &[]).await;
     assert_eq!(r.data()["email"], json!("admin@example.com"));

@@ -9,8 +9,14 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn oversized_bodies_are_an_invalid_payload_not_413() {
-    let api = Api::with(Options { max_payload_bytes: 1_000, ..Options::default() }).await;
-    let r = api.post("/items/notes", json!({"title": "x".repeat(2_000)})).await;
+    let api = Api::with(Options {
+        max_payload_bytes: 1_000,
+        ..Options::default()
+    })
+    .await;
+    let r = api
+        .post("/items/notes", json!({"title": "x".repeat(2_000)}))
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.code(), "INVALID_PAYLOAD");
     assert_eq!(r.message(), "Invalid payload. request entity too large.");
@@ -21,7 +27,10 @@ async fn oversized_bodies_are_an_invalid_payload_not_413() {
 async fn fail_next_answers_before_touching_data() {
     let api = Api::start().await;
     let state = api.server.state();
-    state.inject_scoped(Fault::rate_limited(1, 2), FaultScope::method("POST").path("/items/notes"));
+    state.inject_scoped(
+        Fault::rate_limited(1, 2),
+        FaultScope::method("POST").path("/items/notes"),
+    );
     let r = api.post("/items/notes", Api::note("a")).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.code(), "REQUESTS_EXCEEDED");
@@ -41,7 +50,13 @@ async fn fail_next_answers_before_touching_data() {
 async fn commit_then_fail_applies_the_write_and_loses_the_response() {
     let api = Api::start().await;
     let state = api.server.state();
-    state.inject_scoped(Fault::CommitThenFail { count: 1, status: 503 }, FaultScope::method("POST"));
+    state.inject_scoped(
+        Fault::CommitThenFail {
+            count: 1,
+            status: 503,
+        },
+        FaultScope::method("POST"),
+    );
     let note = Api::note("a");
     let r = api.post("/items/notes", note.clone()).await;
     assert_eq!(r.status, 503);
@@ -55,7 +70,10 @@ async fn commit_then_fail_applies_the_write_and_loses_the_response() {
 async fn backdated_writes_stamp_in_the_past() {
     let api = Api::start().await;
     api.tick(10_000);
-    api.server.state().inject(Fault::BackdateWrites { count: 1, by: Duration::from_secs(5) });
+    api.server.state().inject(Fault::BackdateWrites {
+        count: 1,
+        by: Duration::from_secs(5),
+    });
     let slow = api.create_note(Api::note("slow")).await;
     let normal = api.create_note(Api::note("normal")).await;
     assert_eq!(slow["last_modified"], json!("2026-11-22T10:00:05.000Z"));

@@ -34,7 +34,9 @@ async fn invalid_keys_and_unknown_collections_are_forbidden() {
 async fn admin_patch_of_a_missing_item_answers_no_content_and_logs() {
     let api = Api::start().await;
     let id = uuid();
-    let r = api.patch(&format!("/items/notes/{id}"), json!({"title": "x"})).await;
+    let r = api
+        .patch(&format!("/items/notes/{id}"), json!({"title": "x"}))
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(api.server.state().count("notes"), 0);
     let activity = api.server.state().activity();

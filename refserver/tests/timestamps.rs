@@ -20,7 +20,12 @@ async fn update_stamps_date_updated_and_cursor_but_not_date_created() {
     let api = Api::start().await;
     let note = api.create_note(Api::note("a")).await;
     api.tick(1_234);
-    let r = api.patch(&format!("/items/notes/{}", note["id"].as_str().unwrap()), json!({"title": "b"})).await;
+    let r = api
+        .patch(
+            &format!("/items/notes/{}", note["id"].as_str().unwrap()),
+            json!({"title": "b"}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let updated = r.data();
     assert_eq!(updated["title"], json!("b"));
@@ -34,7 +39,12 @@ async fn empty_patch_still_moves_the_stamp() {
     let api = Api::start().await;
     let note = api.create_note(Api::note("a")).await;
     api.tick(5);
-    let r = api.patch(&format!("/items/notes/{}", note["id"].as_str().unwrap()), json!({})).await;
+    let r = api
+        .patch(
+            &format!("/items/notes/{}", note["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.data()["last_modified"], json!("2026-11-22T10:00:00.005Z"));
     assert_eq!(r.data()["title"], json!("a"));
 }
@@ -46,14 +56,22 @@ async fn every_row_of_a_request_gets_the_same_stamp() {
     let r = api.post("/items/notes", json!(batch)).await;
     let rows = r.data().as_array().unwrap();
     assert_eq!(rows.len(), 20);
-    assert!(rows.iter().all(|row| row["last_modified"] == rows[0]["last_modified"]));
+    assert!(
+        rows.iter()
+            .all(|row| row["last_modified"] == rows[0]["last_modified"])
+    );
 
     api.tick(10);
     let keys: Vec<_> = rows.iter().map(|row| row["id"].clone()).collect();
-    let r = api.patch("/items/notes", json!({"keys": keys, "data": {"count": 1}})).await;
+    let r = api
+        .patch("/items/notes", json!({"keys": keys, "data": {"count": 1}}))
+        .await;
     let rows = r.data().as_array().unwrap();
     assert_eq!(rows.len(), 20);
-    assert!(rows.iter().all(|row| row["last_modified"] == json!("2026-11-22T10:00:00.010Z")));
+    assert!(
+        rows.iter()
+            .all(|row| row["last_modified"] == json!("2026-11-22T10:00:00.010Z"))
+    );
 }
 
 #[tokio::test]
@@ -92,7 +110,10 @@ async fn datetime_fields_come_back_without_zone_or_milliseconds() {
 async fn direct_writes_stamp_like_the_api() {
     let api = Api::start().await;
     let state = api.server.state();
-    let row = json!({"id": uuid(), "title": "x"}).as_object().unwrap().clone();
+    let row = json!({"id": uuid(), "title": "x"})
+        .as_object()
+        .unwrap()
+        .clone();
     let created = state.insert("notes", vec![row]).unwrap().remove(0);
     assert_eq!(created["date_updated"], json!(null));
     api.tick(7);

@@ -19,7 +19,10 @@ async fn duplicate_key_rolls_back_the_whole_batch() {
     assert_eq!(ext["value"], existing["id"]);
     assert_eq!(
         r.message(),
-        format!("Value \"{}\" for field \"id\" in collection \"notes\" has to be unique.", existing["id"].as_str().unwrap())
+        format!(
+            "Value \"{}\" for field \"id\" in collection \"notes\" has to be unique.",
+            existing["id"].as_str().unwrap()
+        )
     );
     assert_eq!(api.server.state().count("notes"), 1);
     // Only the first create was logged.
@@ -30,10 +33,18 @@ async fn duplicate_key_rolls_back_the_whole_batch() {
 async fn batch_create_answers_in_primary_key_order() {
     let api = Api::start().await;
     let mut ids: Vec<String> = (0..10).map(|_| uuid()).collect();
-    let batch: Vec<Value> = ids.iter().map(|id| json!({"id": id, "title": "t"})).collect();
+    let batch: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "title": "t"}))
+        .collect();
     let r = api.post("/items/notes", json!(batch)).await;
-    let got: Vec<String> =
-        r.data().as_array().unwrap().iter().map(|row| row["id"].as_str().unwrap().to_string()).collect();
+    let got: Vec<String> = r
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap().to_string())
+        .collect();
     ids.sort();
     assert_eq!(got, ids);
 }
@@ -41,7 +52,9 @@ async fn batch_create_answers_in_primary_key_order() {
 #[tokio::test]
 async fn fields_param_shapes_the_echo() {
     let api = Api::start().await;
-    let r = api.post_query("/items/notes", &[("fields", "id,title")], Api::note("a")).await;
+    let r = api
+        .post_query("/items/notes", &[("fields", "id,title")], Api::note("a"))
+        .await;
     let keys: Vec<&String> = r.data().as_object().unwrap().keys().collect();
     assert_eq!(keys, ["id", "title"]);
 }
@@ -56,7 +69,9 @@ async fn unknown_payload_fields_are_dropped_and_types_checked() {
     assert!(created.get("nonsense").is_none());
     assert_eq!(created["count"], json!(12));
 
-    let r = api.post("/items/notes", json!({"id": uuid(), "count": "twelve"})).await;
+    let r = api
+        .post("/items/notes", json!({"id": uuid(), "count": "twelve"}))
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.code(), "INVALID_PAYLOAD");
 }
@@ -74,16 +89,35 @@ async fn batch_update_is_all_or_nothing_and_needs_keys() {
     let a = api.create_note(Api::note("a")).await;
     let b = api.create_note(Api::note("b")).await;
     let r = api
-        .patch("/items/notes", json!([{"id": a["id"], "title": "a2"}, {"id": b["id"], "count": "bad"}]))
+        .patch(
+            "/items/notes",
+            json!([{"id": a["id"], "title": "a2"}, {"id": b["id"], "count": "bad"}]),
+        )
         .await;
     assert_eq!(r.status, 400);
-    assert_eq!(api.server.state().get("notes", a["id"].as_str().unwrap()).unwrap()["title"], json!("a"));
+    assert_eq!(
+        api.server
+            .state()
+            .get("notes", a["id"].as_str().unwrap())
+            .unwrap()["title"],
+        json!("a")
+    );
 
-    let r = api.patch("/items/notes", json!([{"title": "no key"}])).await;
+    let r = api
+        .patch("/items/notes", json!([{"title": "no key"}]))
+        .await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.message(), "Invalid payload. Item in update misses primary key.");
+    assert_eq!(
+        r.message(),
+        "Invalid payload. Item in update misses primary key."
+    );
 
-    let r = api.patch("/items/notes", json!([{"id": a["id"], "title": "a2"}, {"id": b["id"], "title": "b2"}])).await;
+    let r = api
+        .patch(
+            "/items/notes",
+            json!([{"id": a["id"], "title": "a2"}, {"id": b["id"], "title": "b2"}]),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.data().as_array().unwrap().len(), 2);
 }
@@ -93,19 +127,31 @@ async fn batch_bodies_are_validated_like_directus() {
     let api = Api::start().await;
     let r = api.patch("/items/notes", json!({"data": {}})).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.message(), "Invalid payload. \"value\" must contain at least one of [query, keys].");
+    assert_eq!(
+        r.message(),
+        "Invalid payload. \"value\" must contain at least one of [query, keys]."
+    );
     let r = api.patch("/items/notes", json!({"keys": []})).await;
     assert_eq!(r.message(), "Invalid payload. \"data\" is required.");
-    let r = api.delete("/items/notes", Some(json!({"keys": [], "query": {}}))).await;
-    assert_eq!(r.message(), "Invalid payload. \"value\" contains a conflict between exclusive peers [query, keys].");
+    let r = api
+        .delete("/items/notes", Some(json!({"keys": [], "query": {}})))
+        .await;
+    assert_eq!(
+        r.message(),
+        "Invalid payload. \"value\" contains a conflict between exclusive peers [query, keys]."
+    );
 }
 
 #[tokio::test]
 async fn integer_keys_autoincrement_and_are_never_reused() {
     let api = Api::start().await;
-    let def = refserver::CollectionDef::new("tags")
-        .field(refserver::FieldDef::new("name", refserver::FieldType::String));
-    let r = api.post("/collections", serde_json::to_value(&def).unwrap()).await;
+    let def = refserver::CollectionDef::new("tags").field(refserver::FieldDef::new(
+        "name",
+        refserver::FieldType::String,
+    ));
+    let r = api
+        .post("/collections", serde_json::to_value(&def).unwrap())
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let a = api.post("/items/tags", json!({"name": "a"})).await;
     assert_eq!(a.data()["id"], json!(1));

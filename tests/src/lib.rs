@@ -47,8 +47,14 @@ pub struct World {
 
 impl World {
     pub async fn new(backend: Backend) -> World {
-        let server = refserver::start(Default::default()).await.expect("reference server starts");
-        World { server, backend, dirs: Vec::new() }
+        let server = refserver::start(Default::default())
+            .await
+            .expect("reference server starts");
+        World {
+            server,
+            backend,
+            dirs: Vec::new(),
+        }
     }
 
     /// Creates a collection on the server with a uuid key, a `last_modified` cursor and `fields`.
@@ -62,7 +68,9 @@ impl World {
     pub fn config(name: &str, fields: &[(&str, FieldType)]) -> CollectionConfig {
         fields
             .iter()
-            .fold(CollectionConfig::new(name), |c, (f, k)| c.with_field(*f, *k))
+            .fold(CollectionConfig::new(name), |c, (f, k)| {
+                c.with_field(*f, *k)
+            })
     }
 
     /// A fresh local database URL for one replica.
@@ -75,9 +83,9 @@ impl World {
                 url
             }
             Backend::Postgres(admin) => {
-                let admin_db = Database::connect(admin.as_str())
-                    .await
-                    .unwrap_or_else(|e| panic!("DELTASYNC_TEST_PG is set but {admin} is unreachable: {e}"));
+                let admin_db = Database::connect(admin.as_str()).await.unwrap_or_else(|e| {
+                    panic!("DELTASYNC_TEST_PG is set but {admin} is unreachable: {e}")
+                });
                 let name = format!("deltasync_test_{}", uuid::Uuid::new_v4().simple());
                 admin_db
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -92,7 +100,12 @@ impl World {
     /// A replica syncing `collections` with this world's server.
     pub async fn replica(&mut self, collections: Vec<CollectionConfig>) -> Deltasync {
         let database = self.database().await;
-        let config = Config::new(self.server.url(), self.server.admin_token(), database, collections);
+        let config = Config::new(
+            self.server.url(),
+            self.server.admin_token(),
+            database,
+            collections,
+        );
         deltasync::open(config).await.expect("replica opens")
     }
 
@@ -107,10 +120,19 @@ impl World {
         collections: Vec<CollectionConfig>,
     ) -> engine::Engine<adapters::SqlStore, Hooked> {
         let database = self.database().await;
-        let config = Config::new(self.server.url(), self.server.admin_token(), database, collections);
-        let store = adapters::SqlStore::connect(&config.local.database).await.expect("store");
+        let config = Config::new(
+            self.server.url(),
+            self.server.admin_token(),
+            database,
+            collections,
+        );
+        let store = adapters::SqlStore::connect(&config.local.database)
+            .await
+            .expect("store");
         let client = adapters::DirectusClient::new(&config.remote).expect("client");
-        engine::Engine::open(config, store, Hooked::new(client)).await.expect("replica opens")
+        engine::Engine::open(config, store, Hooked::new(client))
+            .await
+            .expect("replica opens")
     }
 }
 
@@ -154,7 +176,11 @@ impl Hooked {
 }
 
 impl engine::ports::Remote for Hooked {
-    async fn list(&self, collection: &str, query: &engine::ports::ListQuery) -> engine::Result<engine::ports::RawPage> {
+    async fn list(
+        &self,
+        collection: &str,
+        query: &engine::ports::ListQuery,
+    ) -> engine::Result<engine::ports::RawPage> {
         let seen = self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(limit) = *self.fail_lists_after.lock().unwrap()
             && seen >= limit
@@ -166,10 +192,23 @@ impl engine::ports::Remote for Hooked {
         }
         self.inner.list(collection, query).await
     }
-    async fn create(&self, c: &str, rows: Vec<Value>, fields: &[String], key: &str) -> engine::Result<Vec<Value>> {
+    async fn create(
+        &self,
+        c: &str,
+        rows: Vec<Value>,
+        fields: &[String],
+        key: &str,
+    ) -> engine::Result<Vec<Value>> {
         self.inner.create(c, rows, fields, key).await
     }
-    async fn update_where(&self, c: &str, filter: Value, data: Value, fields: &[String], key: &str) -> engine::Result<Vec<Value>> {
+    async fn update_where(
+        &self,
+        c: &str,
+        filter: Value,
+        data: Value,
+        fields: &[String],
+        key: &str,
+    ) -> engine::Result<Vec<Value>> {
         let hook = self.before_update.lock().unwrap().take();
         if let Some(hook) = hook {
             hook().await;
@@ -179,7 +218,12 @@ impl engine::ports::Remote for Hooked {
     async fn delete_where(&self, c: &str, filter: Value, key: &str) -> engine::Result<()> {
         self.inner.delete_where(c, filter, key).await
     }
-    async fn deletes_after(&self, c: &str, after: i64, limit: u32) -> engine::Result<Vec<engine::ports::DeleteActivity>> {
+    async fn deletes_after(
+        &self,
+        c: &str,
+        after: i64,
+        limit: u32,
+    ) -> engine::Result<Vec<engine::ports::DeleteActivity>> {
         self.inner.deletes_after(c, after, limit).await
     }
     async fn delete_time(&self, c: &str, key: &str) -> engine::Result<Option<engine::Stamp>> {
@@ -220,13 +264,23 @@ pub fn row(value: Value) -> Row {
 }
 
 /// The local rows of `collection` as `key -> (status, data)`, all rows.
-pub async fn local_rows<R: engine::ports::Remote>(replica: &engine::Engine<adapters::SqlStore, R>, collection: &str) -> Vec<(String, deltasync::SyncStatus, Row)> {
+pub async fn local_rows<R: engine::ports::Remote>(
+    replica: &engine::Engine<adapters::SqlStore, R>,
+    collection: &str,
+) -> Vec<(String, deltasync::SyncStatus, Row)> {
     use deltasync::engine_ports::Store;
-    let c = replica.config().collection(collection).expect("configured").clone();
+    let c = replica
+        .config()
+        .collection(collection)
+        .expect("configured")
+        .clone();
     let db = replica.store().connection();
     let sql = format!("SELECT \"{}\" FROM \"{}\"", c.primary_key, c.table);
     let keys: Vec<String> = db
-        .query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
         .await
         .expect("read keys")
         .iter()
@@ -249,8 +303,16 @@ pub async fn local_rows<R: engine::ports::Remote>(replica: &engine::Engine<adapt
 }
 
 /// Asserts that the replica holds exactly the server's rows, all synced, field for field.
-pub async fn assert_converged<R: engine::ports::Remote>(world: &World, replica: &engine::Engine<adapters::SqlStore, R>, collection: &str) {
-    let c = replica.config().collection(collection).expect("configured").clone();
+pub async fn assert_converged<R: engine::ports::Remote>(
+    world: &World,
+    replica: &engine::Engine<adapters::SqlStore, R>,
+    collection: &str,
+) {
+    let c = replica
+        .config()
+        .collection(collection)
+        .expect("configured")
+        .clone();
     let server = world.server_rows(collection);
     let local = local_rows(replica, collection).await;
     assert_eq!(
@@ -261,8 +323,16 @@ pub async fn assert_converged<R: engine::ports::Remote>(world: &World, replica: 
         server.len()
     );
     for ((key, status, data), remote) in local.iter().zip(&server) {
-        assert_eq!(Some(key.as_str()), remote["id"].as_str(), "{collection}: keys differ");
-        assert_eq!(*status, deltasync::SyncStatus::Synced, "{collection}/{key} is not synced");
+        assert_eq!(
+            Some(key.as_str()),
+            remote["id"].as_str(),
+            "{collection}: keys differ"
+        );
+        assert_eq!(
+            *status,
+            deltasync::SyncStatus::Synced,
+            "{collection}/{key} is not synced"
+        );
         for f in &c.fields {
             let theirs = remote.get(&f.name).cloned().unwrap_or(Value::Null);
             assert_eq!(data[&f.name], theirs, "{collection}/{key}.{}", f.name);

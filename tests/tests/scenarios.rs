@@ -18,7 +18,10 @@ async fn world_with_articles(backend: tests::Backend, n: usize) -> (World, Vec<S
         .map(|i| row(json!({"title": format!("a{i}"), "views": i, "meta": {"i": i}})))
         .collect();
     let created = world.server.state().insert("articles", rows).expect("seed");
-    let keys = created.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    let keys = created
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
     (world, keys)
 }
 
@@ -33,14 +36,32 @@ async fn offline_creates_updates_and_deletes_on_both_sides_converge() {
 
         let ca = a.collection("articles").unwrap();
         let cb = b.collection("articles").unwrap();
-        let new_a = ca.insert(row(json!({"title": "from a", "views": 1}))).await.unwrap();
-        ca.update(&keys[0], row(json!({"title": "a0 by a"}))).await.unwrap();
+        let new_a = ca
+            .insert(row(json!({"title": "from a", "views": 1})))
+            .await
+            .unwrap();
+        ca.update(&keys[0], row(json!({"title": "a0 by a"})))
+            .await
+            .unwrap();
         ca.delete(&keys[1]).await.unwrap();
-        let new_b = cb.insert(row(json!({"title": "from b", "meta": [1, 2]}))).await.unwrap();
-        cb.update(&keys[2], row(json!({"views": 42}))).await.unwrap();
+        let new_b = cb
+            .insert(row(json!({"title": "from b", "meta": [1, 2]})))
+            .await
+            .unwrap();
+        cb.update(&keys[2], row(json!({"views": 42})))
+            .await
+            .unwrap();
         cb.delete(&keys[3]).await.unwrap();
-        world.server.state().update("articles", &keys[4], row(json!({"title": "server edit"}))).unwrap();
-        world.server.state().delete("articles", &[keys[5].as_str()]).unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &keys[4], row(json!({"title": "server edit"})))
+            .unwrap();
+        world
+            .server
+            .state()
+            .delete("articles", &[keys[5].as_str()])
+            .unwrap();
 
         let ra = a.sync(None).await.unwrap();
         assert_eq!(ra.collections[0].pushed, 3, "{ra:?}");
@@ -50,7 +71,12 @@ async fn offline_creates_updates_and_deletes_on_both_sides_converge() {
 
         let server = world.server_rows("articles");
         assert_eq!(server.len(), 6 + 2 - 3);
-        let title = |k: &str| server.iter().find(|r| r["id"] == k).map(|r| r["title"].clone());
+        let title = |k: &str| {
+            server
+                .iter()
+                .find(|r| r["id"] == k)
+                .map(|r| r["title"].clone())
+        };
         assert_eq!(title(&new_a), Some(json!("from a")));
         assert_eq!(title(&new_b), Some(json!("from b")));
         assert_eq!(title(&keys[0]), Some(json!("a0 by a")));
@@ -67,7 +93,10 @@ async fn a_tie_group_larger_than_a_page_is_pulled_without_loss_or_duplicates() {
         let (mut world, _) = world_with_articles(backend, 2_500).await;
         // One request: every row gets the same stamp.
         let rows = world.server_rows("articles");
-        assert!(rows.iter().all(|r| r["last_modified"] == rows[0]["last_modified"]));
+        assert!(
+            rows.iter()
+                .all(|r| r["last_modified"] == rows[0]["last_modified"])
+        );
         let mut c = articles(Strategy::LastWriteWins);
         c.page_size = 1_000;
         let a = world.replica(vec![c]).await;
@@ -84,13 +113,33 @@ async fn a_tie_group_larger_than_a_page_is_pulled_without_loss_or_duplicates() {
 async fn a_create_whose_response_was_lost_is_not_duplicated() {
     for backend in backends() {
         let (mut world, _) = world_with_articles(backend, 1).await;
-        let a = world.replica(vec![articles(Strategy::FirstWriteWins)]).await;
+        let a = world
+            .replica(vec![articles(Strategy::FirstWriteWins)])
+            .await;
         a.sync(None).await.unwrap();
-        let key = a.collection("articles").unwrap().insert(row(json!({"title": "once"}))).await.unwrap();
-        world.server.state().inject_scoped(Fault::CommitThenFail { count: 1, status: 502 }, FaultScope::method("POST"));
+        let key = a
+            .collection("articles")
+            .unwrap()
+            .insert(row(json!({"title": "once"})))
+            .await
+            .unwrap();
+        world.server.state().inject_scoped(
+            Fault::CommitThenFail {
+                count: 1,
+                status: 502,
+            },
+            FaultScope::method("POST"),
+        );
         let report = a.sync(None).await.unwrap();
         assert!(report.collections[0].error.is_none(), "{report:?}");
-        assert_eq!(world.server_rows("articles").iter().filter(|r| r["id"] == key).count(), 1);
+        assert_eq!(
+            world
+                .server_rows("articles")
+                .iter()
+                .filter(|r| r["id"] == key)
+                .count(),
+            1
+        );
         assert_eq!(report.collections[0].conflicts, 0);
         assert_converged(&world, &a, "articles").await;
     }
@@ -102,8 +151,18 @@ async fn an_update_whose_response_was_lost_is_recognised_as_applied() {
         let (mut world, keys) = world_with_articles(backend, 1).await;
         let a = world.replica(vec![articles(Strategy::Manual)]).await;
         a.sync(None).await.unwrap();
-        a.collection("articles").unwrap().update(&keys[0], row(json!({"views": 7}))).await.unwrap();
-        world.server.state().inject_scoped(Fault::CommitThenFail { count: 1, status: 504 }, FaultScope::method("PATCH"));
+        a.collection("articles")
+            .unwrap()
+            .update(&keys[0], row(json!({"views": 7})))
+            .await
+            .unwrap();
+        world.server.state().inject_scoped(
+            Fault::CommitThenFail {
+                count: 1,
+                status: 504,
+            },
+            FaultScope::method("PATCH"),
+        );
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].conflicts, 0, "{report:?}");
         assert_eq!(world.server_rows("articles")[0]["views"], json!(7));
@@ -111,9 +170,15 @@ async fn an_update_whose_response_was_lost_is_recognised_as_applied() {
     }
 }
 
-async fn conflict_world(strategy: Strategy, backend: tests::Backend) -> (World, deltasync::Deltasync, String) {
+async fn conflict_world(
+    strategy: Strategy,
+    backend: tests::Backend,
+) -> (World, deltasync::Deltasync, String) {
     let (mut world, keys) = world_with_articles(backend, 1).await;
-    world.server.state().set_clock(Clock::Manual(chrono::Utc::now()));
+    world
+        .server
+        .state()
+        .set_clock(Clock::Manual(chrono::Utc::now()));
     let a = world.replica(vec![articles(strategy)]).await;
     a.sync(None).await.unwrap();
     // Server writes from here on carry stamps distinct from the seed's.
@@ -126,24 +191,43 @@ async fn last_write_wins_keeps_the_later_side() {
     for backend in backends() {
         // Server edit first, local edit later: local wins.
         let (world, a, key) = conflict_world(Strategy::LastWriteWins, backend.clone()).await;
-        world.server.state().update("articles", &key, row(json!({"title": "server"}))).unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"title": "server"})))
+            .unwrap();
         world.server.state().advance_clock(TICK);
-        a.collection("articles").unwrap().update(&key, row(json!({"title": "local"}))).await.unwrap();
+        a.collection("articles")
+            .unwrap()
+            .update(&key, row(json!({"title": "local"})))
+            .await
+            .unwrap();
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].conflicts, 1);
         assert_eq!(world.server_rows("articles")[0]["title"], json!("local"));
         assert_converged(&world, &a, "articles").await;
         let records = a.conflicts(false).await.unwrap();
         assert_eq!(records[0].resolution, Some(Resolution::KeepLocal));
-        assert_eq!(records[0].remote.as_ref().unwrap()["title"], json!("server"));
+        assert_eq!(
+            records[0].remote.as_ref().unwrap()["title"],
+            json!("server")
+        );
         assert_eq!(records[0].local.as_ref().unwrap()["title"], json!("local"));
 
         // Local edit first, server edit later: the server wins, the local change is recorded.
         let (world, a, key) = conflict_world(Strategy::LastWriteWins, backend).await;
-        a.collection("articles").unwrap().update(&key, row(json!({"title": "local"}))).await.unwrap();
+        a.collection("articles")
+            .unwrap()
+            .update(&key, row(json!({"title": "local"})))
+            .await
+            .unwrap();
         tests::backdate_local_change(&a, "articles", &key).await;
         world.server.state().advance_clock(TICK);
-        world.server.state().update("articles", &key, row(json!({"title": "server"}))).unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"title": "server"})))
+            .unwrap();
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].conflicts, 1);
         assert_eq!(world.server_rows("articles")[0]["title"], json!("server"));
@@ -160,11 +244,22 @@ async fn first_write_wins_keeps_the_server_version_and_records_the_loser() {
     for backend in backends() {
         let (world, a, key) = conflict_world(Strategy::FirstWriteWins, backend).await;
         world.server.state().advance_clock(TICK);
-        a.collection("articles").unwrap().update(&key, row(json!({"title": "local"}))).await.unwrap();
-        world.server.state().update("articles", &key, row(json!({"title": "server first"}))).unwrap();
+        a.collection("articles")
+            .unwrap()
+            .update(&key, row(json!({"title": "local"})))
+            .await
+            .unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"title": "server first"})))
+            .unwrap();
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].conflicts, 1);
-        assert_eq!(world.server_rows("articles")[0]["title"], json!("server first"));
+        assert_eq!(
+            world.server_rows("articles")[0]["title"],
+            json!("server first")
+        );
         assert_converged(&world, &a, "articles").await;
         let records = a.conflicts(false).await.unwrap();
         assert_eq!(records[0].resolution, Some(Resolution::TakeRemote));
@@ -176,16 +271,50 @@ async fn first_write_wins_keeps_the_server_version_and_records_the_loser() {
 async fn manual_parks_the_row_until_a_person_resolves_it() {
     for backend in backends() {
         let (world, a, key) = conflict_world(Strategy::Manual, backend).await;
-        a.collection("articles").unwrap().update(&key, row(json!({"title": "local"}))).await.unwrap();
-        world.server.state().update("articles", &key, row(json!({"title": "server"}))).unwrap();
+        a.collection("articles")
+            .unwrap()
+            .update(&key, row(json!({"title": "local"})))
+            .await
+            .unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"title": "server"})))
+            .unwrap();
         let report = a.sync(None).await.unwrap();
-        assert_eq!((report.collections[0].conflicts, report.collections[0].parked, report.waiting), (1, 1, 1));
+        assert_eq!(
+            (
+                report.collections[0].conflicts,
+                report.collections[0].parked,
+                report.waiting
+            ),
+            (1, 1, 1)
+        );
         // Parked: keeps local data, neither pushed nor overwritten.
-        let local = a.collection("articles").unwrap().get(&key).await.unwrap().unwrap();
-        assert_eq!((local.status, local.data["title"].clone()), (SyncStatus::Conflict, json!("local")));
-        world.server.state().update("articles", &key, row(json!({"views": 5}))).unwrap();
+        let local = a
+            .collection("articles")
+            .unwrap()
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (local.status, local.data["title"].clone()),
+            (SyncStatus::Conflict, json!("local"))
+        );
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"views": 5})))
+            .unwrap();
         a.sync(None).await.unwrap();
-        let local = a.collection("articles").unwrap().get(&key).await.unwrap().unwrap();
+        let local = a
+            .collection("articles")
+            .unwrap()
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(local.data["title"], json!("local"));
         assert_eq!(world.server_rows("articles")[0]["title"], json!("server"));
 
@@ -196,7 +325,11 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.waiting, 0);
         assert_eq!(world.server_rows("articles")[0]["title"], json!("local"));
-        assert_eq!(world.server_rows("articles")[0]["views"], json!(0), "taking local takes the whole local row");
+        assert_eq!(
+            world.server_rows("articles")[0]["views"],
+            json!(0),
+            "taking local takes the whole local row"
+        );
         assert_converged(&world, &a, "articles").await;
     }
 }
@@ -205,41 +338,88 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
 async fn delete_versus_update_per_strategy() {
     for backend in backends() {
         // Local delete, remote update.
-        for (strategy, survives) in [(Strategy::FirstWriteWins, true), (Strategy::LastWriteWins, false)] {
+        for (strategy, survives) in [
+            (Strategy::FirstWriteWins, true),
+            (Strategy::LastWriteWins, false),
+        ] {
             let (world, a, key) = conflict_world(strategy, backend.clone()).await;
-            world.server.state().update("articles", &key, row(json!({"title": "server"}))).unwrap();
+            world
+                .server
+                .state()
+                .update("articles", &key, row(json!({"title": "server"})))
+                .unwrap();
             world.server.state().advance_clock(TICK);
-            a.collection("articles").unwrap().delete(&key).await.unwrap();
+            a.collection("articles")
+                .unwrap()
+                .delete(&key)
+                .await
+                .unwrap();
             let report = a.sync(None).await.unwrap();
             assert_eq!(report.collections[0].conflicts, 1, "{strategy:?}");
-            assert_eq!(world.server_rows("articles").len(), usize::from(survives), "{strategy:?}");
+            assert_eq!(
+                world.server_rows("articles").len(),
+                usize::from(survives),
+                "{strategy:?}"
+            );
             assert_converged(&world, &a, "articles").await;
             let record = &a.conflicts(false).await.unwrap()[0];
             assert_eq!(record.kind, ConflictKind::LocalDeleteRemoteUpdate);
         }
         // Local update, remote delete (learned from the activity log at reconcile time).
-        for (strategy, survives) in [(Strategy::FirstWriteWins, false), (Strategy::LastWriteWins, true)] {
+        for (strategy, survives) in [
+            (Strategy::FirstWriteWins, false),
+            (Strategy::LastWriteWins, true),
+        ] {
             let (world, a, key) = conflict_world(strategy, backend.clone()).await;
-            world.server.state().delete("articles", &[key.as_str()]).unwrap();
+            world
+                .server
+                .state()
+                .delete("articles", &[key.as_str()])
+                .unwrap();
             world.server.state().advance_clock(TICK);
-            a.collection("articles").unwrap().update(&key, row(json!({"title": "local"}))).await.unwrap();
+            a.collection("articles")
+                .unwrap()
+                .update(&key, row(json!({"title": "local"})))
+                .await
+                .unwrap();
             let first = a.sync(None).await.unwrap();
             a.sync(None).await.unwrap();
-            assert_eq!(first.collections[0].conflicts, 1, "{strategy:?}: {first:?} {:?}", a.conflicts(false).await.unwrap());
-            assert_eq!(world.server_rows("articles").len(), usize::from(survives), "{strategy:?}");
+            assert_eq!(
+                first.collections[0].conflicts,
+                1,
+                "{strategy:?}: {first:?} {:?}",
+                a.conflicts(false).await.unwrap()
+            );
+            assert_eq!(
+                world.server_rows("articles").len(),
+                usize::from(survives),
+                "{strategy:?}"
+            );
             assert_converged(&world, &a, "articles").await;
         }
         // Manual parks delete-versus-update as well.
         let (world, a, key) = conflict_world(Strategy::Manual, backend.clone()).await;
-        world.server.state().update("articles", &key, row(json!({"title": "server"}))).unwrap();
-        a.collection("articles").unwrap().delete(&key).await.unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"title": "server"})))
+            .unwrap();
+        a.collection("articles")
+            .unwrap()
+            .delete(&key)
+            .await
+            .unwrap();
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].parked, 1);
         assert_eq!(world.server_rows("articles").len(), 1);
         let record = &a.conflicts(true).await.unwrap()[0];
         a.resolve(record.id, Choice::Local).await.unwrap();
         a.sync(None).await.unwrap();
-        assert_eq!(world.server_rows("articles").len(), 0, "taking the local delete deletes");
+        assert_eq!(
+            world.server_rows("articles").len(),
+            0,
+            "taking the local delete deletes"
+        );
         assert_converged(&world, &a, "articles").await;
     }
 }
@@ -250,10 +430,21 @@ async fn a_remote_delete_removes_the_local_row() {
         let (mut world, keys) = world_with_articles(backend, 3).await;
         let a = world.replica(vec![articles(Strategy::LastWriteWins)]).await;
         a.sync(None).await.unwrap();
-        world.server.state().delete("articles", &[keys[1].as_str()]).unwrap();
+        world
+            .server
+            .state()
+            .delete("articles", &[keys[1].as_str()])
+            .unwrap();
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].deleted, 1);
-        assert!(a.collection("articles").unwrap().get(&keys[1]).await.unwrap().is_none());
+        assert!(
+            a.collection("articles")
+                .unwrap()
+                .get(&keys[1])
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_converged(&world, &a, "articles").await;
     }
 }
@@ -269,11 +460,18 @@ async fn a_failed_pull_resumes_where_it_stopped() {
         a.remote().fail_lists_after(Some(1));
         let failed = a.sync(None).await.unwrap();
         assert!(failed.failed(), "{failed:?}");
-        assert_eq!(local_rows(&a, "articles").await.len(), 100, "the first page stays applied");
+        assert_eq!(
+            local_rows(&a, "articles").await.len(),
+            100,
+            "the first page stays applied"
+        );
         a.remote().fail_lists_after(None);
         let resumed = a.sync(None).await.unwrap();
         assert!(!resumed.failed(), "{resumed:?}");
-        assert_eq!(resumed.collections[0].pulled, 150, "only the rest is pulled");
+        assert_eq!(
+            resumed.collections[0].pulled, 150,
+            "only the rest is pulled"
+        );
         assert_converged(&world, &a, "articles").await;
     }
 }
@@ -282,25 +480,51 @@ async fn a_failed_pull_resumes_where_it_stopped() {
 async fn an_edit_made_during_a_push_is_not_marked_synced() {
     for backend in backends() {
         let (mut world, keys) = world_with_articles(backend, 1).await;
-        let a = world.hooked_replica(vec![articles(Strategy::LastWriteWins)]).await;
+        let a = world
+            .hooked_replica(vec![articles(Strategy::LastWriteWins)])
+            .await;
         a.sync(None).await.unwrap();
-        a.collection("articles").unwrap().update(&keys[0], row(json!({"title": "first"}))).await.unwrap();
+        a.collection("articles")
+            .unwrap()
+            .update(&keys[0], row(json!({"title": "first"})))
+            .await
+            .unwrap();
         let store = a.store().clone();
         let config = a.config().collection("articles").unwrap().clone();
         let key = keys[0].clone();
         a.remote().before_next_update(Box::new(move || {
             Box::pin(async move {
-                let write = engine::ports::LocalWrite::Update { key, data: row(json!({"title": "second"})) };
-                engine::ports::Store::write(&store, &config, write).await.unwrap();
+                let write = engine::ports::LocalWrite::Update {
+                    key,
+                    data: row(json!({"title": "second"})),
+                };
+                engine::ports::Store::write(&store, &config, write)
+                    .await
+                    .unwrap();
             })
         }));
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].pushed, 1);
         assert_eq!(world.server_rows("articles")[0]["title"], json!("first"));
-        let local = a.collection("articles").unwrap().get(&keys[0]).await.unwrap().unwrap();
-        assert_eq!((local.status, local.data["title"].clone()), (SyncStatus::Updated, json!("second")));
+        let local = a
+            .collection("articles")
+            .unwrap()
+            .get(&keys[0])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (local.status, local.data["title"].clone()),
+            (SyncStatus::Updated, json!("second"))
+        );
         let report = a.sync(None).await.unwrap();
-        assert_eq!((report.collections[0].pushed, report.collections[0].conflicts), (1, 0));
+        assert_eq!(
+            (
+                report.collections[0].pushed,
+                report.collections[0].conflicts
+            ),
+            (1, 0)
+        );
         assert_eq!(world.server_rows("articles")[0]["title"], json!("second"));
         assert_converged(&world, &a, "articles").await;
     }
@@ -311,20 +535,49 @@ async fn a_server_row_of_the_wrong_type_is_reported_and_the_others_applied() {
     for backend in backends() {
         let mut world = World::new(backend).await;
         // On the server `views` is json, so it can hold a string; locally it is an integer.
-        world.collection("articles", &[("title", FieldType::String), ("views", FieldType::Json), ("meta", FieldType::Json)]).await;
+        world
+            .collection(
+                "articles",
+                &[
+                    ("title", FieldType::String),
+                    ("views", FieldType::Json),
+                    ("meta", FieldType::Json),
+                ],
+            )
+            .await;
         let seeded = world
             .server
             .state()
-            .insert("articles", vec![row(json!({"title": "ok", "views": 1})), row(json!({"title": "bad", "views": "many"}))])
+            .insert(
+                "articles",
+                vec![
+                    row(json!({"title": "ok", "views": 1})),
+                    row(json!({"title": "bad", "views": "many"})),
+                ],
+            )
             .unwrap();
-        let bad = seeded.iter().find(|r| r["title"] == "bad").unwrap()["id"].as_str().unwrap().to_owned();
+        let bad = seeded.iter().find(|r| r["title"] == "bad").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let a = world.replica(vec![articles(Strategy::LastWriteWins)]).await;
         let report = a.sync(None).await.unwrap();
-        assert_eq!((report.collections[0].pulled, report.collections[0].quarantined), (1, 1));
+        assert_eq!(
+            (
+                report.collections[0].pulled,
+                report.collections[0].quarantined
+            ),
+            (1, 1)
+        );
         let record = &a.conflicts(true).await.unwrap()[0];
         assert_eq!(record.kind, ConflictKind::InvalidRemote);
         let message = record.message.as_deref().unwrap();
-        assert!(message.contains("collection articles") && message.contains(&bad) && message.contains("field views"), "{message}");
+        assert!(
+            message.contains("collection articles")
+                && message.contains(&bad)
+                && message.contains("field views"),
+            "{message}"
+        );
         assert_eq!(local_rows(&a, "articles").await.len(), 1);
     }
 }

@@ -11,10 +11,10 @@ use crate::error::Error;
 use crate::query::{self, Plan, RawQuery};
 use crate::server::Server;
 use crate::store::{Key, Table};
+use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -26,7 +26,12 @@ pub(super) fn url_query(s: &Server, params: &[(String, String)]) -> Result<RawQu
 
 /// The table behind an items route, after Directus's checks: system collections are
 /// forbidden, unknown ones too, and the public role may do nothing.
-fn item_table<'a>(db: &'a Db, collection: &str, ctx: &RequestCtx, reading: bool) -> Result<&'a Table, Error> {
+fn item_table<'a>(
+    db: &'a Db,
+    collection: &str,
+    ctx: &RequestCtx,
+    reading: bool,
+) -> Result<&'a Table, Error> {
     if collection.starts_with("directus_") {
         return Err(Error::Forbidden);
     }
@@ -46,13 +51,20 @@ fn path_key(table: &Table, raw: &str) -> Result<Key, Error> {
 pub(super) fn page_body(table: &Table, q: &RawQuery) -> Result<Value, Error> {
     let plan = Plan::compile(&table.schema, q)?;
     let page = query::execute(table, &plan);
-    let data: Vec<Value> =
-        page.rows.iter().map(|r| query::render_row(&table.schema, plan.select.as_deref(), r)).collect();
+    let data: Vec<Value> = page
+        .rows
+        .iter()
+        .map(|r| query::render_row(&table.schema, plan.select.as_deref(), r))
+        .collect();
     let mut body = Map::new();
     if !q.meta.is_empty() {
         let mut meta = Map::new();
         for m in &q.meta {
-            let count = if m == "total_count" { page.total_count } else { page.filter_count };
+            let count = if m == "total_count" {
+                page.total_count
+            } else {
+                page.filter_count
+            };
             meta.insert(m.clone(), json!(count));
         }
         body.insert("meta".into(), Value::Object(meta));
@@ -71,7 +83,11 @@ pub(super) fn read_keys(table: &Table, q: &RawQuery, keys: &[Key]) -> Result<Vec
     let mut plan = Plan::compile(&table.schema, &q)?;
     plan.restrict_to_keys(table.schema.pk, keys);
     let page = query::execute(table, &plan);
-    Ok(page.rows.iter().map(|r| query::render_row(&table.schema, plan.select.as_deref(), r)).collect())
+    Ok(page
+        .rows
+        .iter()
+        .map(|r| query::render_row(&table.schema, plan.select.as_deref(), r))
+        .collect())
 }
 
 /// After a write, a 403 while reading the result back means "no content", not failure.
@@ -123,7 +139,10 @@ pub(super) async fn read_one(
     s.with_db(|db| {
         let table = item_table(db, &collection, &ctx, true)?;
         let key = path_key(table, &pk)?;
-        let row = read_keys(table, &q, &[key])?.into_iter().next().ok_or(Error::Forbidden)?;
+        let row = read_keys(table, &q, &[key])?
+            .into_iter()
+            .next()
+            .ok_or(Error::Forbidden)?;
         Ok(data(row))
     })
 }
@@ -136,7 +155,10 @@ pub(super) async fn create(
     JsonBody(body): JsonBody,
 ) -> Reply {
     let q = url_query(&s, &params)?;
-    let write = WriteCtx { stamp: s.stamp(ctx.backdate), actor: &ctx.actor };
+    let write = WriteCtx {
+        stamp: s.stamp(ctx.backdate),
+        actor: &ctx.actor,
+    };
     s.with_db(|db| {
         item_table(db, &collection, &ctx, false)?;
         let (payloads, many) = match body.unwrap_or_else(|| json!({})) {
@@ -157,7 +179,10 @@ pub(super) async fn update_one(
     JsonBody(body): JsonBody,
 ) -> Reply {
     let q = url_query(&s, &params)?;
-    let write = WriteCtx { stamp: s.stamp(ctx.backdate), actor: &ctx.actor };
+    let write = WriteCtx {
+        stamp: s.stamp(ctx.backdate),
+        actor: &ctx.actor,
+    };
     s.with_db(|db| {
         let key = path_key(item_table(db, &collection, &ctx, false)?, &pk)?;
         let patch = body.unwrap_or_else(|| json!({}));
@@ -178,7 +203,10 @@ pub(super) async fn update_many(
     let q = url_query(&s, &params)?;
     let limit_max = s.options().query_limit_max;
     let now = s.now_ms();
-    let write = WriteCtx { stamp: s.stamp(ctx.backdate), actor: &ctx.actor };
+    let write = WriteCtx {
+        stamp: s.stamp(ctx.backdate),
+        actor: &ctx.actor,
+    };
     s.with_db(|db| {
         let table = item_table(db, &collection, &ctx, false)?;
         let keys = match body.unwrap_or_else(|| json!({})) {
@@ -187,7 +215,12 @@ pub(super) async fn update_many(
                 let batch = Batch::parse(&body, true)?;
                 let keys = batch.keys(table, limit_max, now)?;
                 if !keys.is_empty() {
-                    db.update_items(&collection, &keys, batch.data.unwrap_or(&Value::Null), write)?;
+                    db.update_items(
+                        &collection,
+                        &keys,
+                        batch.data.unwrap_or(&Value::Null),
+                        write,
+                    )?;
                 }
                 keys
             }
@@ -201,7 +234,10 @@ pub(super) async fn delete_one(
     Extension(ctx): Extension<RequestCtx>,
     Path((collection, pk)): Path<(String, String)>,
 ) -> Reply {
-    let write = WriteCtx { stamp: s.stamp(ctx.backdate), actor: &ctx.actor };
+    let write = WriteCtx {
+        stamp: s.stamp(ctx.backdate),
+        actor: &ctx.actor,
+    };
     s.with_db(|db| {
         let key = path_key(item_table(db, &collection, &ctx, false)?, &pk)?;
         // As for an admin in Directus: no existence check, and the delete is logged anyway.
@@ -218,7 +254,10 @@ pub(super) async fn delete_many(
 ) -> Reply {
     let limit_max = s.options().query_limit_max;
     let now = s.now_ms();
-    let write = WriteCtx { stamp: s.stamp(ctx.backdate), actor: &ctx.actor };
+    let write = WriteCtx {
+        stamp: s.stamp(ctx.backdate),
+        actor: &ctx.actor,
+    };
     s.with_db(|db| {
         let table = item_table(db, &collection, &ctx, false)?;
         let keys = match body.unwrap_or_else(|| json!({})) {
@@ -234,7 +273,10 @@ pub(super) async fn delete_many(
 
 fn parse_keys(table: &Table, items: &[Value]) -> Result<Vec<Key>, Error> {
     let kind = table.schema.pk_field().kind;
-    items.iter().map(|v| Key::from_json(kind, v).ok_or(Error::Forbidden)).collect()
+    items
+        .iter()
+        .map(|v| Key::from_json(kind, v).ok_or(Error::Forbidden))
+        .collect()
 }
 
 /// A `{"keys":[...]}` or `{"query":{...}}` body (plus `data` for updates), checked like
@@ -248,7 +290,9 @@ struct Batch<'a> {
 impl<'a> Batch<'a> {
     fn parse(body: &'a Value, update: bool) -> Result<Self, Error> {
         let invalid = |reason: &str| Err(Error::InvalidPayload(reason.into()));
-        let Value::Object(map) = body else { return invalid("\"value\" must be of type object") };
+        let Value::Object(map) = body else {
+            return invalid("\"value\" must be of type object");
+        };
         let keys = match map.get("keys") {
             None => None,
             Some(Value::Array(items)) => {
@@ -271,13 +315,19 @@ impl<'a> Batch<'a> {
                 _ => {}
             }
         }
-        let allowed: &[&str] = if update { &["keys", "query", "data"] } else { &["keys", "query"] };
+        let allowed: &[&str] = if update {
+            &["keys", "query", "data"]
+        } else {
+            &["keys", "query"]
+        };
         if let Some(extra) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return invalid(&format!("\"{extra}\" is not allowed"));
         }
         match (keys.is_some(), query.is_some()) {
             (false, false) => invalid("\"value\" must contain at least one of [query, keys]"),
-            (true, true) => invalid("\"value\" contains a conflict between exclusive peers [query, keys]"),
+            (true, true) => {
+                invalid("\"value\" contains a conflict between exclusive peers [query, keys]")
+            }
             _ => Ok(Batch { keys, query, data }),
         }
     }
@@ -293,6 +343,10 @@ impl<'a> Batch<'a> {
         plan.total_count = false;
         plan.filter_count = false;
         let page = query::execute(table, &plan);
-        Ok(page.rows.iter().filter_map(|r| Key::from_cell(&r.cells[table.schema.pk])).collect())
+        Ok(page
+            .rows
+            .iter()
+            .filter_map(|r| Key::from_cell(&r.cells[table.schema.pk]))
+            .collect())
     }
 }

@@ -15,7 +15,9 @@ use crate::faults;
 use crate::server::{self, Server};
 use axum::Router;
 use axum::body::to_bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Query, Request, State};
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Query, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::middleware::{self, Next};
@@ -46,39 +48,61 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
         .route("/auth/refresh", post(system::refresh))
         .route("/auth/logout", post(system::logout))
         .route("/users/me", get(system::me))
-        .route("/collections", get(system::list_collections).post(system::create_collection))
+        .route(
+            "/collections",
+            get(system::list_collections).post(system::create_collection),
+        )
         .route(
             "/collections/{collection}",
             get(system::get_collection).patch(system::update_collection),
         )
-        .route("/fields/{collection}", get(system::list_fields).post(system::create_field))
+        .route(
+            "/fields/{collection}",
+            get(system::list_fields).post(system::create_field),
+        )
         .route("/fields/{collection}/{field}", get(system::get_field))
         .route("/activity", get(system::list_activity))
         .route("/activity/{id}", get(system::get_activity))
         .route(
             "/items/{collection}",
-            get(items::list).post(items::create).patch(items::update_many).delete(items::delete_many),
+            get(items::list)
+                .post(items::create)
+                .patch(items::update_many)
+                .delete(items::delete_many),
         )
         .route(
             "/items/{collection}/{pk}",
-            get(items::read_one).patch(items::update_one).delete(items::delete_one),
+            get(items::read_one)
+                .patch(items::update_one)
+                .delete(items::delete_one),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(server.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(server.clone(), inject_faults))
+        .layer(middleware::from_fn_with_state(
+            server.clone(),
+            inject_faults,
+        ))
         .layer(middleware::from_fn_with_state(server.clone(), date_header))
-        .layer(middleware::from_fn_with_state(server.clone(), count_request))
+        .layer(middleware::from_fn_with_state(
+            server.clone(),
+            count_request,
+        ))
         .with_state(server)
 }
 
 /// Directus answers unknown routes and methods alike with 404 `ROUTE_NOT_FOUND`.
 async fn not_found(uri: Uri) -> Error {
-    Error::RouteNotFound { path: uri.path().to_string() }
+    Error::RouteNotFound {
+        path: uri.path().to_string(),
+    }
 }
 
 async fn count_request(State(s): State<Arc<Server>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("<unmatched>", MatchedPath::as_str);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str);
     s.record_request(req.method().as_str(), route);
     next.run(req).await
 }
@@ -121,28 +145,43 @@ async fn authenticate(State(s): State<Arc<Server>>, mut req: Request, next: Next
     };
     let actor = Actor {
         user: acc.user.clone(),
-        ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        ip: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
         user_agent: header_text(req.headers(), header::USER_AGENT),
         origin: header_text(req.headers(), header::ORIGIN),
     };
     let backdate = req.extensions().get::<Backdate>().map(|b| b.0);
-    req.extensions_mut().insert(RequestCtx { acc, actor, backdate });
+    req.extensions_mut().insert(RequestCtx {
+        acc,
+        actor,
+        backdate,
+    });
     next.run(req).await
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 fn query_token(uri: &Uri) -> Option<String> {
     let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
-    pairs.into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v)
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v)
 }
 
 /// The query string as ordered pairs (repeated keys kept).
@@ -178,7 +217,9 @@ impl FromRequest<Arc<Server>> for JsonBody {
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
-        let bytes = to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
+        let bytes = to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(None));
         }

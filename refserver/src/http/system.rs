@@ -25,21 +25,34 @@ fn data(v: Value) -> Response {
 }
 
 fn require_admin(ctx: &RequestCtx) -> Result<(), Error> {
-    if ctx.acc.is_admin() { Ok(()) } else { Err(Error::Forbidden) }
+    if ctx.acc.is_admin() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
+    }
 }
 
 fn object(body: Option<Value>) -> Result<Map<String, Value>, Error> {
     match body.unwrap_or_else(|| json!({})) {
         Value::Object(m) => Ok(m),
-        _ => Err(Error::InvalidPayload("\"value\" must be of type object".into())),
+        _ => Err(Error::InvalidPayload(
+            "\"value\" must be of type object".into(),
+        )),
     }
 }
 
 pub(super) async fn ping() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "pong").into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "pong",
+    )
+        .into_response()
 }
 
-pub(super) async fn info(State(s): State<Arc<Server>>, Extension(ctx): Extension<RequestCtx>) -> Response {
+pub(super) async fn info(
+    State(s): State<Arc<Server>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Response {
     let mut info = Map::new();
     info.insert(
         "project".into(),
@@ -63,7 +76,10 @@ pub(super) async fn info(State(s): State<Arc<Server>>, Extension(ctx): Extension
         info.insert("rateLimit".into(), json!(false));
         info.insert("rateLimitGlobal".into(), json!(false));
         info.insert("extensions".into(), json!({ "limit": null }));
-        info.insert("queryLimit".into(), json!({ "default": crate::query::DEFAULT_LIMIT, "max": max }));
+        info.insert(
+            "queryLimit".into(),
+            json!({ "default": crate::query::DEFAULT_LIMIT, "max": max }),
+        );
         info.insert("websocket".into(), json!(false));
         info.insert("version".into(), json!("12.4.0"));
     }
@@ -91,7 +107,9 @@ fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str,
     match body.get(name) {
         None | Some(Value::Null) => Err(Error::InvalidPayload(format!("\"{name}\" is required"))),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Error::InvalidPayload(format!("\"{name}\" must be a string"))),
+        Some(_) => Err(Error::InvalidPayload(format!(
+            "\"{name}\" must be a string"
+        ))),
     }
 }
 
@@ -106,9 +124,13 @@ pub(super) async fn login(State(s): State<Arc<Server>>, JsonBody(body): JsonBody
 }
 
 fn refresh_token(body: &Map<String, Value>) -> Result<&str, Error> {
-    body.get("refresh_token").and_then(Value::as_str).ok_or_else(|| {
-        Error::InvalidPayload("The refresh token is required in either the payload or cookie".into())
-    })
+    body.get("refresh_token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::InvalidPayload(
+                "The refresh token is required in either the payload or cookie".into(),
+            )
+        })
 }
 
 pub(super) async fn refresh(State(s): State<Arc<Server>>, JsonBody(body): JsonBody) -> Reply {
@@ -127,8 +149,13 @@ pub(super) async fn logout(State(s): State<Arc<Server>>, JsonBody(body): JsonBod
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(super) async fn me(State(s): State<Arc<Server>>, Extension(ctx): Extension<RequestCtx>) -> Reply {
-    let Some(id) = ctx.acc.user.clone() else { return Err(Error::InvalidCredentials) };
+pub(super) async fn me(
+    State(s): State<Arc<Server>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Reply {
+    let Some(id) = ctx.acc.user.clone() else {
+        return Err(Error::InvalidCredentials);
+    };
     let (email, role) = s.with_auth(|auth| (auth.email().to_string(), auth.role_id.clone()));
     Ok(data(json!({
         "id": id,
@@ -140,7 +167,10 @@ pub(super) async fn me(State(s): State<Arc<Server>>, Extension(ctx): Extension<R
     })))
 }
 
-pub(super) async fn list_collections(State(s): State<Arc<Server>>, Extension(ctx): Extension<RequestCtx>) -> Response {
+pub(super) async fn list_collections(
+    State(s): State<Arc<Server>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Response {
     // The public role sees the collections it may read: none.
     if !ctx.acc.is_admin() {
         return data(json!([]));
@@ -184,7 +214,11 @@ pub(super) async fn update_collection(
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
     };
-    s.with_db(|db| Ok(data(db.update_collection_meta(&collection, &meta)?.describe())))
+    s.with_db(|db| {
+        Ok(data(
+            db.update_collection_meta(&collection, &meta)?.describe(),
+        ))
+    })
 }
 
 pub(super) async fn list_fields(
@@ -250,7 +284,10 @@ pub(super) async fn get_activity(
     s.with_db(|db| {
         let table = db.table(ACTIVITY)?;
         let key = Key::parse(table.schema.pk_field().kind, &id).ok_or(Error::Forbidden)?;
-        let row = read_keys(table, &q, &[key])?.into_iter().next().ok_or(Error::Forbidden)?;
+        let row = read_keys(table, &q, &[key])?
+            .into_iter()
+            .next()
+            .ok_or(Error::Forbidden)?;
         Ok(data(row))
     })
 }

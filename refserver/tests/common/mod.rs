@@ -25,7 +25,9 @@ pub struct Reply {
 impl Reply {
     /// `errors[0].extensions.code`.
     pub fn code(&self) -> &str {
-        self.body["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+        self.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("")
     }
 
     pub fn message(&self) -> &str {
@@ -66,9 +68,16 @@ impl Api {
     pub async fn with(opts: Options) -> Api {
         let server = refserver::start(opts).await.expect("server starts");
         server.state().set_clock(Clock::Manual(t0()));
-        server.state().create_collection(notes_def()).expect("notes collection");
+        server
+            .state()
+            .create_collection(notes_def())
+            .expect("notes collection");
         let token = Some(server.admin_token().to_string());
-        Api { server, client: reqwest::Client::new(), token }
+        Api {
+            server,
+            client: reqwest::Client::new(),
+            token,
+        }
     }
 
     /// The same server seen without a token (the public role).
@@ -94,15 +103,27 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Reply {
-        self.send(self.client.get(self.url(path)).query(query), self.token.as_deref()).await
+        self.send(
+            self.client.get(self.url(path)).query(query),
+            self.token.as_deref(),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(self.client.post(self.url(path)).json(&body), self.token.as_deref()).await
+        self.send(
+            self.client.post(self.url(path)).json(&body),
+            self.token.as_deref(),
+        )
+        .await
     }
 
     pub async fn post_query(&self, path: &str, query: &[(&str, &str)], body: Value) -> Reply {
@@ -111,7 +132,11 @@ impl Api {
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(self.client.patch(self.url(path)).json(&body), self.token.as_deref()).await
+        self.send(
+            self.client.patch(self.url(path)).json(&body),
+            self.token.as_deref(),
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str, body: Option<Value>) -> Reply {
@@ -132,7 +157,9 @@ impl Api {
 
     /// Moves the manual clock forward by `ms` milliseconds.
     pub fn tick(&self, ms: u64) {
-        self.server.state().advance_clock(std::time::Duration::from_millis(ms));
+        self.server
+            .state()
+            .advance_clock(std::time::Duration::from_millis(ms));
     }
 
     pub fn note(title: &str) -> Value {
@@ -149,14 +176,20 @@ impl AnonymousApi<'_> {
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.0.send(self.0.client.patch(self.0.url(path)).json(&body), None).await
+        self.0
+            .send(self.0.client.patch(self.0.url(path)).json(&body), None)
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.0.send(self.0.client.delete(self.0.url(path)), None).await
+        self.0
+            .send(self.0.client.delete(self.0.url(path)), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.0.send(self.0.client.post(self.0.url(path)).json(&body), None).await
+        self.0
+            .send(self.0.client.post(self.0.url(path)).json(&body), None)
+            .await
     }
 }
