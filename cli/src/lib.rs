@@ -7,7 +7,7 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use deltasync::{CollectionConfig, Config, FieldType, serde_json::json};
 //!
 //! // A Directus-compatible server for the example; point `url` at your Directus instead.

@@ -334,18 +334,22 @@ fn new_row(
     payload: &Map<String, Value>,
     stamp: i64,
 ) -> Result<(Key, Vec<Cell>), Error> {
-    let fields = table.schema.fields.clone();
-    let mut cells = Vec::with_capacity(fields.len());
-    for field in &fields {
+    let pk_field = table.schema.pk_field();
+    let needs_auto =
+        pk_field.auto_increment && payload.get(&pk_field.name).is_none_or(Value::is_null);
+    let auto = needs_auto.then(|| table.next_auto_key());
+    let table: &Table = table;
+    let mut cells = Vec::with_capacity(table.schema.fields.len());
+    for field in &table.schema.fields {
         let given = payload.get(&field.name);
         let cell = if field.has_special("date-created") {
             Cell::Time(stamp)
         } else if field.has_special("uuid") && !given.is_some_and(truthy) {
             Cell::Text(uuid::Uuid::new_v4().to_string())
+        } else if let (true, Some(id)) = (field.pk, auto) {
+            Cell::Int(id)
         } else if let Some(v) = given {
             cast(table, field, v)?
-        } else if field.pk && field.auto_increment {
-            Cell::Int(table.next_auto_key())
         } else {
             cell::from_payload(field.kind, &field.default).unwrap_or(Cell::Null)
         };
@@ -354,7 +358,7 @@ fn new_row(
     let pk = table.schema.pk;
     let key = Key::from_cell(&cells[pk]).ok_or_else(|| Error::NotNullViolation {
         collection: table.schema.name.clone(),
-        field: fields[pk].name.clone(),
+        field: table.schema.fields[pk].name.clone(),
     })?;
     Ok((key, cells))
 }

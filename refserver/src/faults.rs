@@ -22,9 +22,9 @@ pub enum Fault {
         code: String,
         retry_after: Option<u32>,
     },
-    /// Carry out the request, then answer `status` instead of the real success response:
-    /// a response lost after the write committed. Only requests whose real answer was a
-    /// success count against `count`.
+    /// Carry out a write request (POST, PATCH, DELETE), then answer `status` instead of the
+    /// real success response: a response lost after the write committed. Only requests whose
+    /// real answer was a success count against `count`.
     CommitThenFail { count: u32, status: u16 },
     /// Stamp `date-created`/`date-updated` values and activity `by` earlier than the clock:
     /// a slow transaction whose stamp was taken before a concurrent reader moved on.
@@ -164,7 +164,9 @@ impl FaultBook {
                     armed.fail = Some(injected_error(*status, code, *retry_after, now_ms));
                     break;
                 }
-                Fault::CommitThenFail { status, .. } if armed.commit_then_fail.is_none() => {
+                Fault::CommitThenFail { status, .. }
+                    if is_write && armed.commit_then_fail.is_none() =>
+                {
                     armed.commit_then_fail = Some((rule.id, *status));
                 }
                 Fault::BackdateWrites { by, .. } if is_write && armed.backdate.is_none() => {
@@ -250,7 +252,8 @@ fn human_ms(ms: u64) -> String {
     format!("{ms}ms")
 }
 
-/// Requests seen, by method and route pattern (e.g. `("GET", "/items/{collection}")`).
+/// Requests seen, by method and route pattern (e.g. `("GET", "/items/{collection}")`;
+/// requests matching no route count under `"<unmatched>"`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub total: u64,
