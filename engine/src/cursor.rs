@@ -93,11 +93,13 @@ pub fn page_request(
     }
 }
 
-/// Interprets the rows returned for `request` at `position`.
+/// Interprets the rows returned for `request` at `position`. `returned` is how many rows the
+/// server sent, counting any that could not be decoded: only a short answer ends the pull.
 pub fn page_outcome(
     position: &PullPosition,
     request: &PageRequest,
     mut rows: Vec<RemoteRow>,
+    returned: usize,
 ) -> PageOutcome {
     if let Some(anchor) = &request.anchor {
         let stamp = match position {
@@ -118,8 +120,7 @@ pub fn page_outcome(
         }
         rows.remove(0);
     }
-    let page_size = request.limit as usize - usize::from(request.anchor.is_some());
-    let done = rows.len() < page_size;
+    let done = returned < request.limit as usize;
     let next = match rows.last() {
         None => position.clone(),
         Some(last) => {
@@ -214,7 +215,8 @@ mod tests {
                 .take(req.limit as usize)
                 .cloned()
                 .collect();
-            match page_outcome(&position, &req, page) {
+            let returned = page.len();
+            match page_outcome(&position, &req, page, returned) {
                 PageOutcome::Advance { rows, next, done } => {
                     applied.extend(rows.into_iter().map(|r| r.key));
                     position = next;
@@ -229,6 +231,22 @@ mod tests {
     }
 
     #[test]
+    fn an_undecodable_row_does_not_end_the_pull_early() {
+        let req = page_request(&PullPosition::Start, "ts", 3, None);
+        // The server sent a full page; one row could not be read.
+        let outcome = page_outcome(
+            &PullPosition::Start,
+            &req,
+            vec![row("a", 1), row("b", 2)],
+            3,
+        );
+        let PageOutcome::Advance { done, .. } = outcome else {
+            panic!("expected rows")
+        };
+        assert!(!done);
+    }
+
+    #[test]
     fn a_moved_anchor_restarts_the_group() {
         let position = PullPosition::Within {
             stamp: stamp(5),
@@ -238,7 +256,7 @@ mod tests {
         let req = page_request(&position, "ts", 2, None);
         assert_eq!((req.offset, req.limit), (1, 3));
         // "a" was updated elsewhere and left the group: offset 1 now lands on "c".
-        let outcome = page_outcome(&position, &req, vec![row("c", 5), row("d", 5)]);
+        let outcome = page_outcome(&position, &req, vec![row("c", 5), row("d", 5)], 2);
         assert_eq!(
             outcome,
             PageOutcome::AnchorLost {
@@ -258,6 +276,7 @@ mod tests {
             &PullPosition::Start,
             &req,
             vec![row("a", 1), row("b", 2), row("c", 2)],
+            3,
         );
         let PageOutcome::Advance { next, done, .. } = outcome else {
             panic!("expected rows")

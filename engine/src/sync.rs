@@ -338,12 +338,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     let mut changes = Changes::default();
                     let stamps = stamps_by_key(c, &created);
                     for local in &locals {
-                        let stamp = stamps.get(&local.key).copied().ok_or_else(|| {
-                            protocol(format!(
-                                "create of {}/{} answered without it",
-                                c.name, local.key
-                            ))
-                        })?;
+                        let stamp = created_stamp(c, &stamps, &local.key)?;
                         changes.ops.push(settle_op(local, stamp, None));
                     }
                     report.pushed += locals.len() as u64;
@@ -378,15 +373,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .await
         {
             Ok(created) => {
-                let stamp = stamps_by_key(c, &created)
-                    .get(&local.key)
-                    .copied()
-                    .ok_or_else(|| {
-                        protocol(format!(
-                            "create of {}/{} answered without it",
-                            c.name, local.key
-                        ))
-                    })?;
+                let stamp = created_stamp(c, &stamps_by_key(c, &created), &local.key)?;
                 report.pushed += 1;
                 let changes = Changes {
                     ops: vec![settle_op(&local, stamp, None)],
@@ -701,15 +688,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     .remote
                     .create(&c.name, vec![body], &ident_fields(c), &idem)
                     .await?;
-                let stamp = stamps_by_key(c, &created)
-                    .get(&local.key)
-                    .copied()
-                    .ok_or_else(|| {
-                        protocol(format!(
-                            "create of {}/{} answered without it",
-                            c.name, local.key
-                        ))
-                    })?;
+                let stamp = created_stamp(c, &stamps_by_key(c, &created), &local.key)?;
                 report.pushed += 1;
                 Ok(settle_op(local, stamp, None))
             }
@@ -821,13 +800,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 Some(self.remote.latest_activity(&c.name).await?.unwrap_or(0));
         }
         let archive = archive_of(c);
-        let mut fields = ident_fields(c);
-        fields.extend(c.fields.iter().map(|f| f.name.clone()));
-        if let Some((field, _)) = archive
-            && !fields.iter().any(|f| f == field)
-        {
-            fields.push(field.to_owned());
-        }
+        let fields = read_fields(c);
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
         let mut position = checkpoint.pull.clone();
@@ -846,7 +819,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 .unwrap_or_else(|| Utc::now() + self.remote.clock_skew());
             settled.get_or_insert(Stamp(server_now - overlap));
             let (rows, invalid, archived) = decode_page(c, &page.rows, archive);
-            let (rows, next, done) = match page_outcome(&position, &request, rows) {
+            let (rows, next, done) = match page_outcome(&position, &request, rows, page.rows.len())
+            {
                 PageOutcome::Advance { rows, next, done } => (rows, next, done),
                 PageOutcome::AnchorLost { restart } => {
                     info!(collection = %c.name, "rows moved during the pull; re-reading the stamp group");
@@ -971,11 +945,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         keys: &[Key],
     ) -> Result<HashMap<Key, RemoteRow>> {
         let archive = archive_of(c);
-        let mut fields = ident_fields(c);
-        fields.extend(c.fields.iter().map(|f| f.name.clone()));
-        if let Some((field, _)) = archive {
-            fields.push(field.to_owned());
-        }
+        let fields = read_fields(c);
         let wire_keys: Vec<Value> = keys.iter().map(|k| key_to_json(k, c.key_type)).collect();
         let query = ListQuery {
             filter: json!({ &c.primary_key: { "_in": wire_keys } }),
@@ -1083,6 +1053,26 @@ fn stamps_by_key(c: &CollectionConfig, rows: &[Value]) -> HashMap<Key, Stamp> {
             Some((key, stamp))
         })
         .collect()
+}
+
+/// The stamp the server gave a row it just created.
+fn created_stamp(c: &CollectionConfig, stamps: &HashMap<Key, Stamp>, key: &Key) -> Result<Stamp> {
+    stamps
+        .get(key)
+        .copied()
+        .ok_or_else(|| protocol(format!("create of {}/{key} answered without it", c.name)))
+}
+
+/// Fields read from the server: key, cursor, synced fields and the archive field.
+fn read_fields(c: &CollectionConfig) -> Vec<String> {
+    let mut fields = ident_fields(c);
+    fields.extend(c.fields.iter().map(|f| f.name.clone()));
+    if let Some((field, _)) = archive_of(c)
+        && !fields.iter().any(|f| f == field)
+    {
+        fields.push(field.to_owned());
+    }
+    fields
 }
 
 fn settle_op(local: &LocalRow, stamp: Stamp, data: Option<Row>) -> RowOp {
