@@ -3,7 +3,7 @@
 use assert_cmd::Command;
 
 fn deltasync() -> Command {
-    Command::cargo_bin("deltasync").expect("binary built")
+    Command::new(env!("CARGO_BIN_EXE_deltasync"))
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
