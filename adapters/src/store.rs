@@ -79,8 +79,8 @@ impl SqlStore {
         self.db.get_database_backend()
     }
 
-    async fn existing_columns(&self, table: &str) -> Result<Vec<String>> {
-        let stmt = match self.backend() {
+    async fn existing_columns(db: &impl ConnectionTrait, table: &str) -> Result<Vec<String>> {
+        let stmt = match db.get_database_backend() {
             DbBackend::Postgres => {
                 let mut q = Sql::new(DbBackend::Postgres);
                 q.push("SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ")
@@ -95,8 +95,7 @@ impl SqlStore {
                 q.build()
             }
         };
-        let rows = self
-            .db
+        let rows = db
             .query_all_raw(stmt)
             .await
             .map_err(db_err(format!("reading columns of {table}")))?;
@@ -110,11 +109,22 @@ impl SqlStore {
 
     /// Creates the collection table, or adds the fields it lacks. Rows synced before a field
     /// was added lose their base stamp so that the next pull rewrites them with the field.
+    ///
+    /// One transaction on one connection: the upgrade is all or nothing, and SQLite never
+    /// checks a statement against another connection's stale copy of the schema.
     async fn prepare_collection(&self, c: &CollectionConfig) -> Result<()> {
-        let backend = self.backend();
-        let existing = self.existing_columns(&c.table).await?;
+        let context = || format!("preparing table {}", c.table);
+        let txn = self.db.begin().await.map_err(db_err(context()))?;
+        let backend = txn.get_database_backend();
+        let exec = async |statement: &str| {
+            txn.execute_unprepared(statement)
+                .await
+                .map(drop)
+                .map_err(db_err(context()))
+        };
+        let existing = Self::existing_columns(&txn, &c.table).await?;
         if existing.is_empty() {
-            self.exec(&sql::create_table(backend, c), &c.table).await?;
+            exec(&sql::create_table(backend, c)).await?;
         } else {
             let missing: Vec<_> = c
                 .fields
@@ -122,44 +132,35 @@ impl SqlStore {
                 .filter(|f| !existing.contains(&f.name))
                 .collect();
             for f in &missing {
-                let alter = format!(
+                exec(&format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
                     ident(&c.table),
                     ident(&f.name),
                     sql::column_type(backend, f.kind)
-                );
-                self.exec(&alter, &c.table).await?;
+                ))
+                .await?;
             }
             if !missing.is_empty() {
                 tracing::info!(collection = %c.name, added = missing.len(), "new fields: synced rows will be pulled again");
-                let reset = format!(
+                exec(&format!(
                     "UPDATE {} SET {} = NULL, {REV} = {REV} + 1 WHERE {STATUS} = 'synced'",
                     ident(&c.table),
                     ident(&c.cursor)
-                );
-                self.exec(&reset, &c.table).await?;
+                ))
+                .await?;
                 let mut q = Sql::new(backend);
                 q.push("DELETE FROM \"_deltasync_checkpoint\" WHERE collection = ")
                     .bind(SqlValue::from(c.name.as_str()));
-                self.db
-                    .execute_raw(q.build())
+                txn.execute_raw(q.build())
                     .await
                     .map_err(db_err("resetting the checkpoint"))?;
             }
         }
-        self.exec(&sql::create_pending_index(c), &c.table).await?;
+        exec(&sql::create_pending_index(c)).await?;
         for statement in sql::local_write_trigger(backend, c) {
-            self.exec(&statement, &c.table).await?;
+            exec(&statement).await?;
         }
-        Ok(())
-    }
-
-    async fn exec(&self, statement: &str, table: &str) -> Result<()> {
-        self.db
-            .execute_unprepared(statement)
-            .await
-            .map_err(db_err(format!("preparing table {table}")))?;
-        Ok(())
+        txn.commit().await.map_err(db_err(context()))
     }
 
     /// The columns read for a local row, in order: key, fields, cursor, sync columns.

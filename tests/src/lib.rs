@@ -47,7 +47,12 @@ pub struct World {
 
 impl World {
     pub async fn new(backend: Backend) -> World {
-        let server = refserver::start(Default::default())
+        World::with_options(backend, Default::default()).await
+    }
+
+    /// A world whose reference server runs with `options`.
+    pub async fn with_options(backend: Backend, options: refserver::Options) -> World {
+        let server = refserver::start(options)
             .await
             .expect("reference server starts");
         World {
@@ -99,14 +104,20 @@ impl World {
 
     /// A replica syncing `collections` with this world's server.
     pub async fn replica(&mut self, collections: Vec<CollectionConfig>) -> Deltasync {
+        let config = self.replica_config(collections).await;
+        deltasync::open(config).await.expect("replica opens")
+    }
+
+    /// The configuration of a replica with a fresh database, for tests that change it
+    /// before opening.
+    pub async fn replica_config(&mut self, collections: Vec<CollectionConfig>) -> Config {
         let database = self.database().await;
-        let config = Config::new(
+        Config::new(
             self.server.url(),
             self.server.admin_token(),
             database,
             collections,
-        );
-        deltasync::open(config).await.expect("replica opens")
+        )
     }
 
     /// The server rows of a collection, by key.
@@ -119,13 +130,7 @@ impl World {
         &mut self,
         collections: Vec<CollectionConfig>,
     ) -> engine::Engine<adapters::SqlStore, Hooked> {
-        let database = self.database().await;
-        let config = Config::new(
-            self.server.url(),
-            self.server.admin_token(),
-            database,
-            collections,
-        );
+        let config = self.replica_config(collections).await;
         let store = adapters::SqlStore::connect(&config.local.database)
             .await
             .expect("store");

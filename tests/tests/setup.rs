@@ -1,0 +1,221 @@
+//! Scenarios around how a replica is set up: relations between collections, login with
+//! rotating tokens, a field added to the schema file, and archive-field deletes.
+
+use std::time::Duration;
+
+use deltasync::{Auth, Deletes, FieldType, Secret, Strategy};
+use refserver::{Clock, Options};
+use serde_json::{Value, json};
+use tests::{FIELDS, World, assert_converged, backends, local_rows, row};
+
+/// `(collection, action, item)` of every activity entry after the first `skip`.
+fn activity_after(world: &World, skip: usize) -> Vec<(String, String, String)> {
+    world
+        .server
+        .state()
+        .activity()
+        .into_iter()
+        .skip(skip)
+        .map(|a| {
+            let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (text("collection"), text("action"), text("item"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn related_collections_push_parents_first_and_delete_children_first() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        world
+            .collection("authors", &[("name", FieldType::String)])
+            .await;
+        world
+            .collection(
+                "books",
+                &[("title", FieldType::String), ("author", FieldType::Uuid)],
+            )
+            .await;
+        // Children listed first in the file: the order must come from the relation.
+        let books = World::config("books", &[("title", FieldType::String)]).with_relation(
+            "author",
+            FieldType::Uuid,
+            "authors",
+        );
+        let authors = World::config("authors", &[("name", FieldType::String)]);
+        let a = world.replica(vec![books, authors]).await;
+
+        let author = a
+            .collection("authors")
+            .unwrap()
+            .insert(row(json!({"name": "Le Guin"})))
+            .await
+            .unwrap();
+        let book = a
+            .collection("books")
+            .unwrap()
+            .insert(row(
+                json!({"title": "The Dispossessed", "author": author.to_string()}),
+            ))
+            .await
+            .unwrap();
+        let (author, book) = (author.to_string(), book.to_string());
+        let seen = world.server.state().activity().len();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(
+            activity_after(&world, seen),
+            vec![
+                ("authors".into(), "create".into(), author.clone()),
+                ("books".into(), "create".into(), book.clone()),
+            ]
+        );
+
+        a.collection("books").unwrap().delete(&book).await.unwrap();
+        a.collection("authors")
+            .unwrap()
+            .delete(&author)
+            .await
+            .unwrap();
+        let seen = world.server.state().activity().len();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(
+            activity_after(&world, seen),
+            vec![
+                ("books".into(), "delete".into(), book),
+                ("authors".into(), "delete".into(), author),
+            ]
+        );
+        assert_converged(&world, &a, "books").await;
+        assert_converged(&world, &a, "authors").await;
+    }
+}
+
+#[tokio::test]
+async fn a_login_session_refreshes_and_rotates_its_tokens() {
+    for backend in backends() {
+        let options = Options {
+            access_token_ttl: Duration::from_secs(60),
+            ..Options::default()
+        };
+        let mut world = World::with_options(backend, options).await;
+        world.server.state().set_clock(Clock::Manual(
+            "2026-01-01T00:00:00Z".parse().expect("a timestamp"),
+        ));
+        world.collection("articles", &FIELDS).await;
+        let mut config = world
+            .replica_config(vec![World::config("articles", &FIELDS)])
+            .await;
+        config.remote.auth = Auth::Login {
+            email: world.server.state().options().admin_email.clone(),
+            password: Secret::new(world.server.state().options().admin_password.clone()),
+        };
+        let a = deltasync::open(config).await.unwrap();
+
+        for i in 0..3 {
+            a.collection("articles")
+                .unwrap()
+                .insert(row(json!({"title": format!("t{i}"), "views": i})))
+                .await
+                .unwrap();
+            let report = a.sync(None).await.unwrap();
+            assert!(!report.failed(), "sync {i}: {report:?}");
+            // Past the access token's lifetime: the next request meets TOKEN_EXPIRED.
+            world.server.state().advance_clock(Duration::from_secs(120));
+        }
+        let stats = world.server.state().stats();
+        assert_eq!(stats.count("POST", "/auth/login"), 1, "{stats:?}");
+        // The second refresh only works with the token the first one returned.
+        assert_eq!(stats.count("POST", "/auth/refresh"), 2, "{stats:?}");
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn a_field_added_to_the_schema_file_is_filled_from_the_server() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        world.collection("articles", &FIELDS).await;
+        let seeded = world
+            .server
+            .state()
+            .insert(
+                "articles",
+                (0..5)
+                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                    .collect(),
+            )
+            .unwrap();
+        let narrow = World::config("articles", &[("title", FieldType::String)]);
+        let config = world.replica_config(vec![narrow]).await;
+        let a = deltasync::open(config.clone()).await.unwrap();
+        a.sync(None).await.unwrap();
+        drop(a);
+
+        let mut wider = config;
+        wider.collections[0] = World::config("articles", &FIELDS);
+        let a = deltasync::open(wider).await.unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(
+            report.collections[0].pulled,
+            seeded.len() as u64,
+            "every row is read again for the new field"
+        );
+        assert_converged(&world, &a, "articles").await;
+        let views: Vec<Value> = local_rows(&a, "articles")
+            .await
+            .into_iter()
+            .map(|(_, _, data)| data["views"].clone())
+            .collect();
+        assert!(views.iter().all(Value::is_i64), "{views:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_archived_server_row_is_removed_locally() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        let fields = [("title", FieldType::String), ("status", FieldType::String)];
+        world.collection("posts", &fields).await;
+        let keys: Vec<String> = world
+            .server
+            .state()
+            .insert(
+                "posts",
+                (0..3)
+                    .map(|i| row(json!({"title": format!("p{i}"), "status": "published"})))
+                    .collect(),
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut posts = World::config("posts", &fields);
+        posts.conflict = Strategy::LastWriteWins;
+        posts.deletes = Deletes::Archive {
+            field: "status".into(),
+            value: json!("archived"),
+        };
+        let a = world.replica(vec![posts]).await;
+        a.sync(None).await.unwrap();
+        assert_eq!(local_rows(&a, "posts").await.len(), 3);
+
+        world
+            .server
+            .state()
+            .update("posts", &keys[0], row(json!({"status": "archived"})))
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].deleted, 1, "{report:?}");
+        let left: Vec<String> = local_rows(&a, "posts")
+            .await
+            .into_iter()
+            .map(|(key, _, _)| key)
+            .collect();
+        assert!(!left.contains(&keys[0]), "{left:?}");
+        assert_eq!(left.len(), 2);
+    }
+}
