@@ -83,3 +83,63 @@ fn the_demo_converges() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("replicas converged: true"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_remote_names_what_the_server_lacks() {
+    use deltasync::FieldType;
+    let server = deltasync::refserver::start(Default::default()).await.unwrap();
+    deltasync::demo::create_collection(
+        &server,
+        "articles",
+        &[("title", FieldType::String), ("views", FieldType::Integer)],
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |collections: &str| {
+        format!(
+            "remote:\n  url: {}\n  token: {}\nlocal:\n  database: sqlite://{}\ncollections:\n{collections}",
+            server.url(),
+            server.admin_token(),
+            dir.path().join("local.db").display()
+        )
+    };
+    let good = write(
+        &dir,
+        "good.yaml",
+        &config("  articles:\n    fields: {title: string, views: integer}\n"),
+    );
+    let bad = write(
+        &dir,
+        "bad.yaml",
+        &config(
+            "  articles:\n    fields: {title: string, views: boolean, body: text}\n  \
+             missing:\n    fields: {x: string}\n",
+        ),
+    );
+    let run = |path: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            deltasync()
+                .args(["-c", path.to_str().unwrap(), "validate", "--remote"])
+                .output()
+                .unwrap()
+        })
+    };
+
+    let out = run(good).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+
+    let out = run(bad).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for expected in [
+        "articles.views: configured as boolean, but the server type is integer",
+        "articles.body: field missing on the server",
+        "missing: collection missing",
+        "3 problem(s)",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    assert!(!text.contains(server.admin_token()), "{text}");
+}
