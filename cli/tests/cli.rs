@@ -87,7 +87,9 @@ fn the_demo_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_remote_names_what_the_server_lacks() {
     use deltasync::FieldType;
-    let server = deltasync::refserver::start(Default::default()).await.unwrap();
+    let server = deltasync::refserver::start(Default::default())
+        .await
+        .unwrap();
     deltasync::demo::create_collection(
         &server,
         "articles",

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use schema::{CollectionConfig, Config, Deletes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::field::Empty;
+use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for};
 use crate::cursor::{PageOutcome, page_outcome, page_request, settle};
@@ -55,6 +56,24 @@ pub struct CollectionReport {
     /// Whether that error is transient (unreachable, unavailable).
     #[serde(skip)]
     pub transient: bool,
+}
+
+impl CollectionReport {
+    /// The counts added since `before`, an earlier copy of this report.
+    fn since(&self, before: &CollectionReport) -> CollectionReport {
+        CollectionReport {
+            collection: self.collection.clone(),
+            pushed: self.pushed - before.pushed,
+            pulled: self.pulled - before.pulled,
+            deleted: self.deleted - before.deleted,
+            conflicts: self.conflicts - before.conflicts,
+            parked: self.parked - before.parked,
+            quarantined: self.quarantined - before.quarantined,
+            duration_ms: self.duration_ms - before.duration_ms,
+            error: self.error.clone(),
+            transient: self.transient,
+        }
+    }
 }
 
 /// What a sync did, per collection.
@@ -176,7 +195,15 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 ..Default::default()
             })
             .collect();
-        let span = info_span!("sync", collections = selected.len());
+        let span = info_span!(
+            "sync",
+            collections = selected.len(),
+            pushed = Empty,
+            pulled = Empty,
+            deleted = Empty,
+            conflicts = Empty,
+            quarantined = Empty,
+        );
         async {
             // Parents before children for creates and updates, children before parents
             // for deletes, then pull and reconcile each collection.
@@ -191,8 +218,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 self.run_phase(c, report, Phase::Reconcile).await;
             }
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+        record_counts(&span, &reports);
         let waiting = self.store.conflicts(true).await?.len() as u64;
         let report = SyncReport {
             collections: reports,
@@ -215,7 +243,17 @@ impl<S: Store, R: Remote> Engine<S, R> {
             return; // a failed collection resumes at the next sync
         }
         let phase_started = Instant::now();
-        let span = info_span!("phase", collection = %c.name, phase = phase.name());
+        let span = info_span!(
+            "phase",
+            collection = %c.name,
+            phase = phase.name(),
+            pushed = Empty,
+            pulled = Empty,
+            deleted = Empty,
+            conflicts = Empty,
+            quarantined = Empty,
+        );
+        let before = report.clone();
         let result = async {
             match phase {
                 Phase::PushWrites => self.push_writes(c, report).await,
@@ -227,16 +265,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
         .instrument(span.clone())
         .await;
         report.duration_ms += phase_started.elapsed().as_millis() as u64;
+        record_counts(&span, &[report.since(&before)]);
         let _entered = span.enter();
         match result {
-            Ok(()) => info!(
-                pushed = report.pushed,
-                pulled = report.pulled,
-                deleted = report.deleted,
-                conflicts = report.conflicts,
-                quarantined = report.quarantined,
-                "phase done"
-            ),
+            Ok(()) => info!("phase done"),
             Err(e) => {
                 warn!(error = %e, "phase failed");
                 report.transient = e.is_transient();
@@ -984,6 +1016,16 @@ impl Phase {
             Phase::Reconcile => "reconcile",
         }
     }
+}
+
+/// Records the summed counts of `reports` on a span declared with those fields.
+fn record_counts(span: &Span, reports: &[CollectionReport]) {
+    let sum = |count: fn(&CollectionReport) -> u64| reports.iter().map(count).sum::<u64>();
+    span.record("pushed", sum(|r| r.pushed));
+    span.record("pulled", sum(|r| r.pulled));
+    span.record("deleted", sum(|r| r.deleted));
+    span.record("conflicts", sum(|r| r.conflicts));
+    span.record("quarantined", sum(|r| r.quarantined));
 }
 
 /// Collections with parents (referenced collections) first; cycles keep file order.
