@@ -145,3 +145,101 @@ async fn validate_remote_names_what_the_server_lacks() {
     }
     assert!(!text.contains(server.admin_token()), "{text}");
 }
+
+/// Runs the binary with `args` off the async runtime, which serves the reference server.
+async fn run_cli(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) {
+    let out = tokio::task::spawn_blocking(move || deltasync().args(&args).output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    let log = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), json, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_conflict_goes_from_sync_to_status_to_resolve() {
+    use deltasync::FieldType;
+    let server = deltasync::refserver::start(Default::default())
+        .await
+        .unwrap();
+    deltasync::demo::create_collection(&server, "articles", &[("title", FieldType::String)])
+        .await
+        .unwrap();
+    let seeded = server
+        .state()
+        .insert(
+            "articles",
+            vec![
+                serde_json::json!({"title": "draft"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ],
+        )
+        .unwrap();
+    let key = seeded[0]["id"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "deltasync.yaml",
+        &format!(
+            "remote:\n  url: {}\n  token: {}\nlocal:\n  database: sqlite://{}\n\
+             collections:\n  articles:\n    conflict: manual\n    fields: {{title: string}}\n",
+            server.url(),
+            server.admin_token(),
+            dir.path().join("local.db").display()
+        ),
+    );
+    let cli = |args: &[&str]| {
+        let mut all = vec!["-c".to_owned(), path.to_str().unwrap().to_owned()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        run_cli(all)
+    };
+
+    let (code, _, log) = cli(&["sync"]).await;
+    assert_eq!(code, Some(0), "{log}");
+    // Both sides change the row while apart.
+    {
+        let local = deltasync::open_file(&path).await.unwrap();
+        let patch = serde_json::json!({"title": "local"});
+        local
+            .collection("articles")
+            .unwrap()
+            .update(&key, patch.as_object().unwrap().clone())
+            .await
+            .unwrap();
+    }
+    let patch = serde_json::json!({"title": "remote"});
+    server
+        .state()
+        .update("articles", &key, patch.as_object().unwrap().clone())
+        .unwrap();
+
+    let (code, report, log) = cli(&["sync", "--json"]).await;
+    assert_eq!(code, Some(3), "{log}");
+    assert_eq!(report["collections"][0]["parked"], 1, "{report}");
+    let (code, status, log) = cli(&["status", "--json"]).await;
+    assert_eq!(code, Some(3), "{log}");
+    assert_eq!(status["collections"][0]["conflicts"], 1, "{status}");
+    let (code, list, log) = cli(&["conflicts", "list", "--json"]).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let id = list[0]["id"].to_string();
+    let (_, shown, _) = cli(&["conflicts", "show", &id, "--json"]).await;
+    assert_eq!(shown["local"]["title"], "local", "{shown}");
+    assert_eq!(shown["remote"]["title"], "remote", "{shown}");
+    assert_eq!(shown["base"]["title"], "draft", "{shown}");
+
+    let (code, _, log) = cli(&["conflicts", "resolve", &id, "--take", "local"]).await;
+    assert_eq!(code, Some(0), "{log}");
+    let (code, _, log) = cli(&["sync"]).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        server.state().get("articles", &key).unwrap()["title"],
+        "local"
+    );
+    let (code, _, log) = cli(&["conflicts", "show", "999"]).await;
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("no conflict with id 999"), "{log}");
+}
