@@ -353,9 +353,11 @@ impl SqlStore {
                     return Ok(true);
                 }
                 // Changed again while it was pushed: the new change stays pending on the
-                // server's new version.
+                // server's new version. A create the server now holds continues as an update.
                 let mut q = Sql::new(backend);
-                q.push(&format!("UPDATE {table} SET {REV} = {REV} + 1, "))
+                q.push(&format!(
+                    "UPDATE {table} SET {REV} = {REV} + 1, {STATUS} = CASE WHEN {STATUS} = 'created' THEN 'updated' ELSE {STATUS} END, "
+                ))
                     .push(&ident(&c.cursor))
                     .push(" = ")
                     .bind(self.stamp_value(Some(*stamp)))

@@ -141,13 +141,20 @@ impl World {
     }
 }
 
+/// The requests [`Hooked`] can run a hook before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Create,
+    Update,
+}
+
 type Hook = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// A remote that runs a hook before the next update is sent, or fails list requests after
 /// a number of them: deterministic interleavings without sleeps.
 pub struct Hooked {
     inner: adapters::DirectusClient,
-    before_update: std::sync::Mutex<Option<Hook>>,
+    before: std::sync::Mutex<Option<(Call, Hook)>>,
     lists: std::sync::atomic::AtomicUsize,
     fail_lists_after: std::sync::Mutex<Option<usize>>,
 }
@@ -162,15 +169,31 @@ impl Hooked {
     pub fn new(inner: adapters::DirectusClient) -> Hooked {
         Hooked {
             inner,
-            before_update: std::sync::Mutex::new(None),
+            before: std::sync::Mutex::new(None),
             lists: Default::default(),
             fail_lists_after: std::sync::Mutex::new(None),
         }
     }
 
-    /// Runs `hook` once, just before the next update request is sent.
-    pub fn before_next_update(&self, hook: Hook) {
-        *self.before_update.lock().unwrap() = Some(hook);
+    /// Runs `hook` once, just before the next request of kind `call` is sent.
+    pub fn before_next(&self, call: Call, hook: Hook) {
+        *self.before.lock().unwrap() = Some((call, hook));
+    }
+
+    async fn run_hook(&self, call: Call) {
+        let hook = {
+            let mut armed = self.before.lock().unwrap();
+            match armed.take() {
+                Some((armed_for, hook)) if armed_for == call => Some(hook),
+                other => {
+                    *armed = other;
+                    None
+                }
+            }
+        };
+        if let Some(hook) = hook {
+            hook().await;
+        }
     }
 
     /// Lets `n` more item list requests through, then fails every one as unreachable.
@@ -204,6 +227,7 @@ impl engine::ports::Remote for Hooked {
         fields: &[String],
         key: &str,
     ) -> engine::Result<Vec<Value>> {
+        self.run_hook(Call::Create).await;
         self.inner.create(c, rows, fields, key).await
     }
     async fn update_where(
@@ -214,10 +238,7 @@ impl engine::ports::Remote for Hooked {
         fields: &[String],
         key: &str,
     ) -> engine::Result<Vec<Value>> {
-        let hook = self.before_update.lock().unwrap().take();
-        if let Some(hook) = hook {
-            hook().await;
-        }
+        self.run_hook(Call::Update).await;
         self.inner.update_where(c, filter, data, fields, key).await
     }
     async fn delete_where(&self, c: &str, filter: Value, key: &str) -> engine::Result<()> {

@@ -3,7 +3,7 @@
 use deltasync::{Choice, ConflictKind, FieldType, Resolution, Strategy, SyncStatus};
 use refserver::{Clock, Fault, FaultScope};
 use serde_json::json;
-use tests::{FIELDS, TICK, World, assert_converged, backends, local_rows, row};
+use tests::{Call, FIELDS, TICK, World, assert_converged, backends, local_rows, row};
 
 fn articles(strategy: Strategy) -> deltasync::CollectionConfig {
     let mut c = World::config("articles", &FIELDS);
@@ -492,17 +492,20 @@ async fn an_edit_made_during_a_push_is_not_marked_synced() {
         let store = a.store().clone();
         let config = a.config().collection("articles").unwrap().clone();
         let key = keys[0].clone();
-        a.remote().before_next_update(Box::new(move || {
-            Box::pin(async move {
-                let write = engine::ports::LocalWrite::Update {
-                    key,
-                    data: row(json!({"title": "second"})),
-                };
-                engine::ports::Store::write(&store, &config, write)
-                    .await
-                    .unwrap();
-            })
-        }));
+        a.remote().before_next(
+            Call::Update,
+            Box::new(move || {
+                Box::pin(async move {
+                    let write = engine::ports::LocalWrite::Update {
+                        key,
+                        data: row(json!({"title": "second"})),
+                    };
+                    engine::ports::Store::write(&store, &config, write)
+                        .await
+                        .unwrap();
+                })
+            }),
+        );
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].pushed, 1);
         assert_eq!(world.server_rows("articles")[0]["title"], json!("first"));
@@ -524,6 +527,67 @@ async fn an_edit_made_during_a_push_is_not_marked_synced() {
                 report.collections[0].conflicts
             ),
             (1, 0)
+        );
+        assert_eq!(world.server_rows("articles")[0]["title"], json!("second"));
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn an_edit_made_while_its_create_is_pushed_goes_with_the_next_sync() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        world.collection("articles", &FIELDS).await;
+        // first_write_wins would drop the edit if it were mistaken for a conflict.
+        let a = world
+            .hooked_replica(vec![articles(Strategy::FirstWriteWins)])
+            .await;
+        let key = a
+            .collection("articles")
+            .unwrap()
+            .insert(row(json!({"title": "first"})))
+            .await
+            .unwrap()
+            .to_string();
+        let store = a.store().clone();
+        let config = a.config().collection("articles").unwrap().clone();
+        let edited = key.clone();
+        a.remote().before_next(
+            Call::Create,
+            Box::new(move || {
+                Box::pin(async move {
+                    let write = engine::ports::LocalWrite::Update {
+                        key: edited,
+                        data: row(json!({"title": "second"})),
+                    };
+                    engine::ports::Store::write(&store, &config, write)
+                        .await
+                        .unwrap();
+                })
+            }),
+        );
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].pushed, 1, "{report:?}");
+        assert_eq!(world.server_rows("articles")[0]["title"], json!("first"));
+        let local = a
+            .collection("articles")
+            .unwrap()
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (local.status, local.data["title"].clone()),
+            (SyncStatus::Updated, json!("second"))
+        );
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(
+            (
+                report.collections[0].pushed,
+                report.collections[0].conflicts
+            ),
+            (1, 0),
+            "{report:?}"
         );
         assert_eq!(world.server_rows("articles")[0]["title"], json!("second"));
         assert_converged(&world, &a, "articles").await;
