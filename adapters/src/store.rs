@@ -148,8 +148,14 @@ impl SqlStore {
                     ident(&c.cursor)
                 ))
                 .await?;
+                // Only the pull starts over: the delete cursor stays, or deletes logged
+                // since the last reconcile would never be applied.
+                let start = serde_json::to_string(&engine::cursor::PullPosition::Start)
+                    .expect("a pull position serializes");
                 let mut q = Sql::new(backend);
-                q.push("DELETE FROM \"_deltasync_checkpoint\" WHERE collection = ")
+                q.push("UPDATE \"_deltasync_checkpoint\" SET pull = ")
+                    .bind(SqlValue::from(start))
+                    .push(" WHERE collection = ")
                     .bind(SqlValue::from(c.name.as_str()));
                 txn.execute_raw(q.build())
                     .await

@@ -459,15 +459,24 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .buffer_unordered(UPDATE_CONCURRENCY)
             .collect()
             .await;
+        // What the server acknowledged is settled first, so that a failure while handling
+        // the rest cannot leave an applied write looking pending.
         let mut changes = Changes::default();
-        let mut first_error = None;
+        let mut rest = Vec::new();
         for (local, result) in outcomes {
             match result {
                 Ok(Some(stamp)) => {
                     report.pushed += 1;
                     changes.ops.push(settle_op(&local, stamp, None));
                 }
-                Ok(None) => {
+                other => rest.push((local, other)),
+            }
+        }
+        self.store.apply(c, changes).await?;
+        let mut first_error = None;
+        for (local, result) in rest {
+            match result {
+                Ok(_) => {
                     let remote = self.fetch_remote(c, &local.key).await?;
                     self.compare_and_settle(c, &local, remote, report).await?;
                 }
@@ -479,7 +488,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 }
             }
         }
-        self.store.apply(c, changes).await?;
         first_error.map_or(Ok(()), Err)
     }
 
@@ -801,16 +809,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
                         .unwrap_or(l);
                 }
                 let status = match (record.kind, &remote) {
-                    (ConflictKind::LocalDeleteRemoteUpdate, _) => SyncStatus::Deleted,
-                    (_, None) => SyncStatus::Created,
-                    (ConflictKind::Rejected, _) if l.status.is_pending() => l.status,
-                    _ => SyncStatus::Updated,
+                    // A local delete whose row the server no longer has is done.
+                    (_, None) if l.status == SyncStatus::Deleted => None,
+                    (ConflictKind::LocalDeleteRemoteUpdate, _) => Some(SyncStatus::Deleted),
+                    (_, None) => Some(SyncStatus::Created),
+                    (ConflictKind::Rejected, _) if l.status.is_pending() => Some(l.status),
+                    _ => Some(SyncStatus::Updated),
                 };
-                changes.ops.push(RowOp::Mark {
-                    key: l.key.clone(),
-                    change_key: l.change_key.clone(),
-                    status,
-                    base: Some(remote.as_ref().map(|r| r.stamp)),
+                changes.ops.push(match status {
+                    Some(status) => RowOp::Mark {
+                        key: l.key.clone(),
+                        change_key: l.change_key.clone(),
+                        status,
+                        base: Some(remote.as_ref().map(|r| r.stamp)),
+                    },
+                    None => remove_op(&l),
                 });
                 Resolution::KeepLocal
             }

@@ -425,6 +425,42 @@ async fn delete_versus_update_per_strategy() {
 }
 
 #[tokio::test]
+async fn keeping_a_rejected_delete_whose_row_is_gone_does_not_recreate_it() {
+    for backend in backends() {
+        let (mut world, keys) = world_with_articles(backend, 1).await;
+        let a = world.replica(vec![articles(Strategy::LastWriteWins)]).await;
+        a.sync(None).await.unwrap();
+        a.collection("articles")
+            .unwrap()
+            .delete(&keys[0])
+            .await
+            .unwrap();
+        world.server.state().inject_scoped(
+            Fault::FailNext {
+                count: 1,
+                status: 400,
+                code: "INVALID_PAYLOAD".into(),
+                retry_after: None,
+            },
+            FaultScope::method("DELETE").path("/items/articles"),
+        );
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].quarantined, 1, "{report:?}");
+        let waiting = a.conflicts(true).await.unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].kind, ConflictKind::Rejected);
+
+        // Someone else deletes the row on the server; the person keeps the local delete.
+        assert!(world.server.state().raw_delete("articles", &keys[0]));
+        a.resolve(waiting[0].id, Choice::Local).await.unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(world.server.state().count("articles"), 0, "not re-created");
+        assert!(local_rows(&a, "articles").await.is_empty());
+    }
+}
+
+#[tokio::test]
 async fn a_remote_delete_removes_the_local_row() {
     for backend in backends() {
         let (mut world, keys) = world_with_articles(backend, 3).await;

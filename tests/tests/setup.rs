@@ -152,6 +152,9 @@ async fn a_field_added_to_the_schema_file_is_filled_from_the_server() {
         let a = deltasync::open(config.clone()).await.unwrap();
         a.sync(None).await.unwrap();
         drop(a);
+        // A delete logged while the replica was down must survive the schema change.
+        let gone = seeded[0]["id"].as_str().unwrap();
+        world.server.state().delete("articles", &[gone]).unwrap();
 
         let mut wider = config;
         wider.collections[0] = World::config("articles", &FIELDS);
@@ -159,9 +162,9 @@ async fn a_field_added_to_the_schema_file_is_filled_from_the_server() {
         let report = a.sync(None).await.unwrap();
         assert!(!report.failed(), "{report:?}");
         assert_eq!(
-            report.collections[0].pulled,
-            seeded.len() as u64,
-            "every row is read again for the new field"
+            (report.collections[0].pulled, report.collections[0].deleted),
+            (seeded.len() as u64 - 1, 1),
+            "every row is read again for the new field, and the delete applied"
         );
         assert_converged(&world, &a, "articles").await;
         let views: Vec<Value> = local_rows(&a, "articles")
