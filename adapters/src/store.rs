@@ -355,7 +355,7 @@ impl SqlStore {
                     .push(" AND ");
                 q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
                 if run(q).await? {
-                    self.forget_base(tx, c, key).await?;
+                    self.forget_pending_state(tx, c, key).await?;
                     return Ok(true);
                 }
                 // Changed again while it was pushed: the new change stays pending on the
@@ -384,7 +384,7 @@ impl SqlStore {
                 };
                 let removed = run(q).await?;
                 if removed {
-                    self.forget_base(tx, c, key).await?;
+                    self.forget_pending_state(tx, c, key).await?;
                 }
                 Ok(removed)
             }
@@ -427,7 +427,9 @@ impl SqlStore {
         }
     }
 
-    async fn forget_base(
+    /// A row's pending change reached the server (or the row is gone): its base snapshot is
+    /// no longer needed, and an earlier rejection of it, still open, is closed as kept.
+    async fn forget_pending_state(
         &self,
         tx: &impl ConnectionTrait,
         c: &CollectionConfig,
@@ -441,6 +443,20 @@ impl SqlStore {
         tx.execute_raw(q.build())
             .await
             .map_err(db_err("clearing a base snapshot"))?;
+        let mut q = Sql::new(self.backend());
+        q.push("UPDATE \"_deltasync_conflict\" SET resolution = ")
+            .bind(SqlValue::from(Resolution::KeepLocal.as_str()))
+            .push(", resolved_at = ")
+            .bind(SqlValue::from(time_text(Utc::now())))
+            .push(" WHERE resolution IS NULL AND kind = ")
+            .bind(SqlValue::from(ConflictKind::Rejected.as_str()))
+            .push(" AND collection = ")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(" AND key = ")
+            .bind(SqlValue::from(key.as_str()));
+        tx.execute_raw(q.build())
+            .await
+            .map_err(db_err("closing an earlier rejection"))?;
         Ok(())
     }
 
@@ -448,6 +464,9 @@ impl SqlStore {
         let json = |v: &Option<Row>| {
             SqlValue::String(v.as_ref().map(|r| Value::Object(r.clone()).to_string()))
         };
+        if r.kind == ConflictKind::InvalidRemote && self.is_open(tx, r).await? {
+            return Ok(()); // the same server row, read again (an overlap window)
+        }
         let mut q = Sql::new(self.backend());
         q.push("INSERT INTO \"_deltasync_conflict\" (collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, message, created_at, resolved_at) VALUES (");
         q.bind(SqlValue::from(r.collection.as_str())).push(", ");
@@ -471,6 +490,27 @@ impl SqlStore {
             .await
             .map_err(db_err("recording a conflict"))?;
         Ok(())
+    }
+
+    /// Whether an open record of the same kind exists for the same server version of a row.
+    async fn is_open(&self, tx: &impl ConnectionTrait, r: &ConflictRecord) -> Result<bool> {
+        let mut q = Sql::new(self.backend());
+        q.push("SELECT 1 FROM \"_deltasync_conflict\" WHERE resolution IS NULL AND collection = ")
+            .bind(SqlValue::from(r.collection.as_str()))
+            .push(" AND key = ")
+            .bind(SqlValue::from(r.key.as_str()))
+            .push(" AND kind = ")
+            .bind(SqlValue::from(r.kind.as_str()))
+            .push(" AND ");
+        q.null_safe_eq(
+            "remote_stamp",
+            SqlValue::String(r.remote_stamp.map(Stamp::to_wire)),
+        );
+        let found = tx
+            .query_one_raw(q.build())
+            .await
+            .map_err(db_err("reading conflicts"))?;
+        Ok(found.is_some())
     }
 
     async fn save_checkpoint(

@@ -124,14 +124,16 @@ pub enum RowOp {
     Pull(RemoteRow),
     /// The server now holds `stamp` for this row. If the row still carries `change_key` it
     /// becomes synced (with `data`, when given, as its content); otherwise only its base moves
-    /// to `stamp` and the newer local change stays pending on top of it.
+    /// to `stamp` and the newer local change stays pending on top of it (a `created` row
+    /// becomes `updated`). A row that becomes synced has its open `rejected` records closed
+    /// as kept: a later change went through.
     Settle {
         key: Key,
         change_key: Option<String>,
         stamp: Stamp,
         data: Option<Row>,
     },
-    /// Remove the local row.
+    /// Remove the local row if `guard` holds, closing its open `rejected` records.
     Remove { key: Key, guard: Guard },
     /// Set the status (and, when given, the base) of a row still carrying `change_key`.
     Mark {
@@ -148,7 +150,8 @@ pub enum RowOp {
     },
 }
 
-/// A conflict or a rejected change, as recorded for people and tools.
+/// A conflict or a rejected change, as recorded for people and tools. The store keeps one
+/// open `invalid_remote` record per server version of a row, however often it is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConflictRecord {
     /// Assigned by the store.

@@ -461,6 +461,48 @@ async fn keeping_a_rejected_delete_whose_row_is_gone_does_not_recreate_it() {
 }
 
 #[tokio::test]
+async fn a_rejected_change_edited_and_pushed_closes_its_record() {
+    for backend in backends() {
+        let (mut world, keys) = world_with_articles(backend, 1).await;
+        let a = world.replica(vec![articles(Strategy::LastWriteWins)]).await;
+        a.sync(None).await.unwrap();
+        let articles = a.collection("articles").unwrap();
+        articles
+            .update(&keys[0], row(json!({"title": "too long"})))
+            .await
+            .unwrap();
+        world.server.state().inject_scoped(
+            Fault::FailNext {
+                count: 1,
+                status: 400,
+                code: "FAILED_VALIDATION".into(),
+                retry_after: None,
+            },
+            FaultScope::method("PATCH").path("/items/articles"),
+        );
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].quarantined, 1, "{report:?}");
+        assert_eq!(report.waiting, 1);
+
+        // The application fixes the row; the fix goes through and the rejection is settled.
+        articles
+            .update(&keys[0], row(json!({"title": "short"})))
+            .await
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(
+            (report.collections[0].pushed, report.waiting),
+            (1, 0),
+            "{report:?}"
+        );
+        let all = a.conflicts(false).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].resolution, Some(Resolution::KeepLocal));
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
 async fn a_remote_delete_removes_the_local_row() {
     for backend in backends() {
         let (mut world, keys) = world_with_articles(backend, 3).await;
@@ -645,6 +687,10 @@ async fn a_server_row_of_the_wrong_type_is_reported_and_the_others_applied() {
                 ],
             )
             .await;
+        // A stopped clock keeps the rows inside the overlap window that every pull re-reads.
+        world.server.state().set_clock(Clock::Manual(
+            "2026-01-01T00:00:00Z".parse().expect("a timestamp"),
+        ));
         let seeded = world
             .server
             .state()
@@ -679,5 +725,8 @@ async fn a_server_row_of_the_wrong_type_is_reported_and_the_others_applied() {
             "{message}"
         );
         assert_eq!(local_rows(&a, "articles").await.len(), 1);
+        let again = a.sync(None).await.unwrap();
+        assert!(again.collections[0].quarantined >= 1, "re-read: {again:?}");
+        assert_eq!(a.conflicts(true).await.unwrap().len(), 1, "recorded once");
     }
 }
