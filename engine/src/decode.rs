@@ -20,6 +20,23 @@ pub struct RowError {
 
 /// Decodes one server row of `collection`.
 pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRow, RowError> {
+    decode(collection, raw, true)
+}
+
+/// Decodes the key and stamp of a server row, taking its fields as they are: for looking
+/// at a row that does not fit, never for applying it.
+pub fn remote_row_unchecked(
+    collection: &CollectionConfig,
+    raw: &Value,
+) -> Result<RemoteRow, RowError> {
+    decode(collection, raw, false)
+}
+
+fn decode(
+    collection: &CollectionConfig,
+    raw: &Value,
+    checked: bool,
+) -> Result<RemoteRow, RowError> {
     let fail = |key: Option<&Key>, field: &str, message: String| RowError {
         collection: collection.name.clone(),
         key: key.cloned(),
@@ -64,6 +81,11 @@ pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRo
     };
     let mut data = Row::new();
     for field in &collection.fields {
+        if !checked {
+            let value = object.get(&field.name).cloned().unwrap_or(Value::Null);
+            data.insert(field.name.clone(), value);
+            continue;
+        }
         let value = object.get(&field.name).ok_or_else(|| {
             fail(
                 Some(&key),

@@ -89,14 +89,18 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
     }
 
     fn check(&self, data: &Row) -> Result<()> {
-        let c = self.config;
-        for (name, value) in data {
-            let field = c.field(name).ok_or_else(|| {
-                Error::Usage(format!("{}: {name} is not a configured field", c.name))
-            })?;
-            crate::decode::check_value(field.kind, value)
-                .map_err(|m| Error::Usage(format!("{}.{name}: {m}", c.name)))?;
-        }
-        Ok(())
+        check_fields(self.config, data)
     }
+}
+
+/// Whether `data` holds only configured fields with values of their types.
+pub(crate) fn check_fields(c: &CollectionConfig, data: &Row) -> Result<()> {
+    for (name, value) in data {
+        let field = c
+            .field(name)
+            .ok_or_else(|| Error::Usage(format!("{}: {name} is not a configured field", c.name)))?;
+        crate::decode::check_value(field.kind, value)
+            .map_err(|m| Error::Usage(format!("{}.{name}: {m}", c.name)))?;
+    }
+    Ok(())
 }

@@ -17,7 +17,7 @@ use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for};
 use crate::cursor::{PageOutcome, page_outcome, page_request, settle};
-use crate::decode::{RowError, remote_row};
+use crate::decode::{RowError, remote_row, remote_row_unchecked};
 use crate::error::{Error, RemoteErrorKind, Result};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
 use crate::plan::{self, RemoteDelete};
@@ -592,7 +592,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
         // A delete by query says nothing about what it matched: read back what survived.
         let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
-        let survivors = self.fetch_remotes(c, &keys).await?;
+        let survivors = self.fetch_remotes(c, &keys, remote_row).await?;
         let mut changes = Changes::default();
         let mut conflicted = Vec::new();
         for local in &rows {
@@ -773,12 +773,36 @@ impl<S: Store, R: Remote> Engine<S, R> {
             return Err(Error::Usage(format!("conflict {id} is already resolved")));
         }
         let c = self.collection_config(&record.collection)?.clone();
-        let local = self
+        if let Choice::With(data) = &choice {
+            crate::handle::check_fields(&c, data)?;
+        }
+        let mut local = self
             .store
             .rows(&c, std::slice::from_ref(&record.key))
             .await?
             .pop();
-        let remote = self.fetch_remote(&c, &record.key).await?;
+        if let (Choice::With(data), None) = (&choice, &local) {
+            // No local row (a server row that did not fit): the given content becomes one.
+            let key = record.key.clone();
+            let insert = crate::ports::LocalWrite::Insert {
+                key: key.clone(),
+                data: data.clone(),
+            };
+            self.store.write(&c, insert).await?;
+            local = self.store.rows(&c, &[key]).await?.pop();
+        }
+        // The server row may be one that does not fit; only its stamp matters then.
+        let remote = self
+            .fetch_remotes(&c, std::slice::from_ref(&record.key), remote_row_unchecked)
+            .await?
+            .remove(&record.key);
+        if let (Choice::Remote, Some(r)) = (&choice, &remote)
+            && let Err(e) = crate::handle::check_fields(&c, &r.data)
+        {
+            return Err(Error::Usage(format!(
+                "conflict {id}: the server version does not fit ({e}); resolve it with a version that does"
+            )));
+        }
         let mut changes = Changes::default();
         let resolution = match (&choice, &local) {
             (Choice::Remote, _) => {
@@ -979,7 +1003,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
     /// The current server version of one row; `None` when it is gone (or archived).
     async fn fetch_remote(&self, c: &CollectionConfig, key: &Key) -> Result<Option<RemoteRow>> {
         Ok(self
-            .fetch_remotes(c, std::slice::from_ref(key))
+            .fetch_remotes(c, std::slice::from_ref(key), remote_row)
             .await?
             .remove(key))
     }
@@ -988,6 +1012,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         &self,
         c: &CollectionConfig,
         keys: &[Key],
+        decode: fn(&CollectionConfig, &Value) -> Result<RemoteRow, RowError>,
     ) -> Result<HashMap<Key, RemoteRow>> {
         let archive = archive_of(c);
         let fields = read_fields(c);
@@ -1005,7 +1030,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             if plan::is_archived(raw, archive) {
                 continue;
             }
-            let row = remote_row(c, raw).map_err(|e| protocol(e.to_string()))?;
+            let row = decode(c, raw).map_err(|e| protocol(e.to_string()))?;
             out.insert(row.key.clone(), row);
         }
         Ok(out)

@@ -728,5 +728,29 @@ async fn a_server_row_of_the_wrong_type_is_reported_and_the_others_applied() {
         let again = a.sync(None).await.unwrap();
         assert!(again.collections[0].quarantined >= 1, "re-read: {again:?}");
         assert_eq!(a.conflicts(true).await.unwrap().len(), 1, "recorded once");
+
+        // A person supplies a version that fits; it replaces the server's.
+        let id = a.conflicts(true).await.unwrap()[0].id;
+        let unknown = a
+            .resolve(id, Choice::With(row(json!({"colour": "red"}))))
+            .await;
+        assert!(
+            matches!(&unknown, Err(deltasync::Error::Usage(m)) if m.contains("colour")),
+            "{unknown:?}"
+        );
+        let remote = a.resolve(id, Choice::Remote).await;
+        assert!(
+            matches!(&remote, Err(deltasync::Error::Usage(m)) if m.contains("does not fit")),
+            "{remote:?}"
+        );
+        let fixed = row(json!({"title": "fixed", "views": 3}));
+        a.resolve(id, Choice::With(fixed)).await.unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].pushed, 1, "{report:?}");
+        assert_eq!(
+            world.server.state().get("articles", &bad).unwrap()["views"],
+            3
+        );
+        assert_converged(&world, &a, "articles").await;
     }
 }
