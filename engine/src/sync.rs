@@ -221,6 +221,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
         .instrument(span.clone())
         .await;
         record_counts(&span, &reports);
+        span.in_scope(|| {
+            info!(
+                duration_ms = started.elapsed().as_millis() as u64,
+                "sync done"
+            )
+        });
         let waiting = self.store.conflicts(true).await?.len() as u64;
         let report = SyncReport {
             collections: reports,

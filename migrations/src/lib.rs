@@ -24,8 +24,14 @@ impl MigratorTrait for Migrator {
 mod m0001_engine_tables {
     use sea_orm_migration::prelude::*;
 
-    #[derive(Debug, DeriveMigrationName)]
+    #[derive(Debug)]
     pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m0001_engine_tables"
+        }
+    }
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
