@@ -84,7 +84,10 @@ pub fn page_request(
         Some(own) => json!({ "_and": [condition, own] }),
         None => condition,
     };
-    let limit = page_size + u32::from(anchor.is_some());
+    // The anchor row is part of the page, so a page never asks for more than the page size
+    // (Directus refuses a limit above QUERY_LIMIT_MAX); an anchored page needs room for one
+    // more row to make progress.
+    let limit = page_size.max(1 + u32::from(anchor.is_some()));
     PageRequest {
         filter,
         offset,
@@ -231,6 +234,22 @@ mod tests {
     }
 
     #[test]
+    fn a_page_of_one_still_moves_through_a_tie_group() {
+        let position = PullPosition::Within {
+            stamp: stamp(5),
+            seen: 1,
+            last_key: Some("a".into()),
+        };
+        let req = page_request(&position, "ts", 1, None);
+        assert_eq!((req.offset, req.limit), (0, 2));
+        let outcome = page_outcome(&position, &req, vec![row("a", 5), row("b", 5)], 2);
+        let PageOutcome::Advance { rows, .. } = outcome else {
+            panic!("expected rows")
+        };
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
     fn an_undecodable_row_does_not_end_the_pull_early() {
         let req = page_request(&PullPosition::Start, "ts", 3, None);
         // The server sent a full page; one row could not be read.
@@ -254,7 +273,11 @@ mod tests {
             last_key: Some("b".into()),
         };
         let req = page_request(&position, "ts", 2, None);
-        assert_eq!((req.offset, req.limit), (1, 3));
+        assert_eq!(
+            (req.offset, req.limit),
+            (1, 2),
+            "the anchor counts in the page"
+        );
         // "a" was updated elsewhere and left the group: offset 1 now lands on "c".
         let outcome = page_outcome(&position, &req, vec![row("c", 5), row("d", 5)], 2);
         assert_eq!(

@@ -311,7 +311,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
             c,
             &[SyncStatus::Deleted],
             async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
-                for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, MAX_DELETE_ROWS) {
+                // A delete by query reaches at most QUERY_LIMIT_MAX rows, which the page
+                // size must not exceed either.
+                let most = MAX_DELETE_ROWS.min(c.page_size.max(1) as usize);
+                for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
                     self.push_delete_batch(c, batch, report).await?;
                 }
                 Ok(())
@@ -606,6 +609,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 None => {
                     report.pushed += 1;
                     changes.ops.push(remove_op(local));
+                }
+                // Untouched at the base it was deleted against: the server's query limit cut
+                // the batch short. It stays pending for the next sync.
+                Some(remote) if local.base == Some(remote.stamp) => {
+                    warn!(collection = %c.name, key = %local.key, "delete not applied by the server; retried at the next sync");
                 }
                 Some(remote) => conflicted.push((local, remote.clone())),
             }
@@ -1021,23 +1029,27 @@ impl<S: Store, R: Remote> Engine<S, R> {
         decode: fn(&CollectionConfig, &Value) -> Result<RemoteRow, RowError>,
     ) -> Result<HashMap<Key, RemoteRow>> {
         let archive = archive_of(c);
-        let fields = read_fields(c);
-        let wire_keys: Vec<Value> = keys.iter().map(|k| key_to_json(k, c.key_type)).collect();
-        let query = ListQuery {
-            filter: json!({ &c.primary_key: { "_in": wire_keys } }),
-            sort: vec![c.primary_key.clone()],
-            fields,
-            limit: -1,
-            offset: 0,
-        };
-        let page = self.remote.list(&c.name, &query).await?;
         let mut out = HashMap::new();
-        for raw in &page.rows {
-            if plan::is_archived(raw, archive) {
-                continue;
+        // Chunks of at most a page: the page size is what the server is known to allow.
+        for chunk in keys.chunks(c.page_size.max(1) as usize) {
+            let wire_keys: Vec<Value> = chunk.iter().map(|k| key_to_json(k, c.key_type)).collect();
+            let query = ListQuery {
+                filter: json!({ &c.primary_key: { "_in": wire_keys } }),
+                sort: vec![c.primary_key.clone()],
+                fields: read_fields(c),
+                // Never -1: Directus caps that at QUERY_LIMIT_MAX without a word, and a
+                // missing row would read as deleted. A limit above the cap is refused instead.
+                limit: chunk.len() as i64,
+                offset: 0,
+            };
+            let page = self.remote.list(&c.name, &query).await?;
+            for raw in &page.rows {
+                if plan::is_archived(raw, archive) {
+                    continue;
+                }
+                let row = decode(c, raw).map_err(|e| protocol(e.to_string()))?;
+                out.insert(row.key.clone(), row);
             }
-            let row = decode(c, raw).map_err(|e| protocol(e.to_string()))?;
-            out.insert(row.key.clone(), row);
         }
         Ok(out)
     }

@@ -222,3 +222,45 @@ async fn an_archived_server_row_is_removed_locally() {
         assert_eq!(left.len(), 2);
     }
 }
+
+#[tokio::test]
+async fn a_page_size_equal_to_the_servers_query_limit_works_for_pulls_and_deletes() {
+    for backend in backends() {
+        let options = Options {
+            query_limit_max: Some(100),
+            ..Options::default()
+        };
+        let mut world = World::with_options(backend, options).await;
+        world.collection("articles", &FIELDS).await;
+        // One insert: 250 rows share one stamp, a tie group over three pages.
+        let keys: Vec<String> = world
+            .server
+            .state()
+            .insert(
+                "articles",
+                (0..250)
+                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                    .collect(),
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut c = World::config("articles", &FIELDS);
+        c.page_size = 100;
+        let a = world.replica(vec![c]).await;
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].pulled, 250);
+
+        let articles = a.collection("articles").unwrap();
+        for key in &keys[..150] {
+            articles.delete(key).await.unwrap();
+        }
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].pushed, 150, "{report:?}");
+        assert_eq!(world.server.state().count("articles"), 100);
+        assert_converged(&world, &a, "articles").await;
+    }
+}
