@@ -1,8 +1,8 @@
 //! `deltasync demo`: two local replicas and the bundled reference server, end to end.
 //!
-//! Owns the demo script and the helper that creates a Directus collection the way a user
-//! would (over REST). It must not reach past the public API: what the demo shows is what a
-//! user gets.
+//! Owns the demo script and a shortcut that creates a collection on a reference server the way
+//! a user would (over REST, with the definition of [`crate::remote_setup`]). It must not reach
+//! past the public API: what the demo shows is what a user gets.
 
 use std::io::Write;
 
@@ -13,9 +13,11 @@ use crate::{CollectionConfig, Config, Deltasync, FieldType, Row, Strategy};
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Creates a collection on a Directus server through `POST /collections`: a uuid primary
+/// Creates a collection on a reference server through `POST /collections`: a uuid primary
 /// key `id`, a `last_modified` timestamp stamped on create and update (the cursor), and
-/// `fields`. Works the same against a real Directus.
+/// `fields`. The definition is the one of
+/// [`remote_setup::collection_definition`](crate::remote_setup::collection_definition), so it
+/// works the same against a real Directus.
 pub async fn create_collection(
     server: &refserver::ServerHandle,
     name: &str,
@@ -25,41 +27,14 @@ pub async fn create_collection(
         server.url(),
         schema::Auth::Token(schema::Secret::new(server.admin_token())),
     );
-    let client = adapters::DirectusClient::new(&remote)?;
-    let mut defs = vec![
-        json!({"field": "id", "type": "uuid", "meta": {"special": ["uuid"]},
-               "schema": {"is_primary_key": true, "length": 36, "has_auto_increment": false}}),
-        json!({"field": "last_modified", "type": "timestamp",
-               "meta": {"special": ["date-created", "date-updated"]}, "schema": {}}),
-    ];
-    defs.extend(fields.iter().map(|(field, kind)| {
-        json!({"field": field, "type": directus_type(*kind), "meta": {}, "schema": {}})
-    }));
-    let body = json!({"collection": name, "meta": {"accountability": "all"}, "schema": {}, "fields": defs});
-    client
-        .request(
-            adapters::directus::Method::POST,
-            "/collections",
-            &[],
-            Some(&body),
-            None,
-        )
-        .await?;
+    let client = crate::DirectusClient::new(&remote)?;
+    let config = fields
+        .iter()
+        .fold(CollectionConfig::new(name), |c, (field, kind)| {
+            c.with_field(*field, *kind)
+        });
+    crate::remote_setup::create_collection(&client, &config).await?;
     Ok(())
-}
-
-/// The Directus field type that holds a configured field type.
-pub fn directus_type(kind: FieldType) -> &'static str {
-    match kind {
-        FieldType::String => "string",
-        FieldType::Text => "text",
-        FieldType::Integer => "integer",
-        FieldType::Float => "float",
-        FieldType::Boolean => "boolean",
-        FieldType::Json => "json",
-        FieldType::Uuid => "uuid",
-        FieldType::Timestamp => "timestamp",
-    }
 }
 
 fn row(value: Value) -> Row {

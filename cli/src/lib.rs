@@ -26,6 +26,7 @@
 //! ```
 
 pub mod demo;
+pub mod remote_setup;
 
 pub use adapters::{DirectusClient, SqlStore};
 pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
