@@ -182,7 +182,8 @@ pub async fn run(out: &mut impl Write) -> DemoResult<bool> {
         format!("   A syncs: {}", summary(&a.sync(None).await?)),
     )?;
 
-    let on_server = server.state().rows("articles");
+    let mut on_server = server.state().rows("articles");
+    on_server.sort_by_key(|r| r["title"].as_str().unwrap_or_default().to_owned());
     let mut converged = true;
     line(
         out,
@@ -208,7 +209,7 @@ pub async fn run(out: &mut impl Write) -> DemoResult<bool> {
             format!(
                 "  {:<28} {:>4}   A {}  B {}{marker}",
                 remote["title"].as_str().unwrap_or(""),
-                remote["views"],
+                remote["views"].to_string(),
                 tick(in_a),
                 tick(in_b)
             ),
