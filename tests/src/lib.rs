@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+mod site;
+pub use site::{Site, sites};
+
 use deltasync::{CollectionConfig, Config, Deltasync, FieldType, Row};
 use refserver::ServerHandle;
 use sea_orm::{ConnectionTrait, Database};
@@ -37,12 +40,52 @@ pub const FIELDS: [(&str, FieldType); 3] = [
     ("meta", FieldType::Json),
 ];
 
+/// Local databases for replicas, on one backend; SQLite files live as long as this does.
+#[derive(Debug)]
+pub struct Databases {
+    pub backend: Backend,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Databases {
+    pub fn new(backend: Backend) -> Databases {
+        Databases {
+            backend,
+            dirs: Vec::new(),
+        }
+    }
+
+    /// A fresh local database URL for one replica.
+    pub async fn fresh(&mut self) -> String {
+        match &self.backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("replica.db").display());
+                self.dirs.push(dir);
+                url
+            }
+            Backend::Postgres(admin) => {
+                let admin_db = Database::connect(admin.as_str()).await.unwrap_or_else(|e| {
+                    panic!("DELTASYNC_TEST_PG is set but {admin} is unreachable: {e}")
+                });
+                let name = format!("deltasync_test_{}", uuid::Uuid::new_v4().simple());
+                admin_db
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                format!("{base}/{name}")
+            }
+        }
+    }
+}
+
 /// A reference server plus the databases of the replicas made against it.
 #[derive(Debug)]
 pub struct World {
     pub server: ServerHandle,
     pub backend: Backend,
-    dirs: Vec<tempfile::TempDir>,
+    databases: Databases,
 }
 
 impl World {
@@ -57,8 +100,8 @@ impl World {
             .expect("reference server starts");
         World {
             server,
+            databases: Databases::new(backend.clone()),
             backend,
-            dirs: Vec::new(),
         }
     }
 
@@ -80,26 +123,7 @@ impl World {
 
     /// A fresh local database URL for one replica.
     pub async fn database(&mut self) -> String {
-        match &self.backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("replica.db").display());
-                self.dirs.push(dir);
-                url
-            }
-            Backend::Postgres(admin) => {
-                let admin_db = Database::connect(admin.as_str()).await.unwrap_or_else(|e| {
-                    panic!("DELTASYNC_TEST_PG is set but {admin} is unreachable: {e}")
-                });
-                let name = format!("deltasync_test_{}", uuid::Uuid::new_v4().simple());
-                admin_db
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-                format!("{base}/{name}")
-            }
-        }
+        self.databases.fresh().await
     }
 
     /// A replica syncing `collections` with this world's server.
@@ -269,19 +293,31 @@ pub async fn backdate_local_change<R: engine::ports::Remote>(
     collection: &str,
     key: &str,
 ) {
+    shift_local_change(replica, collection, key, -3600).await;
+}
+
+/// Moves the local change time of a pending row by `seconds` (an hour ahead: an edit made
+/// after anything the server holds, whatever the clocks say).
+pub async fn shift_local_change<R: engine::ports::Remote>(
+    replica: &engine::Engine<adapters::SqlStore, R>,
+    collection: &str,
+    key: &str,
+    seconds: i64,
+) {
     let c = replica.config().collection(collection).expect("configured");
     let db = replica.store().connection();
-    let backend = db.get_database_backend();
-    let earlier = match backend {
-        sea_orm::DbBackend::Postgres => "now() - interval '1 hour'",
-        _ => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3600 seconds')",
+    let shifted = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => format!("now() + interval '{seconds} seconds'"),
+        _ => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '{seconds:+} seconds')"),
     };
     // Bumping _sync_rev marks this as a bookkeeping write, not an application edit.
     let sql = format!(
-        "UPDATE \"{}\" SET _sync_changed_at = {earlier}, _sync_rev = _sync_rev + 1 WHERE \"{}\" = '{key}'",
+        "UPDATE \"{}\" SET _sync_changed_at = {shifted}, _sync_rev = _sync_rev + 1 WHERE \"{}\" = '{key}'",
         c.table, c.primary_key
     );
-    db.execute_unprepared(&sql).await.expect("backdate");
+    db.execute_unprepared(&sql)
+        .await
+        .expect("shift the local change time");
 }
 
 /// A JSON object literal as a [`Row`].
@@ -334,12 +370,20 @@ pub async fn assert_converged<R: engine::ports::Remote>(
     replica: &engine::Engine<adapters::SqlStore, R>,
     collection: &str,
 ) {
+    assert_same_rows(&world.server_rows(collection), replica, collection).await;
+}
+
+/// Asserts that the replica holds exactly `server` (rows by key), all synced, field for field.
+pub async fn assert_same_rows<R: engine::ports::Remote>(
+    server: &[Row],
+    replica: &engine::Engine<adapters::SqlStore, R>,
+    collection: &str,
+) {
     let c = replica
         .config()
         .collection(collection)
         .expect("configured")
         .clone();
-    let server = world.server_rows(collection);
     let local = local_rows(replica, collection).await;
     assert_eq!(
         local.len(),
@@ -348,7 +392,7 @@ pub async fn assert_converged<R: engine::ports::Remote>(
         local.len(),
         server.len()
     );
-    for ((key, status, data), remote) in local.iter().zip(&server) {
+    for ((key, status, data), remote) in local.iter().zip(server) {
         assert_eq!(
             Some(key.as_str()),
             remote["id"].as_str(),

@@ -1,0 +1,235 @@
+//! A Directus-compatible server that tests reach over REST only: the reference server, or a
+//! real Directus named by `DELTASYNC_TEST_DIRECTUS` (its URL) and
+//! `DELTASYNC_TEST_DIRECTUS_TOKEN` (an admin token).
+//!
+//! Scenarios written against a [`Site`] run unchanged on both. Each collection gets a random
+//! suffix, so that tests sharing one Directus never meet. When the variables are set
+//! and the server cannot be used, tests fail rather than skip.
+
+use deltasync::{CollectionConfig, Config, Deltasync, DirectusClient, Row};
+use refserver::ServerHandle;
+use serde_json::{Value, json};
+
+use crate::Databases;
+
+type Method = adapters::directus::Method;
+
+/// Rows per request when seeding.
+const SEED_BATCH: usize = 1000;
+
+/// A server under test, with an admin client.
+#[derive(Debug)]
+pub struct Site {
+    /// `reference` or `directus`, for failure messages.
+    pub label: &'static str,
+    pub url: String,
+    token: String,
+    client: DirectusClient,
+    _reference: Option<ServerHandle>,
+}
+
+/// The reference server always; the real Directus too when `DELTASYNC_TEST_DIRECTUS` is set.
+pub async fn sites() -> Vec<Site> {
+    let mut out = vec![Site::reference().await];
+    out.extend(Site::directus().await);
+    out
+}
+
+impl Site {
+    /// A reference server of its own.
+    pub async fn reference() -> Site {
+        let server = refserver::start(Default::default())
+            .await
+            .expect("reference server starts");
+        let (url, token) = (server.url(), server.admin_token().to_owned());
+        Site::new("reference", url, token, Some(server))
+    }
+
+    /// The Directus named by the environment, checked to answer; `None` when not asked for.
+    pub async fn directus() -> Option<Site> {
+        let url = std::env::var("DELTASYNC_TEST_DIRECTUS")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let token = std::env::var("DELTASYNC_TEST_DIRECTUS_TOKEN").unwrap_or_else(|_| {
+            panic!("DELTASYNC_TEST_DIRECTUS is set but DELTASYNC_TEST_DIRECTUS_TOKEN is not")
+        });
+        let site = Site::new("directus", url, token, None);
+        site.client.server_info().await.unwrap_or_else(|e| {
+            panic!(
+                "DELTASYNC_TEST_DIRECTUS is set but {} does not answer: {e}",
+                site.url
+            )
+        });
+        Some(site)
+    }
+
+    fn new(
+        label: &'static str,
+        url: String,
+        token: String,
+        reference: Option<ServerHandle>,
+    ) -> Site {
+        let remote = schema::RemoteConfig::new(
+            url.clone(),
+            schema::Auth::Token(schema::Secret::new(token.clone())),
+        );
+        let client = DirectusClient::new(&remote).expect("client");
+        Site {
+            label,
+            url,
+            token,
+            client,
+            _reference: reference,
+        }
+    }
+
+    /// Creates a collection named `base` plus a random suffix, with a uuid key, a
+    /// `last_modified` cursor and `fields`; returns its configuration.
+    pub async fn collection(
+        &self,
+        base: &str,
+        fields: &[(&str, deltasync::FieldType)],
+    ) -> CollectionConfig {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let config = crate::World::config(&format!("{base}_{suffix}"), fields);
+        deltasync::remote_setup::create_collection(&self.client, &config)
+            .await
+            .unwrap_or_else(|e| panic!("{}: creating {}: {e}", self.label, config.name));
+        config
+    }
+
+    /// The configuration of a replica of `collections` with a fresh database.
+    pub async fn replica_config(
+        &self,
+        databases: &mut Databases,
+        collections: Vec<CollectionConfig>,
+    ) -> Config {
+        Config::new(
+            self.url.clone(),
+            self.token.clone(),
+            databases.fresh().await,
+            collections,
+        )
+    }
+
+    /// A replica of `collections` with a fresh database.
+    pub async fn replica(
+        &self,
+        databases: &mut Databases,
+        collections: Vec<CollectionConfig>,
+    ) -> Deltasync {
+        let config = self.replica_config(databases, collections).await;
+        deltasync::open(config).await.expect("replica opens")
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Value {
+        self.client
+            .request(method.clone(), path, query, body, None)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {method} {path}: {e}", self.label))
+    }
+
+    /// Creates rows as a Directus user would, a batch per request; returns them as stored.
+    pub async fn insert(&self, collection: &str, rows: Vec<Row>) -> Vec<Row> {
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(SEED_BATCH) {
+            let body = Value::Array(chunk.iter().cloned().map(Value::Object).collect());
+            let created = self
+                .call(
+                    Method::POST,
+                    &format!("/items/{collection}"),
+                    &[],
+                    Some(&body),
+                )
+                .await;
+            out.extend(objects(created));
+        }
+        out
+    }
+
+    /// Updates one row.
+    pub async fn update(&self, collection: &str, key: &str, patch: Row) -> Row {
+        let body = Value::Object(patch);
+        let updated = self
+            .call(
+                Method::PATCH,
+                &format!("/items/{collection}/{key}"),
+                &[],
+                Some(&body),
+            )
+            .await;
+        updated["data"].as_object().cloned().unwrap_or_default()
+    }
+
+    /// Updates many rows in one request: Directus stamps them all alike.
+    pub async fn update_many(&self, collection: &str, keys: &[String], patch: Row) {
+        let body = json!({ "keys": keys, "data": patch });
+        self.call(
+            Method::PATCH,
+            &format!("/items/{collection}"),
+            &[],
+            Some(&body),
+        )
+        .await;
+    }
+
+    /// Deletes rows by key.
+    pub async fn delete(&self, collection: &str, keys: &[String]) {
+        let body = json!(keys);
+        self.call(
+            Method::DELETE,
+            &format!("/items/{collection}"),
+            &[],
+            Some(&body),
+        )
+        .await;
+    }
+
+    /// Every row of a collection, by key.
+    pub async fn rows(&self, collection: &str) -> Vec<Row> {
+        let mut out = Vec::new();
+        loop {
+            let query = [
+                ("sort", "id".to_owned()),
+                ("limit", SEED_BATCH.to_string()),
+                ("offset", out.len().to_string()),
+            ];
+            let page = objects(
+                self.call(Method::GET, &format!("/items/{collection}"), &query, None)
+                    .await,
+            );
+            let done = page.len() < SEED_BATCH;
+            out.extend(page);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Asserts that the replica holds exactly this site's rows of `collection`, all synced.
+    pub async fn assert_converged<R: engine::ports::Remote>(
+        &self,
+        replica: &engine::Engine<adapters::SqlStore, R>,
+        collection: &str,
+    ) {
+        let server = self.rows(collection).await;
+        crate::assert_same_rows(&server, replica, collection).await;
+    }
+}
+
+fn objects(body: Value) -> Vec<Row> {
+    match body.get("data") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_object().cloned())
+            .collect(),
+        Some(Value::Object(item)) => vec![item.clone()],
+        _ => Vec::new(),
+    }
+}
