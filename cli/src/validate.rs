@@ -9,12 +9,23 @@ use serde_json::{Value, json};
 /// One line per problem; empty when the server fits the configuration.
 pub async fn remote(config: &Config) -> anyhow::Result<Vec<String>> {
     let client = DirectusClient::new(&config.remote)?;
-    client
+    let info = client
         .server_info()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", config.remote.url))?;
     let mut problems = Vec::new();
+    let query_limit = info["data"]["queryLimit"]["max"]
+        .as_i64()
+        .filter(|max| *max > 0);
     for c in &config.collections {
+        if let Some(max) = query_limit
+            && i64::from(c.page_size) > max
+        {
+            problems.push(format!(
+                "{}: page_size {} is above the server's QUERY_LIMIT_MAX {max}, which refuses such pages",
+                c.name, c.page_size
+            ));
+        }
         check_collection(&client, c, &mut problems).await;
     }
     Ok(problems)
@@ -143,7 +154,8 @@ fn compatible(kind: FieldType, server: &str) -> bool {
         FieldType::Float => matches!(server, "float" | "decimal" | "integer" | "bigInteger"),
         FieldType::Boolean => server == "boolean",
         FieldType::Json => matches!(server, "json" | "csv" | "alias"),
-        FieldType::Uuid => server == "uuid",
+        // Directus on SQLite reports a uuid field that is not a key as a string.
+        FieldType::Uuid => matches!(server, "uuid" | "string"),
         FieldType::Timestamp => server == "timestamp",
     }
 }

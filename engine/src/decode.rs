@@ -93,10 +93,21 @@ fn decode(
                 "missing from the server row (is it readable with this token?)".into(),
             )
         })?;
-        check_value(field.kind, value).map_err(|message| fail(Some(&key), &field.name, message))?;
-        data.insert(field.name.clone(), value.clone());
+        let value = normalize(field.kind, value);
+        check_value(field.kind, &value)
+            .map_err(|message| fail(Some(&key), &field.name, message))?;
+        data.insert(field.name.clone(), value);
     }
     Ok(RemoteRow { key, stamp, data })
+}
+
+/// Reads a value the way Directus means it: on SQLite, a boolean field without the
+/// `cast-boolean` special comes back as 0 or 1.
+fn normalize(kind: FieldType, value: &Value) -> Value {
+    match (kind, value.as_i64()) {
+        (FieldType::Boolean, Some(n @ (0 | 1))) => Value::Bool(n == 1),
+        _ => value.clone(),
+    }
 }
 
 /// Whether `value` fits a field of type `kind` (null always does).
@@ -163,6 +174,21 @@ mod tests {
         let row = remote_row(&articles(), &raw).unwrap();
         assert_eq!(row.key, "k1");
         assert_eq!(row.data["views"], json!(3));
+    }
+
+    #[test]
+    fn reads_0_and_1_of_a_boolean_field_as_booleans() {
+        let c = articles().with_field("live", FieldType::Boolean);
+        let raw = |live: Value| json!({"id": "k1", "last_modified": "2026-01-01T00:00:00.000Z", "title": "t", "views": 3, "live": live});
+        assert_eq!(
+            remote_row(&c, &raw(json!(1))).unwrap().data["live"],
+            json!(true)
+        );
+        assert_eq!(
+            remote_row(&c, &raw(json!(0))).unwrap().data["live"],
+            json!(false)
+        );
+        assert!(remote_row(&c, &raw(json!(2))).is_err());
     }
 
     #[test]
