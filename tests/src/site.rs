@@ -25,7 +25,9 @@ pub struct Site {
     pub url: String,
     token: String,
     client: DirectusClient,
-    _reference: Option<ServerHandle>,
+    /// Collections made here, dropped by [`Site::cleanup`].
+    created: std::sync::Mutex<Vec<String>>,
+    reference: Option<ServerHandle>,
 }
 
 /// The reference server always; the real Directus too when `DELTASYNC_TEST_DIRECTUS` is set.
@@ -79,7 +81,8 @@ impl Site {
             url,
             token,
             client,
-            _reference: reference,
+            created: Default::default(),
+            reference: reference,
         }
     }
 
@@ -94,8 +97,30 @@ impl Site {
         let config = crate::World::config(&format!("{base}_{suffix}"), fields);
         deltasync::remote_setup::create_collection(&self.client, &config)
             .await
-            .unwrap_or_else(|e| panic!("{}: creating {}: {e}", self.label, config.name));
+            .unwrap_or_else(|e| {
+                // Directus Core counts at most 25 active collections.
+                let hint = if e.code.as_deref() == Some("LIMIT_EXCEEDED") {
+                    "; collections left by failed runs go with `scripts/directus down --wipe`"
+                } else {
+                    ""
+                };
+                panic!("{}: creating {}: {e}{hint}", self.label, config.name)
+            });
+        self.created.lock().unwrap().push(config.name.clone());
         config
+    }
+
+    /// Drops the collections this site created: a real Directus counts them against a limit.
+    /// The reference server holds them in memory and goes with the site.
+    pub async fn cleanup(&self) {
+        let created = std::mem::take(&mut *self.created.lock().unwrap());
+        if self.reference.is_some() {
+            return;
+        }
+        for name in created {
+            self.call(Method::DELETE, &format!("/collections/{name}"), &[], None)
+                .await;
+        }
     }
 
     /// The configuration of a replica of `collections` with a fresh database.

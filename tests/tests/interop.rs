@@ -40,6 +40,7 @@ async fn an_initial_sync_of_20000_rows_brings_every_row() {
         assert!(!report.failed(), "{}: {report:?}", site.label);
         assert_eq!(report.collections[0].pulled, 20_000, "{}", site.label);
         site.assert_converged(&a, &c.name).await;
+        site.cleanup().await;
     }
 }
 
@@ -75,6 +76,7 @@ async fn a_batch_update_of_2500_rows_with_one_stamp_is_pulled_in_pages_of_1000()
             site.label
         );
         site.assert_converged(&a, &c.name).await;
+        site.cleanup().await;
     }
 }
 
@@ -119,6 +121,7 @@ async fn offline_creates_updates_and_deletes_are_pushed_and_reach_the_other_repl
         assert!(server.iter().any(|r| r["id"] == created.as_str()));
         site.assert_converged(&a, &c.name).await;
         site.assert_converged(&b, &c.name).await;
+        site.cleanup().await;
     }
 }
 
@@ -202,6 +205,7 @@ async fn each_strategy_settles_update_versus_update_as_configured() {
                 "{what}: both versions recorded"
             );
             site.assert_converged(&a, &c.name).await;
+            site.cleanup().await;
         }
     }
 }
@@ -262,6 +266,7 @@ async fn delete_versus_update_follows_the_strategy() {
                 "{what}"
             );
             site.assert_converged(&a, &c.name).await;
+            site.cleanup().await;
         }
     }
 }
@@ -281,6 +286,7 @@ async fn a_remote_delete_arrives_through_the_activity_log() {
             site.label
         );
         site.assert_converged(&a, &c.name).await;
+        site.cleanup().await;
     }
 }
 
@@ -314,6 +320,7 @@ async fn a_create_that_already_landed_is_not_duplicated() {
         );
         assert_eq!(site.rows(&c.name).await.len(), 1, "{}", site.label);
         site.assert_converged(&a, &c.name).await;
+        site.cleanup().await;
     }
 }
 
@@ -338,5 +345,6 @@ async fn changes_to_rows_the_server_no_longer_has_are_settled() {
         // The delete is done; the older update loses to the delete (last_write_wins).
         assert!(local_rows(&a, &c.name).await.is_empty(), "{}", site.label);
         assert!(site.rows(&c.name).await.is_empty(), "{}", site.label);
+        site.cleanup().await;
     }
 }
