@@ -14,6 +14,12 @@ pub async fn remote(config: &Config) -> anyhow::Result<Vec<String>> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", config.remote.url))?;
     let mut problems = Vec::new();
+    // Older servers lack /permissions/me; the probes below still catch missing read access.
+    let permissions = client
+        .request(Method::GET, "/permissions/me", &[], None, None)
+        .await
+        .ok()
+        .map(|body| body["data"].clone());
     let query_limit = info["data"]["queryLimit"]["max"]
         .as_i64()
         .filter(|max| *max > 0);
@@ -27,8 +33,62 @@ pub async fn remote(config: &Config) -> anyhow::Result<Vec<String>> {
             ));
         }
         check_collection(&client, c, &mut problems).await;
+        if let Some(permissions) = &permissions {
+            check_permissions(permissions, c, &mut problems);
+        }
     }
     Ok(problems)
+}
+
+/// What the token may do, from `GET /permissions/me`: every action on the collection, with
+/// the fields deltasync writes and reads, and reading the activity log for its deletes.
+fn check_permissions(permissions: &Value, c: &CollectionConfig, problems: &mut Vec<String>) {
+    let configured: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
+    let mut read = configured.clone();
+    read.extend([c.primary_key.as_str(), c.cursor.as_str()]);
+    let mut create = configured.clone();
+    create.push(c.primary_key.as_str());
+    for (action, needed, why) in [
+        ("create", create, "push new rows"),
+        ("read", read, "pull"),
+        ("update", configured, "push updates"),
+        ("delete", Vec::new(), "push deletes"),
+    ] {
+        let granted = &permissions[&c.name][action];
+        if granted["access"].as_str().unwrap_or("none") == "none" {
+            problems.push(format!(
+                "{}: no {action} permission (needed to {why})",
+                c.name
+            ));
+            continue;
+        }
+        let fields: Vec<&str> = granted["fields"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if fields.contains(&"*") {
+            continue;
+        }
+        let missing: Vec<&str> = needed.into_iter().filter(|f| !fields.contains(f)).collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{}: the {action} permission does not cover field(s) {} (needed to {why})",
+                c.name,
+                missing.join(", ")
+            ));
+        }
+    }
+    if matches!(c.deletes, Deletes::Activity)
+        && permissions["directus_activity"]["read"]["access"]
+            .as_str()
+            .unwrap_or("none")
+            == "none"
+    {
+        problems.push(format!(
+            "{}: deletes: activity, but the token may not read the activity log",
+            c.name
+        ));
+    }
 }
 
 async fn check_collection(
@@ -157,5 +217,37 @@ fn compatible(kind: FieldType, server: &str) -> bool {
         // Directus on SQLite reports a uuid field that is not a key as a string.
         FieldType::Uuid => matches!(server, "uuid" | "string"),
         FieldType::Timestamp => server == "timestamp",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_name_the_missing_action_and_fields() {
+        let c = CollectionConfig::new("articles")
+            .with_field("title", FieldType::String)
+            .with_field("views", FieldType::Integer);
+        // As `GET /permissions/me` answers for a token that may read and partly update.
+        let permissions = json!({
+            "articles": {
+                "create": {"access": "none"},
+                "read": {"access": "full", "fields": ["*"]},
+                "update": {"access": "partial", "fields": ["title"]},
+                "delete": {"access": "full", "fields": ["*"]}
+            },
+            "directus_activity": {"read": {"access": "none"}}
+        });
+        let mut problems = Vec::new();
+        check_permissions(&permissions, &c, &mut problems);
+        assert_eq!(
+            problems,
+            [
+                "articles: no create permission (needed to push new rows)",
+                "articles: the update permission does not cover field(s) views (needed to push updates)",
+                "articles: deletes: activity, but the token may not read the activity log",
+            ]
+        );
     }
 }
