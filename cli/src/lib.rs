@@ -27,6 +27,7 @@
 
 pub mod demo;
 pub mod remote_setup;
+pub mod validate_remote;
 
 pub use adapters::{DirectusClient, SqlStore};
 pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};

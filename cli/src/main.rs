@@ -1,8 +1,6 @@
 //! The `deltasync` command line. Exit codes: 0 done; 1 sync failed (nothing lost, retry
 //! later); 2 bad usage or bad configuration; 3 done, but conflicts wait for a person.
 
-mod validate;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -220,7 +218,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             if !remote {
                 return Ok(exit::OK);
             }
-            let problems = validate::remote(&config).await?;
+            let problems = deltasync::validate_remote::check(&config).await?;
             for p in &problems {
                 println!("  {p}");
             }

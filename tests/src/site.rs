@@ -147,7 +147,8 @@ impl Site {
         deltasync::open(config).await.expect("replica opens")
     }
 
-    async fn call(
+    /// An admin request; panics with the site's label on failure.
+    pub async fn call(
         &self,
         method: Method,
         path: &str,

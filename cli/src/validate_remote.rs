@@ -1,18 +1,23 @@
-//! `deltasync validate --remote`: does the server have what the schema file needs?
+//! Does a Directus server have what a configuration needs (`deltasync validate --remote`)?
 //!
-//! Reads the server's field definitions and probes permissions; it changes nothing.
+//! Owns the checks of collections, fields, types, the cursor's specials, the token's
+//! permissions and activity logging against a live server. Reads only: it changes nothing.
 
 use adapters::directus::Method;
-use deltasync::{CollectionConfig, Config, Deletes, DirectusClient, FieldType, RemoteErrorKind};
 use serde_json::{Value, json};
 
-/// One line per problem; empty when the server fits the configuration.
-pub async fn remote(config: &Config) -> anyhow::Result<Vec<String>> {
+use crate::{
+    CollectionConfig, Config, Deletes, DirectusClient, Error, FieldType, OpenError, RemoteErrorKind,
+};
+
+/// One line per problem; empty when the server fits the configuration. Fails only when the
+/// server cannot be asked at all.
+pub async fn check(config: &Config) -> Result<Vec<String>, OpenError> {
     let client = DirectusClient::new(&config.remote)?;
     let info = client
         .server_info()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", config.remote.url))?;
+        .map_err(|e| OpenError::Engine(Error::Remote(e)))?;
     let mut problems = Vec::new();
     // Older servers lack /permissions/me; the probes below still catch missing read access.
     let permissions = client
