@@ -82,7 +82,7 @@ impl Site {
             token,
             client,
             created: Default::default(),
-            reference: reference,
+            reference,
         }
     }
 
