@@ -212,11 +212,13 @@ async fn check_collection(
 /// Whether a Directus field type can hold a configured field type.
 fn compatible(kind: FieldType, server: &str) -> bool {
     match kind {
-        FieldType::String | FieldType::Text => {
-            matches!(server, "string" | "text" | "uuid" | "hash" | "csv")
-        }
-        FieldType::Integer => matches!(server, "integer" | "bigInteger"),
-        FieldType::Float => matches!(server, "float" | "decimal" | "integer" | "bigInteger"),
+        // Directus sends bigInteger and decimal values as JSON strings.
+        FieldType::String | FieldType::Text => matches!(
+            server,
+            "string" | "text" | "uuid" | "hash" | "csv" | "bigInteger" | "decimal"
+        ),
+        FieldType::Integer => server == "integer",
+        FieldType::Float => matches!(server, "float" | "integer"),
         FieldType::Boolean => server == "boolean",
         FieldType::Json => matches!(server, "json" | "csv" | "alias"),
         // Directus on SQLite reports a uuid field that is not a key as a string.
