@@ -83,12 +83,95 @@ pub(crate) fn from_payload(kind: FieldType, v: &Value) -> Option<Cell> {
     }
 }
 
+/// What Directus on SQLite stores for a payload value in a column of `kind`. Directus does not
+/// check types on write, so SQLite's type affinity decides: numeric text becomes a number in
+/// integer, float, boolean and json columns, numbers and booleans (bound as 1 and 0) become
+/// text in text columns, objects and arrays are stored as their JSON text, and anything else
+/// is kept as it came. Only dates are converted by Directus itself, which fails on a value it
+/// cannot read: the `Err` is that failure's message (a 500 in Directus).
+pub(crate) fn stored(kind: FieldType, v: &Value) -> Result<Cell, &'static str> {
+    if v.is_null() {
+        return Ok(Cell::Null);
+    }
+    if kind.is_temporal() {
+        return match v {
+            Value::String(_) | Value::Number(_) => {
+                from_payload(kind, v).ok_or("Invalid time value")
+            }
+            _ => Err("value.toISOString is not a function"),
+        };
+    }
+    let as_text = || match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => number_text(n),
+        Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+        other => other.to_string(),
+    };
+    let numeric = || match v {
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| number_cell(n.as_f64()), |i| Some(Cell::Int(i))),
+        Value::Bool(b) => Some(Cell::Int(i64::from(*b))),
+        Value::String(s) => number_cell(s.trim().parse::<f64>().ok()),
+        _ => None,
+    };
+    Ok(match kind {
+        FieldType::Uuid | FieldType::String | FieldType::Text => Cell::Text(as_text()),
+        FieldType::Integer | FieldType::BigInteger => {
+            numeric().unwrap_or_else(|| Cell::Text(as_text()))
+        }
+        FieldType::Float | FieldType::Decimal => match numeric() {
+            Some(Cell::Int(i)) => Cell::Float(i as f64),
+            Some(c) => c,
+            None => Cell::Text(as_text()),
+        },
+        FieldType::Boolean => match v {
+            Value::Bool(b) => Cell::Bool(*b),
+            _ => match numeric() {
+                Some(Cell::Int(0)) => Cell::Bool(false),
+                Some(Cell::Int(1)) => Cell::Bool(true),
+                Some(c) => c,
+                None => Cell::Text(as_text()),
+            },
+        },
+        // `cast-json` parses what it reads back when it can.
+        FieldType::Json => match v {
+            Value::Bool(b) => Cell::Json(json!(i64::from(*b))),
+            Value::String(s) => {
+                Cell::Json(serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())))
+            }
+            other => Cell::Json(other.clone()),
+        },
+        FieldType::Timestamp | FieldType::DateTime | FieldType::Date => Cell::Null,
+    })
+}
+
+/// A number as SQLite keeps it: integral values as integers.
+fn number_cell(n: Option<f64>) -> Option<Cell> {
+    let n = n.filter(|f| f.is_finite())?;
+    Some(if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        Cell::Int(n as i64)
+    } else {
+        Cell::Float(n)
+    })
+}
+
+/// A JSON number as JavaScript prints it (`3.0` is `3`).
+fn number_text(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => (f as i64).to_string(),
+        _ => n.to_string(),
+    }
+}
+
 /// Writes a cell the way Directus returns it for a field of `kind`.
 pub(crate) fn to_json(kind: FieldType, cell: &Cell) -> Value {
     match cell {
         Cell::Null => Value::Null,
         Cell::Bool(b) => json!(b),
         Cell::Int(i) => json!(i),
+        // JavaScript has one number type: an integral float prints as an integer.
+        Cell::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => json!(*f as i64),
         Cell::Float(f) => json!(f),
         Cell::Text(s) => json!(s),
         Cell::Json(v) => v.clone(),
@@ -228,6 +311,43 @@ mod tests {
         assert_eq!(
             to_json(FieldType::DateTime, &d),
             json!("2026-01-01T10:00:00")
+        );
+    }
+
+    #[test]
+    fn stored_values_follow_sqlite_affinity() {
+        let int = |v: Value| stored(FieldType::Integer, &v).unwrap();
+        assert_eq!(int(json!("12")), Cell::Int(12));
+        assert_eq!(int(json!(" 7 ")), Cell::Int(7));
+        assert_eq!(int(json!("2.0")), Cell::Int(2));
+        assert_eq!(int(json!("1.5")), Cell::Float(1.5));
+        assert_eq!(int(json!("many")), Cell::Text("many".into()));
+        assert_eq!(int(json!(true)), Cell::Int(1));
+        assert_eq!(int(json!([1, 2])), Cell::Text("[1,2]".into()));
+        let text = |v: Value| stored(FieldType::String, &v).unwrap();
+        assert_eq!(text(json!(12)), Cell::Text("12".into()));
+        assert_eq!(text(json!(3.0)), Cell::Text("3".into()));
+        assert_eq!(text(json!(false)), Cell::Text("0".into()));
+        let boolean = |v: Value| stored(FieldType::Boolean, &v).unwrap();
+        assert_eq!(boolean(json!("1")), Cell::Bool(true));
+        assert_eq!(boolean(json!(0)), Cell::Bool(false));
+        assert_eq!(boolean(json!("yes")), Cell::Text("yes".into()));
+        assert_eq!(boolean(json!(2)), Cell::Int(2));
+        let js = |v: Value| stored(FieldType::Json, &v).unwrap();
+        assert_eq!(js(json!("{\"a\":1}")), Cell::Json(json!({"a": 1})));
+        assert_eq!(js(json!("not json")), Cell::Json(json!("not json")));
+        assert_eq!(js(json!(true)), Cell::Json(json!(1)));
+        assert_eq!(
+            stored(FieldType::Float, &json!(3)).map(|c| to_json(FieldType::Float, &c)),
+            Ok(json!(3))
+        );
+        assert_eq!(
+            stored(FieldType::Timestamp, &json!("nope")),
+            Err("Invalid time value")
+        );
+        assert_eq!(
+            stored(FieldType::Uuid, &json!("abc")),
+            Ok(Cell::Text("abc".into()))
         );
     }
 

@@ -1,10 +1,11 @@
 //! The database: all tables plus the activity log, and item writes with Directus's rules.
 //!
 //! Owns: creating collections and fields, turning create/update payloads into rows the way
-//! Directus's `ItemsService` and `PayloadService` do (unknown fields dropped, `uuid`,
-//! `date-created` and `date-updated` specials, defaults, casts), all-or-nothing batches and
-//! one activity row per written item. Must not: parse HTTP requests, check tokens or read
-//! the clock (callers pass the stamp).
+//! Directus's `ItemsService` and `PayloadService` do on SQLite (unknown fields dropped, `uuid`,
+//! `date-created` and `date-updated` specials, defaults, no type checks: values are stored as
+//! SQLite's type affinity makes them), all-or-nothing batches and one activity row per written
+//! item. Must not: parse HTTP requests, check tokens or read the clock (callers pass the
+//! stamp).
 
 use crate::cell::{self, Cell};
 use crate::error::Error;
@@ -57,6 +58,8 @@ pub(crate) struct Db {
     activity: Table,
     /// Numbers field meta rows like `directus_fields.id`.
     next_meta_id: u64,
+    /// Numbers revisions like `directus_revisions.id` (only their ids are kept).
+    next_revision: i64,
 }
 
 impl Db {
@@ -68,6 +71,7 @@ impl Db {
             tables: BTreeMap::new(),
             activity: Table::new(activity),
             next_meta_id,
+            next_revision: 1,
         }
     }
 
@@ -120,7 +124,7 @@ impl Db {
     ) -> Result<Value, Error> {
         self.next_meta_id += 1;
         let meta_id = self.next_meta_id;
-        let table = self.tables.get_mut(collection).ok_or(Error::Forbidden)?;
+        let table = self.table_mut(collection)?;
         if table.schema.field_index(&def.field).is_some() {
             return Err(Error::InvalidPayload(format!(
                 "Field \"{}\" already exists in collection \"{collection}\"",
@@ -256,16 +260,25 @@ impl Db {
         Ok(self.table_mut(collection)?.remove(key).is_some())
     }
 
-    /// Writes one activity row per key unless the collection's accountability is off.
+    /// Writes one activity row per key unless the collection's accountability is off. With
+    /// accountability `all`, creates and updates also save a revision, which the activity row
+    /// lists in `revisions`.
     fn log(&mut self, collection: &str, action: Action, keys: &[Key], ctx: WriteCtx<'_>) {
-        let tracked = self
+        let Some(accountability) = self
             .tables
             .get(collection)
-            .is_some_and(|t| t.schema.accountability.is_some());
-        if !tracked {
+            .and_then(|t| t.schema.accountability.clone())
+        else {
             return;
-        }
+        };
+        let revised = accountability == "all" && !matches!(action, Action::Delete);
         for key in keys {
+            let revisions = if revised {
+                self.next_revision += 1;
+                serde_json::json!([self.next_revision - 1])
+            } else {
+                serde_json::json!([])
+            };
             let id = self.activity.next_auto_key();
             let text = |v: &Option<String>| v.clone().map_or(Cell::Null, Cell::Text);
             let cells = vec![
@@ -278,6 +291,7 @@ impl Db {
                 Cell::Text(collection.into()),
                 Cell::Text(key.as_string()),
                 text(&ctx.actor.origin),
+                Cell::Json(revisions),
             ];
             // Cannot clash: the id is fresh and no activity field is constrained.
             let _ = Txn::run(&mut self.activity, |txn| txn.insert(Key::Int(id), cells));
@@ -297,6 +311,8 @@ fn activity_def() -> CollectionDef {
         .field(FieldDef::new("collection", FieldType::String).not_null())
         .field(FieldDef::new("item", FieldType::String).not_null())
         .field(FieldDef::new("origin", FieldType::String))
+        // An alias in Directus (the revisions saved with the entry), held here as a list.
+        .field(FieldDef::new("revisions", FieldType::Json))
 }
 
 fn as_object(v: &Value) -> Result<&Map<String, Value>, Error> {
@@ -315,15 +331,15 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-fn cast(table: &Table, field: &Field, v: &Value) -> Result<Cell, Error> {
-    cell::from_payload(field.kind, v).ok_or_else(|| {
-        Error::InvalidPayload(format!(
-            "Value for field \"{}\" in collection \"{}\" has to be of type \"{}\"",
-            field.name,
-            table.schema.name,
-            field.kind.as_str()
-        ))
-    })
+/// The cell stored for a payload value (see [`cell::stored`]). A primary key must be a valid
+/// key of its type, or the request is forbidden (Directus's `validateKeys`).
+fn cast(field: &Field, v: &Value) -> Result<Cell, Error> {
+    if field.pk && !v.is_null() {
+        return Key::from_json(field.kind, v)
+            .map(|k| k.to_cell())
+            .ok_or(Error::Forbidden);
+    }
+    cell::stored(field.kind, v).map_err(|message| Error::Internal(message.into()))
 }
 
 /// Builds a new row from a create payload. Unknown fields are dropped (as for an admin);
@@ -349,7 +365,7 @@ fn new_row(
         } else if let (true, Some(id)) = (field.pk, auto) {
             Cell::Int(id)
         } else if let Some(v) = given {
-            cast(table, field, v)?
+            cast(field, v)?
         } else {
             cell::from_payload(field.kind, &field.default).unwrap_or(Cell::Null)
         };
@@ -383,7 +399,7 @@ fn update_one(
         if field.has_special("date-updated") {
             cells[i] = Cell::Time(stamp);
         } else if let Some(v) = patch.get(&field.name) {
-            cells[i] = cast(txn.table, field, v)?;
+            cells[i] = cast(field, v)?;
         }
     }
     txn.replace(key, cells)?;

@@ -48,6 +48,9 @@ pub enum Error {
     /// Direct access only: the item does not exist. Over HTTP Directus answers 403 instead.
     #[error("Item \"{key}\" does not exist in collection \"{collection}\".")]
     ItemNotFound { collection: String, key: String },
+    /// 500 `INTERNAL_SERVER_ERROR`: an exception inside Directus, e.g. a date it cannot read.
+    #[error("{0}")]
+    Internal(String),
     /// A failure injected by a fault rule.
     #[error("{}", .0.message)]
     Injected(Box<InjectedFailure>),
@@ -117,6 +120,7 @@ impl Error {
             | Error::NotNullViolation { .. } => StatusCode::BAD_REQUEST,
             Error::TokenExpired | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Injected(f) => {
                 StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -137,6 +141,7 @@ impl Error {
             Error::InvalidCredentials => "INVALID_CREDENTIALS",
             Error::InvalidToken => "INVALID_TOKEN",
             Error::RouteNotFound { .. } => "ROUTE_NOT_FOUND",
+            Error::Internal(_) => "INTERNAL_SERVER_ERROR",
             Error::Injected(f) => &f.code,
         }
     }

@@ -45,21 +45,37 @@ impl FieldType {
         }
     }
 
-    /// The column type reported in `schema.data_type` (PostgreSQL's names).
+    /// The column type reported in `schema.data_type` (SQLite's, as Directus creates them).
     fn data_type(self) -> &'static str {
         match self {
-            FieldType::Uuid => "uuid",
-            FieldType::String => "character varying",
+            FieldType::Uuid => "char",
+            FieldType::String => "varchar",
             FieldType::Text => "text",
             FieldType::Integer => "integer",
             FieldType::BigInteger => "bigint",
-            FieldType::Float => "real",
-            FieldType::Decimal => "numeric",
+            FieldType::Float | FieldType::Decimal => "float",
             FieldType::Boolean => "boolean",
             FieldType::Json => "json",
-            FieldType::Timestamp => "timestamp with time zone",
-            FieldType::DateTime => "timestamp without time zone",
+            FieldType::Timestamp | FieldType::DateTime => "datetime",
             FieldType::Date => "date",
+        }
+    }
+
+    /// The column definition in the `CREATE TABLE` statement SQLite keeps.
+    fn column_sql(self) -> &'static str {
+        match self {
+            FieldType::Uuid => "char(36)",
+            FieldType::String => "varchar(255)",
+            other => other.data_type(),
+        }
+    }
+
+    /// `schema.max_length`.
+    fn max_length(self) -> Value {
+        match self {
+            FieldType::Uuid => json!(36),
+            FieldType::String => json!(255),
+            _ => Value::Null,
         }
     }
 
@@ -102,12 +118,6 @@ impl FieldType {
             "nnull",
             "in",
             "nin",
-            "lt",
-            "lte",
-            "gt",
-            "gte",
-            "between",
-            "nbetween",
         ];
         const RANGE: &[&str] = &[
             "eq", "neq", "lt", "lte", "gt", "gte", "between", "nbetween", "null", "nnull", "in",
@@ -134,7 +144,7 @@ impl FieldType {
         match self {
             FieldType::String | FieldType::Text => TEXT,
             FieldType::Uuid => &["eq", "neq", "null", "nnull", "in", "nin"],
-            FieldType::Json => &["null", "nnull", "contains", "ncontains", "icontains"],
+            FieldType::Json => &["null", "nnull"],
             FieldType::Boolean => &["eq", "neq", "null", "nnull"],
             FieldType::Integer
             | FieldType::BigInteger
@@ -295,7 +305,14 @@ impl FieldDef {
 #[derive(Debug, Clone)]
 pub(crate) struct Field {
     pub name: String,
+    /// The type Directus reports and works with, read back from the column and `special`
+    /// (on SQLite a `uuid` without the `uuid` special reads back as `string`, a `decimal` as
+    /// `float`).
     pub kind: FieldType,
+    /// The type the field was created with, which decides the column.
+    pub column: FieldType,
+    /// Whether the field has a `directus_fields` row (`meta` is `null` without one).
+    pub has_meta: bool,
     pub specials: Vec<String>,
     pub pk: bool,
     pub auto_increment: bool,
@@ -334,10 +351,27 @@ impl Field {
         }
         let auto_increment = schema.has_auto_increment
             && matches!(def.kind, FieldType::Integer | FieldType::BigInteger);
+        let mut specials = meta.special.unwrap_or_default();
+        // Directus adds the cast a type needs to read back right.
+        let cast = match def.kind {
+            FieldType::Timestamp => Some("cast-timestamp"),
+            FieldType::Json => Some("cast-json"),
+            _ => None,
+        };
+        if let Some(cast) = cast.filter(|c| !specials.iter().any(|s| s == c)) {
+            specials.push(cast.to_string());
+        }
+        let kind = match def.kind {
+            FieldType::Uuid if !specials.iter().any(|s| s == "uuid") => FieldType::String,
+            FieldType::Decimal => FieldType::Float,
+            other => other,
+        };
         Ok(Field {
             name: def.field.clone(),
-            kind: def.kind,
-            specials: meta.special.unwrap_or_default(),
+            kind,
+            column: def.kind,
+            has_meta: def.meta.is_some() || cast.is_some(),
+            specials,
             pk,
             auto_increment,
             nullable: !pk && schema.is_nullable.unwrap_or(true),
@@ -350,56 +384,74 @@ impl Field {
 
     /// The entry `GET /fields/:c` returns for this field.
     pub(crate) fn describe(&self, collection: &str, sort: usize) -> Value {
-        let mut meta = Map::new();
-        meta.insert("id".into(), json!(self.meta_id));
-        meta.insert("collection".into(), json!(collection));
-        meta.insert("field".into(), json!(self.name));
-        let special = if self.specials.is_empty() {
-            Value::Null
+        let meta = if self.has_meta {
+            let mut meta = Map::new();
+            meta.insert("id".into(), json!(self.meta_id));
+            meta.insert("collection".into(), json!(collection));
+            meta.insert("field".into(), json!(self.name));
+            let special = if self.specials.is_empty() {
+                Value::Null
+            } else {
+                json!(self.specials)
+            };
+            meta.insert("special".into(), special);
+            for key in ["interface", "options", "display", "display_options"] {
+                meta.insert(key.into(), Value::Null);
+            }
+            meta.insert("readonly".into(), json!(false));
+            meta.insert("hidden".into(), json!(false));
+            meta.insert("sort".into(), json!(sort));
+            meta.insert("width".into(), json!("full"));
+            for key in ["translations", "note", "conditions"] {
+                meta.insert(key.into(), Value::Null);
+            }
+            meta.insert("required".into(), json!(false));
+            for key in ["group", "validation", "validation_message"] {
+                meta.insert(key.into(), Value::Null);
+            }
+            meta.insert("searchable".into(), json!(true));
+            meta.extend(self.meta_extra.clone());
+            Value::Object(meta)
         } else {
-            json!(self.specials)
+            Value::Null
         };
-        meta.insert("special".into(), special);
-        for key in ["interface", "options", "display", "display_options"] {
-            meta.insert(key.into(), Value::Null);
-        }
-        meta.insert("readonly".into(), json!(false));
-        meta.insert("hidden".into(), json!(false));
-        meta.insert("sort".into(), json!(sort));
-        meta.insert("width".into(), json!("full"));
-        for key in ["translations", "note", "conditions"] {
-            meta.insert(key.into(), Value::Null);
-        }
-        meta.insert("required".into(), json!(false));
-        for key in ["group", "validation", "validation_message"] {
-            meta.insert(key.into(), Value::Null);
-        }
-        meta.extend(self.meta_extra.clone());
         json!({
             "collection": collection,
             "field": self.name,
             "type": self.kind.as_str(),
-            "meta": meta,
             "schema": {
                 "name": self.name,
                 "table": collection,
-                "data_type": self.kind.data_type(),
+                "data_type": self.column.data_type(),
                 "default_value": self.default,
-                "max_length": if self.kind == FieldType::String { json!(255) } else if self.kind == FieldType::Uuid { json!(36) } else { Value::Null },
+                "max_length": self.column.max_length(),
                 "numeric_precision": Value::Null,
                 "numeric_scale": Value::Null,
-                "is_nullable": self.nullable,
-                "is_unique": self.unique || self.pk,
-                "is_indexed": self.pk,
-                "is_primary_key": self.pk,
                 "is_generated": false,
                 "generation_expression": Value::Null,
+                "is_nullable": self.nullable,
+                "is_unique": self.unique || self.pk,
+                "is_indexed": self.unique && !self.pk,
+                "is_primary_key": self.pk,
                 "has_auto_increment": self.auto_increment,
-                "foreign_key_table": Value::Null,
                 "foreign_key_column": Value::Null,
-                "comment": Value::Null,
-            }
+                "foreign_key_table": Value::Null,
+            },
+            "meta": meta,
         })
+    }
+
+    /// The column in SQLite's `CREATE TABLE` statement.
+    fn column_sql(&self) -> String {
+        let mut sql = format!("`{}` {}", self.name, self.column.column_sql());
+        if self.pk && self.auto_increment {
+            sql.push_str(" not null primary key autoincrement");
+        } else if self.nullable {
+            sql.push_str(" null");
+        } else {
+            sql.push_str(" not null");
+        }
+        sql
     }
 }
 
@@ -498,10 +550,23 @@ impl Collection {
         meta.insert("collapse".into(), json!("open"));
         meta.insert("preview_url".into(), Value::Null);
         meta.insert("versioning".into(), json!(false));
+        meta.insert("status".into(), json!("active"));
+        meta.insert("autosave_revision_interval".into(), Value::Null);
         meta.extend(self.meta.clone());
         meta.insert("collection".into(), json!(self.name));
         meta.insert("accountability".into(), json!(self.accountability));
-        json!({ "collection": self.name, "meta": meta, "schema": { "name": self.name, "comment": Value::Null } })
+        json!({ "collection": self.name, "meta": meta, "schema": { "name": self.name, "sql": self.create_table_sql() } })
+    }
+
+    /// The statement SQLite keeps for the table (`sqlite_master.sql`), as Directus's schema
+    /// builder writes it.
+    fn create_table_sql(&self) -> String {
+        let mut columns: Vec<String> = self.fields.iter().map(Field::column_sql).collect();
+        let pk = self.pk_field();
+        if !pk.auto_increment {
+            columns.push(format!("primary key (`{}`)", pk.name));
+        }
+        format!("CREATE TABLE `{}` ({})", self.name, columns.join(", "))
     }
 
     /// The array `GET /fields/:c` returns.

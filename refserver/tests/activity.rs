@@ -39,6 +39,9 @@ async fn writes_leave_one_activity_row_per_item() {
     assert_eq!(row["timestamp"], json!("2026-11-22T10:00:00.002Z"));
     assert_eq!(row["user"], json!(api.server.state().admin_user_id()));
     assert_eq!(row["ip"], json!("127.0.0.1"));
+    // Creates and updates save a revision; deletes do not.
+    let revisions: Vec<&Value> = rows.iter().map(|row| &row["revisions"]).collect();
+    assert_eq!(revisions, [&json!([1]), &json!([2]), &json!([])]);
 }
 
 #[tokio::test]

@@ -72,6 +72,11 @@ async fn the_public_role_gets_forbidden_everywhere() {
     ] {
         assert_eq!(r.status, 403, "{:?}", r.body);
         assert_eq!(r.code(), "FORBIDDEN");
+        // Reads and writes alike are told the collection may not be there.
+        assert_eq!(
+            r.message(),
+            "You don't have permission to access collection \"notes\" or it does not exist. Queried in root."
+        );
     }
     assert_eq!(api.server.state().count("notes"), 1);
 }

@@ -192,6 +192,8 @@ async fn limit_above_the_configured_maximum_is_an_invalid_query() {
     assert_eq!(r.data()["queryLimit"], json!({"default": 100, "max": 50}));
     let anon = api.anonymous().get("/server/info").await;
     assert!(anon.data().get("queryLimit").is_none());
+    assert!(anon.data()["license"].is_object());
+    assert_eq!(r.data()["version"], json!("12.4.0"));
 }
 
 /// The index-backed page walk must agree with a plain scan on every page.

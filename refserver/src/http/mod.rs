@@ -107,11 +107,22 @@ async fn count_request(State(s): State<Arc<Server>>, req: Request, next: Next) -
     next.run(req).await
 }
 
-/// Every response carries a `Date` from the server clock, so a manual clock shows up there.
+/// Every response carries a `Date` from the server clock, so a manual clock shows up there,
+/// and JSON goes out with the charset Express names.
 async fn date_header(State(s): State<Arc<Server>>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     if let Ok(value) = HeaderValue::from_str(&server::http_date(&s)) {
         response.headers_mut().insert(header::DATE, value);
+    }
+    let headers = response.headers_mut();
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json")
+    {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
     }
     response
 }
@@ -134,9 +145,13 @@ async fn inject_faults(State(s): State<Arc<Server>>, mut req: Request, next: Nex
     }
 }
 
-/// Resolves the token for every route, as Directus's global `authenticate` middleware does
-/// (so a bad token fails even on `/auth/login`).
+/// Resolves the token for every route but the ping, as Directus's global `authenticate`
+/// middleware does (so a bad token fails even on `/auth/login`).
 async fn authenticate(State(s): State<Arc<Server>>, mut req: Request, next: Next) -> Response {
+    // Directus answers the ping before it looks at the token.
+    if req.uri().path() == "/server/ping" {
+        return next.run(req).await;
+    }
     let token = bearer_token(req.headers()).or_else(|| query_token(req.uri()));
     let now = s.now_ms();
     let acc = match s.with_auth(|auth| auth.resolve(token.as_deref(), now)) {

@@ -32,6 +32,20 @@ fn require_admin(ctx: &RequestCtx) -> Result<(), Error> {
     }
 }
 
+/// Only the admin may read schema; others get Directus's "read" permission error for
+/// `collection`.
+fn require_admin_to_read(ctx: &RequestCtx, collection: &str) -> Result<(), Error> {
+    if ctx.acc.is_admin() {
+        Ok(())
+    } else {
+        Err(Error::ForbiddenReason {
+            reason: format!(
+                "You don't have permission to perform \"read\" for collection \"{collection}\" or it does not exist."
+            ),
+        })
+    }
+}
+
 fn object(body: Option<Value>) -> Result<Map<String, Value>, Error> {
     match body.unwrap_or_else(|| json!({})) {
         Value::Object(m) => Ok(m),
@@ -41,12 +55,9 @@ fn object(body: Option<Value>) -> Result<Map<String, Value>, Error> {
     }
 }
 
+/// `pong`, with the content type Express gives a string.
 pub(super) async fn ping() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "pong",
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], "pong").into_response()
 }
 
 pub(super) async fn info(
@@ -58,21 +69,36 @@ pub(super) async fn info(
         "project".into(),
         json!({
             "project_name": "refserver",
-            "project_descriptor": "Directus-compatible reference server",
+            "project_descriptor": null,
             "project_logo": null,
             "project_color": "#6644FF",
+            "default_appearance": "auto",
+            "default_theme_light": null,
+            "default_theme_dark": null,
+            "theme_light_overrides": null,
+            "theme_dark_overrides": null,
             "default_language": "en-US",
             "public_foreground": null,
             "public_background": null,
+            "public_favicon": null,
             "public_note": null,
             "custom_css": null,
             "public_registration": false,
             "public_registration_verify_email": true,
         }),
     );
-    // Like Directus, the limits are only told to authenticated callers.
+    // Like Directus, the limits and features are only told to authenticated callers.
     if ctx.acc.is_admin() {
         let max = s.options().query_limit_max.map_or(json!(-1), |m| json!(m));
+        info.insert("project_owner_enabled".into(), json!(false));
+        info.insert("mcp_enabled".into(), json!(false));
+        info.insert("ai_enabled".into(), json!(false));
+        info.insert("mcp_oauth_enabled".into(), json!(false));
+        info.insert("mcp_oauth_dcr_enabled".into(), json!(false));
+        info.insert("mcp_oauth_cimd_enabled".into(), json!(false));
+        info.insert("autoSave".into(), json!({ "revisionInterval": 300 }));
+        info.insert("ai_providers".into(), json!([]));
+        info.insert("files".into(), json!({ "mimeTypeAllowList": ["*/*"] }));
         info.insert("rateLimit".into(), json!(false));
         info.insert("rateLimitGlobal".into(), json!(false));
         info.insert("extensions".into(), json!({ "limit": null }));
@@ -83,6 +109,17 @@ pub(super) async fn info(
         info.insert("websocket".into(), json!(false));
         info.insert("version".into(), json!("12.4.0"));
     }
+    info.insert(
+        "license".into(),
+        json!({
+            "source": null,
+            "entitlements": {
+                "production_enabled": true,
+                "ai_translations_enabled": false,
+                "display_powered_by": "DIRECTUS",
+            },
+        }),
+    );
     data(Value::Object(info))
 }
 
@@ -170,13 +207,13 @@ pub(super) async fn me(
 pub(super) async fn list_collections(
     State(s): State<Arc<Server>>,
     Extension(ctx): Extension<RequestCtx>,
-) -> Response {
-    // The public role sees the collections it may read: none.
+) -> Reply {
+    // The public role may not read `directus_collections`.
     if !ctx.acc.is_admin() {
-        return data(json!([]));
+        return Err(Error::unknown_collection("directus_collections"));
     }
     let list = s.with_db(|db| db.collections().map(|c| c.describe()).collect::<Vec<_>>());
-    data(Value::Array(list))
+    Ok(data(Value::Array(list)))
 }
 
 pub(super) async fn create_collection(
@@ -195,7 +232,7 @@ pub(super) async fn get_collection(
     Extension(ctx): Extension<RequestCtx>,
     Path(collection): Path<String>,
 ) -> Reply {
-    require_admin(&ctx)?;
+    require_admin_to_read(&ctx, &collection)?;
     s.with_db(|db| match db.table(&collection) {
         Ok(t) if collection != ACTIVITY => Ok(data(t.schema.describe())),
         _ => Err(Error::Forbidden),
@@ -226,10 +263,11 @@ pub(super) async fn list_fields(
     Extension(ctx): Extension<RequestCtx>,
     Path(collection): Path<String>,
 ) -> Reply {
-    require_admin(&ctx)?;
+    require_admin_to_read(&ctx, "directus_fields")?;
     s.with_db(|db| match db.table(&collection) {
         Ok(t) if collection != ACTIVITY => Ok(data(t.schema.describe_fields())),
-        _ => Err(Error::Forbidden),
+        Ok(_) => Err(Error::Forbidden),
+        Err(e) => Err(e),
     })
 }
 
@@ -238,9 +276,9 @@ pub(super) async fn get_field(
     Extension(ctx): Extension<RequestCtx>,
     Path((collection, field)): Path<(String, String)>,
 ) -> Reply {
-    require_admin(&ctx)?;
+    require_admin_to_read(&ctx, &collection)?;
     s.with_db(|db| {
-        let table = db.table(&collection).map_err(|_| Error::Forbidden)?;
+        let table = db.table(&collection)?;
         let i = table.schema.field_index(&field).ok_or(Error::Forbidden)?;
         Ok(data(table.schema.fields[i].describe(&collection, i + 1)))
     })

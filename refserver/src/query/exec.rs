@@ -280,7 +280,12 @@ pub(crate) fn render_row(schema: &Collection, select: Option<&[usize]>, row: &St
     let mut out = Map::new();
     let mut put = |i: usize| {
         let f = &schema.fields[i];
-        out.insert(f.name.clone(), cell::to_json(f.kind, &row.cells[i]));
+        let value = match &row.cells[i] {
+            // SQLite has no booleans: without `cast-boolean` Directus hands out 1 and 0.
+            Cell::Bool(b) if !f.has_special("cast-boolean") => Value::from(i64::from(*b)),
+            c => cell::to_json(f.kind, c),
+        };
+        out.insert(f.name.clone(), value);
     };
     match select {
         Some(fields) => fields.iter().copied().for_each(&mut put),
