@@ -232,6 +232,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn field_types_match_what_directus_sends() {
+        // A uuid field that is not a key reads back as string on SQLite.
+        assert!(compatible(FieldType::Uuid, "string"));
+        // bigInteger and decimal arrive as JSON strings.
+        assert!(!compatible(FieldType::Integer, "bigInteger"));
+        assert!(!compatible(FieldType::Float, "decimal"));
+        assert!(compatible(FieldType::String, "bigInteger"));
+        assert!(compatible(FieldType::Float, "integer"));
+        assert!(!compatible(FieldType::Boolean, "integer"));
+    }
+
+    #[test]
     fn permissions_name_the_missing_action_and_fields() {
         let c = CollectionConfig::new("articles")
             .with_field("title", FieldType::String)
