@@ -215,6 +215,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 cli.config.display(),
                 config.collections.len()
             );
+            let cycle = engine::sync::relation_cycle(&config);
+            if !cycle.is_empty() {
+                println!(
+                    "  warning: the relations of {} form a cycle; they are pushed in file order, \
+                     so a create or delete among them can meet a foreign-key error",
+                    cycle.join(", ")
+                );
+            }
             if !remote {
                 return Ok(exit::OK);
             }

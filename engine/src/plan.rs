@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::model::{LocalRow, RemoteRow, Row, Stamp, SyncStatus};
+use std::collections::HashMap;
+
+use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
 use crate::ports::{Guard, RowOp};
 
 /// What a pulled server row means for the local row with the same key.
@@ -92,6 +94,50 @@ fn same_instant(a: &Value, b: &Value) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => false,
     }
+}
+
+/// Orders rows so that a row referring to another of the same rows through one of
+/// `self_references` (fields relating the collection to itself) comes after it. Otherwise the
+/// order is kept; rows in a reference cycle keep their order too.
+pub fn parents_first(rows: Vec<LocalRow>, self_references: &[&str]) -> Vec<LocalRow> {
+    if self_references.is_empty() {
+        return rows;
+    }
+    let position: HashMap<Key, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.key.clone(), i))
+        .collect();
+    let parents_of = |r: &LocalRow| -> Vec<usize> {
+        self_references
+            .iter()
+            .filter_map(|f| r.data.get(*f).and_then(crate::model::key_from_json))
+            .filter_map(|k| position.get(&k).copied())
+            .collect()
+    };
+    let parents: Vec<Vec<usize>> = rows.iter().map(parents_of).collect();
+    let mut placed = vec![false; rows.len()];
+    let mut order = Vec::with_capacity(rows.len());
+    // Each pass places every row whose parents are placed (or itself); a pass that places
+    // nothing means a cycle, whose rows then go in their original order.
+    while order.len() < rows.len() {
+        let before = order.len();
+        for i in 0..rows.len() {
+            if !placed[i] && parents[i].iter().all(|&p| placed[p] || p == i) {
+                placed[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            let rest: Vec<usize> = (0..rows.len()).filter(|&i| !placed[i]).collect();
+            for i in rest {
+                placed[i] = true;
+                order.push(i);
+            }
+        }
+    }
+    let mut slots: Vec<Option<LocalRow>> = rows.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// Splits items into consecutive batches whose serialized size stays under `max_bytes`
@@ -237,5 +283,32 @@ mod tests {
         assert_eq!(b, vec![vec![10, 10], vec![10], vec![50], vec![1]]);
         let b = batches_by_size(vec![1; 5], |n| *n, 1000, 2);
         assert_eq!(b.len(), 3);
+    }
+    #[test]
+    fn rows_referring_to_each_other_go_parents_first() {
+        let row = |key: &str, parent: Option<&str>| LocalRow {
+            key: key.into(),
+            data: serde_json::json!({ "parent": parent })
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..local(SyncStatus::Created, 0)
+        };
+        // c -> b -> a, listed children first; d refers to a row not in the set.
+        let rows = vec![
+            row("c", Some("b")),
+            row("b", Some("a")),
+            row("d", Some("zz")),
+            row("a", None),
+        ];
+        let keys = |rows: Vec<LocalRow>| rows.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(parents_first(rows.clone(), &["parent"])),
+            ["d", "a", "b", "c"]
+        );
+        assert_eq!(keys(parents_first(rows, &[])), ["c", "b", "d", "a"]);
+        // A cycle keeps its order.
+        let cycle = vec![row("x", Some("y")), row("y", Some("x"))];
+        assert_eq!(keys(parents_first(cycle, &["parent"])), ["x", "y"]);
     }
 }

@@ -113,6 +113,10 @@ pub struct Engine<S, R> {
 impl<S: Store, R: Remote> Engine<S, R> {
     /// Prepares the store (engine tables, collection tables) and returns the engine.
     pub async fn open(config: Config, store: S, remote: R) -> Result<Self> {
+        let cycle = relation_cycle(&config);
+        if !cycle.is_empty() {
+            warn!(collections = %cycle.join(", "), "relation cycle: these collections are pushed in file order");
+        }
         store.prepare(&config).await?;
         let resolvers = config
             .collections
@@ -359,7 +363,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
         rows: Vec<LocalRow>,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let payloads: Vec<(LocalRow, Value)> = rows
+        let self_references: Vec<&str> = c
+            .fields
+            .iter()
+            .filter(|f| f.references.as_deref() == Some(c.name.as_str()))
+            .map(|f| f.name.as_str())
+            .collect();
+        // Directus inserts a batch row by row: a parent must come before its children.
+        let payloads: Vec<(LocalRow, Value)> = plan::parents_first(rows, &self_references)
             .into_iter()
             .map(|r| {
                 let body = wire_row(c, &r.key, &r.data);
@@ -1086,8 +1097,19 @@ fn record_counts(span: &Span, reports: &[CollectionReport]) {
 
 /// Collections with parents (referenced collections) first; cycles keep file order.
 pub fn push_order(config: &Config) -> Vec<&CollectionConfig> {
+    order_by_relations(config).0
+}
+
+/// The collections caught in a relation cycle between collections (a collection relating to
+/// itself is not a cycle here): they cannot all go parents first, so they keep file order.
+pub fn relation_cycle(config: &Config) -> Vec<String> {
+    order_by_relations(config).1
+}
+
+fn order_by_relations(config: &Config) -> (Vec<&CollectionConfig>, Vec<String>) {
     let mut placed: Vec<&CollectionConfig> = Vec::new();
     let mut rest: Vec<&CollectionConfig> = config.collections.iter().collect();
+    let mut cycle = Vec::new();
     while !rest.is_empty() {
         let ready = rest.iter().position(|c| {
             c.fields
@@ -1099,10 +1121,13 @@ pub fn push_order(config: &Config) -> Vec<&CollectionConfig> {
                         || config.collection(parent).is_none()
                 })
         });
+        if ready.is_none() && cycle.is_empty() {
+            cycle = rest.iter().map(|c| c.name.clone()).collect();
+        }
         let next = rest.remove(ready.unwrap_or(0));
         placed.push(next);
     }
-    placed
+    (placed, cycle)
 }
 
 fn is_permanent(kind: RemoteErrorKind) -> bool {
@@ -1256,5 +1281,43 @@ fn invalid_record(c: &CollectionConfig, row: &RemoteRow, error: &RowError) -> Co
         message: Some(error.to_string()),
         created_at: Utc::now(),
         resolved_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schema::FieldType;
+
+    fn config(collections: Vec<CollectionConfig>) -> Config {
+        Config::new("http://127.0.0.1:9", "t", "sqlite::memory:", collections)
+    }
+
+    fn names(order: Vec<&CollectionConfig>) -> Vec<&str> {
+        order.into_iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn parents_are_pushed_before_children_whatever_the_file_order() {
+        let config = config(vec![
+            CollectionConfig::new("books").with_relation("author", FieldType::Uuid, "authors"),
+            CollectionConfig::new("authors").with_relation("mentor", FieldType::Uuid, "authors"),
+        ]);
+        assert_eq!(names(push_order(&config)), ["authors", "books"]);
+        assert!(
+            relation_cycle(&config).is_empty(),
+            "a self-relation is no cycle"
+        );
+    }
+
+    #[test]
+    fn a_relation_cycle_is_named_and_keeps_file_order() {
+        let config = config(vec![
+            CollectionConfig::new("tags"),
+            CollectionConfig::new("a").with_relation("b_id", FieldType::Uuid, "b"),
+            CollectionConfig::new("b").with_relation("a_id", FieldType::Uuid, "a"),
+        ]);
+        assert_eq!(names(push_order(&config)), ["tags", "a", "b"]);
+        assert_eq!(relation_cycle(&config), ["a", "b"]);
     }
 }

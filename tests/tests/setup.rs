@@ -264,3 +264,40 @@ async fn a_page_size_equal_to_the_servers_query_limit_works_for_pulls_and_delete
         assert_converged(&world, &a, "articles").await;
     }
 }
+
+#[tokio::test]
+async fn rows_of_a_collection_related_to_itself_are_created_parents_first() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        let fields = [("name", FieldType::String), ("parent", FieldType::Uuid)];
+        world.collection("categories", &fields).await;
+        let categories = World::config("categories", &[("name", FieldType::String)]).with_relation(
+            "parent",
+            FieldType::Uuid,
+            "categories",
+        );
+        let a = world.replica(vec![categories]).await;
+        let handle = a.collection("categories").unwrap();
+        // Keys chosen so that key order puts every child before its parent.
+        let (root, mid, leaf) = (
+            "cccccccc-0000-4000-8000-000000000000",
+            "bbbbbbbb-0000-4000-8000-000000000000",
+            "aaaaaaaa-0000-4000-8000-000000000000",
+        );
+        for (key, parent) in [(leaf, Some(mid)), (mid, Some(root)), (root, None)] {
+            handle
+                .insert(row(json!({"id": key, "name": key, "parent": parent})))
+                .await
+                .unwrap();
+        }
+        let seen = world.server.state().activity().len();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        let created: Vec<String> = activity_after(&world, seen)
+            .into_iter()
+            .map(|(_, _, item)| item)
+            .collect();
+        assert_eq!(created, [root, mid, leaf]);
+        assert_converged(&world, &a, "categories").await;
+    }
+}
