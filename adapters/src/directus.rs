@@ -491,6 +491,23 @@ impl Remote for DirectusClient {
         Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
     }
 
+    async fn oldest_activity(&self) -> Result<Option<i64>, EngineError> {
+        let query = [
+            ("sort", "id".to_owned()),
+            ("fields", "id".to_owned()),
+            ("limit", "1".to_owned()),
+        ];
+        let body = self
+            .request(Method::GET, "/activity", &query, None, None)
+            .await?;
+        Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
+    }
+
+    async fn logs_activity(&self, collection: &str) -> Result<bool, EngineError> {
+        let info = self.collection_info(collection).await?;
+        Ok(!info["data"]["meta"]["accountability"].is_null())
+    }
+
     fn clock_skew(&self) -> chrono::Duration {
         chrono::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
     }

@@ -169,6 +169,31 @@ impl SqlStore {
         txn.commit().await.map_err(db_err(context()))
     }
 
+    /// `SELECT columns FROM table WHERE condition [AND key > after] ORDER BY key LIMIT limit`.
+    fn key_page(
+        &self,
+        c: &CollectionConfig,
+        columns: &str,
+        condition: &str,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Sql {
+        let mut q = Sql::new(self.backend());
+        q.push(&format!(
+            "SELECT {columns} FROM {} WHERE {condition}",
+            ident(&c.table)
+        ));
+        if let Some(after) = after {
+            q.push(&format!(" AND {} > ", ident(&c.primary_key)))
+                .bind(self.key_value(c, after));
+        }
+        q.push(&format!(
+            " ORDER BY {} LIMIT {limit}",
+            ident(&c.primary_key)
+        ));
+        q
+    }
+
     /// The columns read for a local row, in order: key, fields, cursor, sync columns.
     fn select_list(c: &CollectionConfig) -> String {
         let mut columns = vec![ident(&c.primary_key)];
@@ -641,26 +666,38 @@ impl Store for SqlStore {
         after: Option<&Key>,
         limit: usize,
     ) -> Result<Vec<LocalRow>> {
-        let mut q = Sql::new(self.backend());
-        q.push(&format!(
-            "SELECT {} FROM {} WHERE {STATUS} IN ('created', 'updated', 'deleted') AND {ERROR} IS NULL",
-            Self::select_list(c),
-            ident(&c.table)
-        ));
-        if let Some(after) = after {
-            q.push(&format!(" AND {} > ", ident(&c.primary_key)))
-                .bind(self.key_value(c, after));
-        }
-        q.push(&format!(
-            " ORDER BY {} LIMIT {limit}",
-            ident(&c.primary_key)
-        ));
+        let condition =
+            format!("{STATUS} IN ('created', 'updated', 'deleted') AND {ERROR} IS NULL");
+        let q = self.key_page(c, &Self::select_list(c), &condition, after, limit);
         let rows = self
             .db
             .query_all_raw(q.build())
             .await
             .map_err(db_err(format!("reading changes of {}", c.name)))?;
         rows.iter().map(|r| self.decode_local(c, r)).collect()
+    }
+
+    async fn synced_keys(
+        &self,
+        c: &CollectionConfig,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>> {
+        let condition = format!("{STATUS} = 'synced'");
+        let q = self.key_page(c, &ident(&c.primary_key), &condition, after, limit);
+        let context = || format!("reading synced keys of {}", c.name);
+        let rows = self
+            .db
+            .query_all_raw(q.build())
+            .await
+            .map_err(db_err(context()))?;
+        rows.iter()
+            .map(|r| {
+                let value = sql::from_sql(self.backend(), r, 0, sql::key_kind(c.key_type))
+                    .map_err(db_err(context()))?;
+                Ok(engine::model::key_from_json(&value).unwrap_or_default())
+            })
+            .collect()
     }
 
     async fn rows(&self, c: &CollectionConfig, keys: &[Key]) -> Result<Vec<LocalRow>> {

@@ -34,7 +34,7 @@ pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
 pub use engine::ports::{CollectionStatus, ConflictRecord};
 pub use engine::{
     Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, Key, LocalRow,
-    RemoteError, RemoteErrorKind, Resolution, Resolver, Row, SyncReport, SyncStatus,
+    RemoteError, RemoteErrorKind, Resolution, Resolver, Row, SyncOptions, SyncReport, SyncStatus,
 };
 pub use refserver;
 pub use schema::{

@@ -49,6 +49,9 @@ enum Command {
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Also compare every synced key with the server and remove what it no longer has.
+        #[arg(long)]
+        reconcile: bool,
     },
     /// Pending changes, parked conflicts, cursor and last run, per collection.
     Status {
@@ -241,9 +244,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Ok(exit::BAD_INPUT)
             }
         }
-        Command::Sync { collection, json } => {
+        Command::Sync {
+            collection,
+            json,
+            reconcile,
+        } => {
             let engine = open(&cli.config).await?;
-            let report = engine.sync(collection.as_deref()).await?;
+            let options = deltasync::SyncOptions {
+                reconcile_keys: reconcile,
+            };
+            let report = engine.sync_with(collection.as_deref(), options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

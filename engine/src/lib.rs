@@ -26,4 +26,4 @@ pub use conflict::{Conflict, ConflictKind, Resolution, Resolver};
 pub use error::{Error, RemoteError, RemoteErrorKind, Result, StoreError};
 pub use handle::Collection;
 pub use model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
-pub use sync::{Choice, CollectionReport, Engine, SyncReport};
+pub use sync::{Choice, CollectionReport, Engine, SyncOptions, SyncReport};

@@ -96,6 +96,13 @@ pub trait Remote: Send + Sync {
     fn latest_activity(&self, collection: &str)
     -> impl Future<Output = Result<Option<i64>>> + Send;
 
+    /// The oldest activity id the server still keeps (any collection), if any: entries
+    /// before it were removed by retention.
+    fn oldest_activity(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
+
+    /// Whether the server logs the activity of `collection` (its accountability is on).
+    fn logs_activity(&self, collection: &str) -> impl Future<Output = Result<bool>> + Send;
+
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;
 }
@@ -226,6 +233,14 @@ pub trait Store: Send + Sync {
         after: Option<&Key>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LocalRow>>> + Send;
+
+    /// Keys of synced rows after `after`, in key order, at most `limit`.
+    fn synced_keys(
+        &self,
+        collection: &CollectionConfig,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Key>>> + Send;
 
     /// The local rows among `keys` (absent keys are left out).
     fn rows(

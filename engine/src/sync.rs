@@ -4,7 +4,7 @@
 //! [`crate::cursor`] and [`crate::conflict`]; this module only sequences them and carries
 //! them out through [`Remote`] and [`Store`]. It must not speak HTTP or SQL itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -74,6 +74,14 @@ impl CollectionReport {
             transient: self.transient,
         }
     }
+}
+
+/// How a sync cycle runs beyond the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Compare every synced local key with the server and remove what it no longer has
+    /// (or what left the collection's filter), whatever the activity log says.
+    pub reconcile_keys: bool,
 }
 
 /// What a sync did, per collection.
@@ -182,6 +190,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
     /// Runs one sync cycle over every collection, or only `only`.
     pub async fn sync(&self, only: Option<&str>) -> Result<SyncReport> {
+        self.sync_with(only, SyncOptions::default()).await
+    }
+
+    /// Runs one sync cycle with `options`.
+    pub async fn sync_with(&self, only: Option<&str>, options: SyncOptions) -> Result<SyncReport> {
         if let Some(name) = only {
             self.collection_config(name)?;
         }
@@ -219,7 +232,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
             for (c, report) in selected.iter().zip(reports.iter_mut()) {
                 self.run_phase(c, report, Phase::Pull).await;
-                self.run_phase(c, report, Phase::Reconcile).await;
+                let phase = Phase::Reconcile {
+                    keys: options.reconcile_keys,
+                };
+                self.run_phase(c, report, phase).await;
             }
         }
         .instrument(span.clone())
@@ -269,7 +285,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 Phase::PushWrites => self.push_writes(c, report).await,
                 Phase::PushDeletes => self.push_deletes(c, report).await,
                 Phase::Pull => self.pull(c, report).await,
-                Phase::Reconcile => self.reconcile(c, report).await,
+                Phase::Reconcile { keys } => self.reconcile(c, keys, report).await,
             }
         }
         .instrument(span.clone())
@@ -967,11 +983,37 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
     // ----- reconcile -----
 
-    async fn reconcile(&self, c: &CollectionConfig, report: &mut CollectionReport) -> Result<()> {
-        if !matches!(c.deletes, Deletes::Activity) {
-            return Ok(()); // archive deletes arrive through the pull; `none` learns nothing
+    async fn reconcile(
+        &self,
+        c: &CollectionConfig,
+        keys: bool,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        match c.deletes {
+            Deletes::None => return Ok(()), // remote deletes are not synced
+            // Archived rows arrive through the pull; hard deletes only through the keys.
+            Deletes::Archive { .. } if keys => return self.reconcile_keys(c, report).await,
+            Deletes::Archive { .. } => return Ok(()),
+            Deletes::Activity => {}
         }
         let mut checkpoint = self.store.checkpoint(&c.name).await?;
+        if let Some(reason) = self.activity_untrusted(c, checkpoint.delete_cursor).await? {
+            warn!(collection = %c.name, %reason, "the activity log cannot be trusted; comparing keys");
+            // Read from here on: deletes logged while the keys are compared are seen next time.
+            let latest = self.remote.latest_activity(&c.name).await.ok().flatten();
+            let oldest = self.remote.oldest_activity().await.ok().flatten();
+            let restart = latest.unwrap_or(0).max(oldest.map_or(0, |o| o - 1));
+            self.reconcile_keys(c, report).await?;
+            checkpoint.delete_cursor = Some(restart);
+            let changes = Changes {
+                checkpoint: Some(checkpoint),
+                ..Default::default()
+            };
+            return self.store.apply(c, changes).await.map(drop);
+        }
+        if keys {
+            self.reconcile_keys(c, report).await?;
+        }
         loop {
             let after = checkpoint.delete_cursor.unwrap_or(0);
             let deletes = self
@@ -1023,6 +1065,107 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
     }
 
+    /// Why the activity log cannot tell every delete since `cursor`, if it cannot: the
+    /// collection is not logged, the log is not readable, or retention removed entries after
+    /// the cursor.
+    async fn activity_untrusted(
+        &self,
+        c: &CollectionConfig,
+        cursor: Option<i64>,
+    ) -> Result<Option<String>> {
+        match self.remote.logs_activity(&c.name).await {
+            Ok(false) => return Ok(Some("the collection's accountability is off".into())),
+            Ok(true) => {}
+            // Without access to the collection's settings, the log itself is the evidence.
+            Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {}
+            Err(e) => return Err(e),
+        }
+        let oldest = match self.remote.oldest_activity().await {
+            Ok(oldest) => oldest,
+            Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
+                return Ok(Some(
+                    "the activity log is not readable with this token".into(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match (cursor, oldest) {
+            (Some(cursor), Some(oldest)) if oldest > cursor + 1 => Some(format!(
+                "retention removed activity after the stored cursor ({cursor}); the oldest entry is {oldest}"
+            )),
+            _ => None,
+        })
+    }
+
+    /// Removes local synced rows whose keys the server no longer has, or no longer shows
+    /// through the collection's filter, or has archived. Page by page of local keys, each
+    /// checked with one `_in` query: no offsets to shift while the server changes.
+    async fn reconcile_keys(
+        &self,
+        c: &CollectionConfig,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let page = c.page_size.max(1) as usize;
+        let mut after: Option<Key> = None;
+        loop {
+            let keys = self.store.synced_keys(c, after.as_ref(), page).await?;
+            let Some(last) = keys.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            let present = self.present_keys(c, &keys).await?;
+            let gone: Vec<RowOp> = keys
+                .iter()
+                .filter(|k| !present.contains(*k))
+                .map(|k| RowOp::Remove {
+                    key: k.clone(),
+                    guard: Guard::IfSynced,
+                })
+                .collect();
+            if !gone.is_empty() {
+                info!(collection = %c.name, removed = gone.len(), "rows the server no longer has");
+            }
+            let changes = Changes {
+                ops: gone,
+                ..Default::default()
+            };
+            report.deleted += self.store.apply(c, changes).await? as u64;
+            if keys.len() < page {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Which of `keys` the server shows, through the collection's filter, unarchived.
+    async fn present_keys(&self, c: &CollectionConfig, keys: &[Key]) -> Result<HashSet<Key>> {
+        let archive = archive_of(c);
+        let wire_keys: Vec<Value> = keys.iter().map(|k| key_to_json(k, c.key_type)).collect();
+        let by_key = json!({ &c.primary_key: { "_in": wire_keys } });
+        let filter = match &c.filter {
+            Some(own) => json!({ "_and": [by_key, own] }),
+            None => by_key,
+        };
+        let mut fields = vec![c.primary_key.clone()];
+        fields.extend(archive.map(|(field, _)| field.to_owned()));
+        let query = ListQuery {
+            filter,
+            sort: vec![c.primary_key.clone()],
+            fields,
+            limit: keys.len() as i64,
+            offset: 0,
+        };
+        let page = self.remote.list(&c.name, &query).await?;
+        Ok(page
+            .rows
+            .iter()
+            .filter(|raw| !plan::is_archived(raw, archive))
+            .filter_map(|raw| {
+                raw.get(&c.primary_key)
+                    .and_then(crate::model::key_from_json)
+            })
+            .collect())
+    }
+
     // ----- reading the server -----
 
     /// The current server version of one row; `None` when it is gone (or archived).
@@ -1071,7 +1214,7 @@ enum Phase {
     PushWrites,
     PushDeletes,
     Pull,
-    Reconcile,
+    Reconcile { keys: bool },
 }
 
 impl Phase {
@@ -1080,7 +1223,7 @@ impl Phase {
             Phase::PushWrites => "push",
             Phase::PushDeletes => "push_deletes",
             Phase::Pull => "pull",
-            Phase::Reconcile => "reconcile",
+            Phase::Reconcile { .. } => "reconcile",
         }
     }
 }

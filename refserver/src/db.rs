@@ -260,6 +260,20 @@ impl Db {
         Ok(self.table_mut(collection)?.remove(key).is_some())
     }
 
+    /// Removes activity entries up to and including `id`, as retention does; returns how many.
+    pub(crate) fn purge_activity(&mut self, through: i64) -> usize {
+        let doomed: Vec<Key> = self
+            .activity
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| matches!(k, Key::Int(id) if *id <= through))
+            .collect();
+        doomed
+            .iter()
+            .filter(|k| self.activity.remove(k).is_some())
+            .count()
+    }
+
     /// Writes one activity row per key unless the collection's accountability is off. With
     /// accountability `all`, creates and updates also save a revision, which the activity row
     /// lists in `revisions`.

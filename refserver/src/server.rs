@@ -224,6 +224,12 @@ impl Server {
         })
     }
 
+    /// Removes activity entries up to and including `id`, as Directus's retention of
+    /// activity history does; returns how many went.
+    pub fn purge_activity(&self, through: i64) -> usize {
+        self.with_db(|db| db.purge_activity(through))
+    }
+
     /// One row, or `None`.
     pub fn get(&self, collection: &str, key: &str) -> Option<Row> {
         self.with_db(|db| {

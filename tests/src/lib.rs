@@ -282,6 +282,12 @@ impl engine::ports::Remote for Hooked {
     async fn latest_activity(&self, c: &str) -> engine::Result<Option<i64>> {
         self.inner.latest_activity(c).await
     }
+    async fn oldest_activity(&self) -> engine::Result<Option<i64>> {
+        self.inner.oldest_activity().await
+    }
+    async fn logs_activity(&self, c: &str) -> engine::Result<bool> {
+        self.inner.logs_activity(c).await
+    }
     fn clock_skew(&self) -> chrono::Duration {
         self.inner.clock_skew()
     }

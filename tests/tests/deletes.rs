@@ -1,0 +1,136 @@
+//! Remote deletes the activity log cannot tell: key reconciliation, on demand and as the
+//! fallback when the log is off, unreadable or cut by retention; rows leaving a filter.
+
+use deltasync::SyncOptions;
+use serde_json::json;
+use tests::{FIELDS, World, assert_converged, backends, local_rows, row};
+
+const KEYS: SyncOptions = SyncOptions {
+    reconcile_keys: true,
+};
+
+async fn synced_world(backend: tests::Backend) -> (World, deltasync::Deltasync, Vec<String>) {
+    let mut world = World::new(backend).await;
+    world.collection("articles", &FIELDS).await;
+    let keys = world
+        .server
+        .state()
+        .insert(
+            "articles",
+            (0..5)
+                .map(|i| row(json!({"title": format!("a{i}"), "views": i * 100})))
+                .collect(),
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let a = world
+        .replica(vec![World::config("articles", &FIELDS)])
+        .await;
+    a.sync(None).await.unwrap();
+    (world, a, keys)
+}
+
+#[tokio::test]
+async fn comparing_keys_on_demand_removes_rows_deleted_without_a_trace() {
+    for backend in backends() {
+        let (world, a, keys) = synced_world(backend).await;
+        // Gone from the database behind Directus's back: nothing in the activity log.
+        assert!(world.server.state().raw_delete("articles", &keys[2]));
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].deleted, 0, "the log cannot tell");
+        let report = a.sync_with(None, KEYS).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].deleted, 1, "{report:?}");
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn with_accountability_off_deletes_are_found_by_comparing_keys() {
+    for backend in backends() {
+        let (world, a, keys) = synced_world(backend).await;
+        world
+            .server
+            .state()
+            .set_accountability("articles", None)
+            .unwrap();
+        world
+            .server
+            .state()
+            .delete("articles", &[keys[0].as_str()])
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].deleted, 1, "{report:?}");
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn a_retention_gap_in_the_activity_log_falls_back_to_keys() {
+    for backend in backends() {
+        let (world, a, keys) = synced_world(backend).await;
+        let server = world.server.state();
+        server.delete("articles", &[keys[1].as_str()]).unwrap();
+        server
+            .insert("articles", vec![row(json!({"title": "later"}))])
+            .unwrap();
+        // Retention removes every entry but the newest, the delete among them.
+        let newest = server.activity().last().unwrap()["id"].as_i64().unwrap();
+        assert!(server.purge_activity(newest - 1) > 0);
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].deleted, 1, "{report:?}");
+        assert_converged(&world, &a, "articles").await;
+        // Back on the log: the next sync neither finds a gap nor compares keys again.
+        world.server.state().reset_stats();
+        a.sync(None).await.unwrap();
+        let stats = world.server.state().stats();
+        assert_eq!(
+            stats.count("GET", "/items/{collection}"),
+            1,
+            "only the pull: {stats:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rows_that_leave_the_filter_go_when_keys_are_compared() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        world.collection("articles", &FIELDS).await;
+        let keys: Vec<String> = world
+            .server
+            .state()
+            .insert(
+                "articles",
+                (0..4)
+                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                    .collect(),
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut c = World::config("articles", &FIELDS);
+        c.filter = Some(json!({"views": {"_lt": 100}}));
+        let a = world.replica(vec![c]).await;
+        a.sync(None).await.unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &keys[3], row(json!({"views": 500})))
+            .unwrap();
+        let report = a.sync_with(None, KEYS).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].deleted, 1, "{report:?}");
+        let left: Vec<String> = local_rows(&a, "articles")
+            .await
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect();
+        assert!(!left.contains(&keys[3]) && left.len() == 3, "{left:?}");
+    }
+}
