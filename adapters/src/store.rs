@@ -677,25 +677,32 @@ impl Store for SqlStore {
         rows.iter().map(|r| self.decode_local(c, r)).collect()
     }
 
-    async fn synced_keys(
+    async fn synced(
         &self,
         c: &CollectionConfig,
         after: Option<&Key>,
         limit: usize,
-    ) -> Result<Vec<Key>> {
+    ) -> Result<Vec<(Key, Option<Stamp>)>> {
         let condition = format!("{STATUS} = 'synced'");
-        let q = self.key_page(c, &ident(&c.primary_key), &condition, after, limit);
-        let context = || format!("reading synced keys of {}", c.name);
+        let columns = format!("{}, {}", ident(&c.primary_key), ident(&c.cursor));
+        let q = self.key_page(c, &columns, &condition, after, limit);
+        let context = || format!("reading synced rows of {}", c.name);
         let rows = self
             .db
             .query_all_raw(q.build())
             .await
             .map_err(db_err(context()))?;
+        let backend = self.backend();
         rows.iter()
             .map(|r| {
-                let value = sql::from_sql(self.backend(), r, 0, sql::key_kind(c.key_type))
+                let key = sql::from_sql(backend, r, 0, sql::key_kind(c.key_type))
                     .map_err(db_err(context()))?;
-                Ok(engine::model::key_from_json(&value).unwrap_or_default())
+                let stamp = sql::from_sql(backend, r, 1, schema::FieldType::Timestamp)
+                    .map_err(db_err(context()))?;
+                Ok((
+                    engine::model::key_from_json(&key).unwrap_or_default(),
+                    stamp.as_str().and_then(Stamp::parse),
+                ))
             })
             .collect()
     }

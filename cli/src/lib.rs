@@ -32,6 +32,7 @@ pub mod validate_remote;
 pub use adapters::{DirectusClient, SqlStore};
 pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
 pub use engine::ports::{CollectionStatus, ConflictRecord};
+pub use engine::verify::CollectionDrift;
 pub use engine::{
     Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, Key, LocalRow,
     RemoteError, RemoteErrorKind, Resolution, Resolver, Row, SyncOptions, SyncReport, SyncStatus,

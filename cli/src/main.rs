@@ -53,6 +53,18 @@ enum Command {
         #[arg(long)]
         reconcile: bool,
     },
+    /// Compare local synced rows with the server (keys and cursor stamps, both ways).
+    Verify {
+        /// Only this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        /// Pull again what is missing or stale locally; remove what the server lacks.
+        #[arg(long)]
+        repair: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pending changes, parked conflicts, cursor and last run, per collection.
     Status {
         #[arg(long)]
@@ -120,6 +132,7 @@ mod exit {
     pub const SYNC_FAILED: u8 = 1;
     pub const BAD_INPUT: u8 = 2;
     pub const CONFLICTS: u8 = 3;
+    pub const DRIFT: u8 = 4;
 }
 
 /// An error with the exit code it maps to.
@@ -261,6 +274,21 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(sync_exit(&report))
         }
+        Command::Verify {
+            collection,
+            repair,
+            json,
+        } => {
+            let engine = open(&cli.config).await?;
+            let drift = engine.verify(collection.as_deref(), repair).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&drift)?);
+            } else {
+                print_drift(&drift);
+            }
+            let left = drift.iter().any(|d| d.drifted()) && !repair;
+            Ok(if left { exit::DRIFT } else { exit::OK })
+        }
         Command::Status { json } => status(&open(&cli.config).await?, json).await,
         Command::Conflicts { command } => conflicts(&open(&cli.config).await?, command).await,
     }
@@ -324,6 +352,34 @@ fn print_report(report: &SyncReport) {
             "{} conflict(s) wait for a person: deltasync conflicts list",
             report.waiting
         );
+    }
+}
+
+fn print_drift(drift: &[deltasync::CollectionDrift]) {
+    let mut table = Table::new();
+    table.set_header([
+        "collection",
+        "local",
+        "server",
+        "missing locally",
+        "missing on server",
+        "stale",
+        "repaired",
+    ]);
+    for d in drift {
+        table.add_row([
+            d.collection.clone(),
+            d.local_rows.to_string(),
+            d.server_rows.to_string(),
+            d.missing_locally.to_string(),
+            d.missing_on_server.to_string(),
+            d.stale.to_string(),
+            d.repaired.to_string(),
+        ]);
+    }
+    println!("{table}");
+    for d in drift.iter().filter(|d| d.drifted()) {
+        println!("{}: for example {}", d.collection, d.sample.join(", "));
     }
 }
 

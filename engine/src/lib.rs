@@ -21,6 +21,7 @@ pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod sync;
+pub mod verify;
 
 pub use conflict::{Conflict, ConflictKind, Resolution, Resolver};
 pub use error::{Error, RemoteError, RemoteErrorKind, Result, StoreError};

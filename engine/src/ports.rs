@@ -234,13 +234,13 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LocalRow>>> + Send;
 
-    /// Keys of synced rows after `after`, in key order, at most `limit`.
-    fn synced_keys(
+    /// Keys and base stamps of synced rows after `after`, in key order, at most `limit`.
+    fn synced(
         &self,
         collection: &CollectionConfig,
         after: Option<&Key>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<Key>>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Key, Option<Stamp>)>>> + Send;
 
     /// The local rows among `keys` (absent keys are left out).
     fn rows(

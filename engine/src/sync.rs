@@ -1108,7 +1108,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let page = c.page_size.max(1) as usize;
         let mut after: Option<Key> = None;
         loop {
-            let keys = self.store.synced_keys(c, after.as_ref(), page).await?;
+            let keys: Vec<Key> = self
+                .store
+                .synced(c, after.as_ref(), page)
+                .await?
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect();
             let Some(last) = keys.last() else {
                 return Ok(());
             };
@@ -1138,32 +1144,49 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
     /// Which of `keys` the server shows, through the collection's filter, unarchived.
     async fn present_keys(&self, c: &CollectionConfig, keys: &[Key]) -> Result<HashSet<Key>> {
-        let archive = archive_of(c);
         let wire_keys: Vec<Value> = keys.iter().map(|k| key_to_json(k, c.key_type)).collect();
         let by_key = json!({ &c.primary_key: { "_in": wire_keys } });
+        let (rows, _) = self.key_stamps(c, by_key, keys.len(), 0).await?;
+        Ok(rows.into_iter().map(|(key, _)| key).collect())
+    }
+
+    /// Keys and stamps of the server rows matching `condition` and the collection's filter,
+    /// in key order, archived rows left out; also how many rows the server returned.
+    pub(crate) async fn key_stamps(
+        &self,
+        c: &CollectionConfig,
+        condition: Value,
+        limit: usize,
+        offset: u64,
+    ) -> Result<(Vec<(Key, Option<Stamp>)>, usize)> {
+        let archive = archive_of(c);
         let filter = match &c.filter {
-            Some(own) => json!({ "_and": [by_key, own] }),
-            None => by_key,
+            Some(own) => json!({ "_and": [condition, own] }),
+            None => condition,
         };
-        let mut fields = vec![c.primary_key.clone()];
+        let mut fields = ident_fields(c);
         fields.extend(archive.map(|(field, _)| field.to_owned()));
         let query = ListQuery {
             filter,
             sort: vec![c.primary_key.clone()],
             fields,
-            limit: keys.len() as i64,
-            offset: 0,
+            limit: limit as i64,
+            offset,
         };
         let page = self.remote.list(&c.name, &query).await?;
-        Ok(page
+        let rows = page
             .rows
             .iter()
             .filter(|raw| !plan::is_archived(raw, archive))
             .filter_map(|raw| {
-                raw.get(&c.primary_key)
-                    .and_then(crate::model::key_from_json)
+                let key = raw
+                    .get(&c.primary_key)
+                    .and_then(crate::model::key_from_json)?;
+                let stamp = raw[&c.cursor].as_str().and_then(Stamp::parse);
+                Some((key, stamp))
             })
-            .collect())
+            .collect();
+        Ok((rows, page.rows.len()))
     }
 
     // ----- reading the server -----
@@ -1176,7 +1199,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .remove(key))
     }
 
-    async fn fetch_remotes(
+    pub(crate) async fn fetch_remotes(
         &self,
         c: &CollectionConfig,
         keys: &[Key],
