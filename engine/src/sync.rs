@@ -311,6 +311,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             c,
             &statuses,
             async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
+                let rows = self.without_held_back(c, rows).await?;
                 let (creates, updates): (Vec<_>, Vec<_>) = rows
                     .into_iter()
                     .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
@@ -320,6 +321,56 @@ impl<S: Store, R: Remote> Engine<S, R> {
             report,
         )
         .await
+    }
+
+    /// Leaves out rows that refer, through a relation to another configured collection, to a
+    /// parent that never reached the server (rejected, parked, or not pushed): pushing them
+    /// would only meet a foreign-key error. They stay pending and go once the parent does.
+    async fn without_held_back(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+    ) -> Result<Vec<LocalRow>> {
+        let mut held: HashSet<Key> = HashSet::new();
+        for field in &c.fields {
+            let Some(parent) = field.references.as_deref() else {
+                continue;
+            };
+            let Some(parent_c) = self.config.collection(parent).filter(|p| p.name != c.name) else {
+                continue;
+            };
+            let wanted: Vec<Key> = rows
+                .iter()
+                .filter_map(|r| {
+                    r.data
+                        .get(&field.name)
+                        .and_then(crate::model::key_from_json)
+                })
+                .collect();
+            let unplaced: HashSet<Key> = self
+                .store
+                .rows(parent_c, &wanted)
+                .await?
+                .into_iter()
+                .filter(|p| p.base.is_none() && p.status != SyncStatus::Synced)
+                .map(|p| p.key)
+                .collect();
+            for r in &rows {
+                let parent_key = r
+                    .data
+                    .get(&field.name)
+                    .and_then(crate::model::key_from_json);
+                if let Some(k) = parent_key.filter(|k| unplaced.contains(k)) {
+                    warn!(collection = %c.name, key = %r.key, parent = %parent, parent_key = %k,
+                        "held back: its parent has not reached the server");
+                    held.insert(r.key.clone());
+                }
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .filter(|r| !held.contains(&r.key))
+            .collect())
     }
 
     async fn push_deletes(

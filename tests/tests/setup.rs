@@ -301,3 +301,73 @@ async fn rows_of_a_collection_related_to_itself_are_created_parents_first() {
         assert_converged(&world, &a, "categories").await;
     }
 }
+
+#[tokio::test]
+async fn a_child_of_a_rejected_parent_is_held_back_until_the_parent_goes() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        world
+            .collection("authors", &[("name", FieldType::String)])
+            .await;
+        world
+            .collection(
+                "books",
+                &[("title", FieldType::String), ("author", FieldType::Uuid)],
+            )
+            .await;
+        let books = World::config("books", &[("title", FieldType::String)]).with_relation(
+            "author",
+            FieldType::Uuid,
+            "authors",
+        );
+        let authors = World::config("authors", &[("name", FieldType::String)]);
+        let a = world.replica(vec![authors, books]).await;
+        let author = a
+            .collection("authors")
+            .unwrap()
+            .insert(row(json!({"name": "Le Guin"})))
+            .await
+            .unwrap()
+            .to_string();
+        let book = a
+            .collection("books")
+            .unwrap()
+            .insert(row(json!({"title": "Lavinia", "author": author})))
+            .await
+            .unwrap()
+            .to_string();
+        world.server.state().inject_scoped(
+            refserver::Fault::FailNext {
+                count: 1,
+                status: 400,
+                code: "FAILED_VALIDATION".into(),
+                retry_after: None,
+            },
+            refserver::FaultScope::method("POST").path("/items/authors"),
+        );
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].quarantined, 1, "{report:?}");
+        assert_eq!(report.collections[1].pushed, 0, "held back: {report:?}");
+        assert_eq!(world.server.state().count("books"), 0);
+        let held = a
+            .collection("books")
+            .unwrap()
+            .get(&book)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.status, deltasync::SyncStatus::Created);
+        assert!(held.error.is_none(), "held back, not rejected: {held:?}");
+
+        // The person retries the parent; both go, parent first.
+        let rejected = a.conflicts(true).await.unwrap();
+        a.resolve(rejected[0].id, deltasync::Choice::Local)
+            .await
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(world.server.state().count("books"), 1);
+        assert_converged(&world, &a, "authors").await;
+        assert_converged(&world, &a, "books").await;
+    }
+}
