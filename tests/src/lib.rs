@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+pub mod proxy;
 mod site;
 pub use site::{Site, sites};
 

@@ -1,0 +1,222 @@
+//! A fault-injecting HTTP proxy between a replica and a Directus-compatible server.
+//!
+//! Every request is forwarded unchanged unless the proxy picks a fault for it, from a seeded
+//! random sequence, so a failing run can be replayed from its seed. Faults are the ones
+//! production brings: the answer lost after the server committed, a connection cut before or
+//! after the server saw the request, a truncated body, 429 with and without `Retry-After`,
+//! 503 and 500. The proxy knows nothing of deltasync; it speaks plain HTTP.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// What the proxy does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forwarded and answered as the server answered.
+    None,
+    /// Never forwarded; the connection breaks.
+    ResetBefore,
+    /// Forwarded (the server commits), then the connection breaks: the answer is lost.
+    LostAfterCommit,
+    /// Forwarded, then only half the answer arrives.
+    Truncated,
+    /// 429 `REQUESTS_EXCEEDED`, with `Retry-After: 0` or without it.
+    RateLimited { retry_after: bool },
+    /// 503 `SERVICE_UNAVAILABLE`.
+    Unavailable,
+    /// 500 `INTERNAL_SERVER_ERROR`.
+    ServerError,
+}
+
+const FAULTS: [Fault; 7] = [
+    Fault::ResetBefore,
+    Fault::LostAfterCommit,
+    Fault::Truncated,
+    Fault::RateLimited { retry_after: true },
+    Fault::RateLimited { retry_after: false },
+    Fault::Unavailable,
+    Fault::ServerError,
+];
+
+#[derive(Debug)]
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    rng: Mutex<StdRng>,
+    /// Share of requests that meet a fault, 0.0 to 1.0.
+    rate: Mutex<f64>,
+    log: Mutex<Vec<(String, Fault)>>,
+}
+
+/// A running proxy; dropped with the test.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on loopback in front of `upstream`, faults drawn from `seed`.
+    pub async fn start(upstream: &str, seed: u64, rate: f64) -> FaultProxy {
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            rate: Mutex::new(rate),
+            log: Mutex::new(Vec::new()),
+        });
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("proxy serves");
+        });
+        FaultProxy { addr, shared, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the share of requests that meet a fault (0.0 lets everything through).
+    pub fn set_rate(&self, rate: f64) {
+        *self.shared.rate.lock().unwrap() = rate;
+    }
+
+    /// Every request seen, with the fault it met.
+    pub fn log(&self) -> Vec<(String, Fault)> {
+        self.shared.log.lock().unwrap().clone()
+    }
+}
+
+fn pick(shared: &Shared) -> Fault {
+    let rate = *shared.rate.lock().unwrap();
+    let mut rng = shared.rng.lock().unwrap();
+    if rng.random_bool(rate.clamp(0.0, 1.0)) {
+        FAULTS[rng.random_range(0..FAULTS.len())]
+    } else {
+        Fault::None
+    }
+}
+
+async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let fault = pick(&shared);
+    let (parts, body) = request.into_parts();
+    let target = format!(
+        "{}{}",
+        shared.upstream,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    shared
+        .log
+        .lock()
+        .unwrap()
+        .push((format!("{} {}", parts.method, parts.uri.path()), fault));
+    match fault {
+        Fault::ResetBefore => return broken(Bytes::new()),
+        Fault::RateLimited { retry_after } => {
+            let mut response = directus_error(429, "REQUESTS_EXCEEDED", "Too many requests.");
+            if retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("0"));
+            }
+            return response;
+        }
+        Fault::Unavailable => {
+            return directus_error(503, "SERVICE_UNAVAILABLE", "Under pressure.");
+        }
+        Fault::ServerError => {
+            return directus_error(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                "An unexpected error occurred.",
+            );
+        }
+        Fault::None | Fault::LostAfterCommit | Fault::Truncated => {}
+    }
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut upstream = shared
+        .http
+        .request(parts.method.clone(), &target)
+        .body(body);
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "host" | "content-length" | "accept-encoding") {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let Ok(answer) = upstream.send().await else {
+        return broken(Bytes::new());
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    match fault {
+        Fault::LostAfterCommit => broken(Bytes::new()),
+        Fault::Truncated => broken(bytes.slice(..bytes.len() / 2)),
+        _ => respond(status, &headers, Body::from(bytes)),
+    }
+}
+
+/// An answer whose body breaks off after `prefix`: the client sees the connection fail.
+fn broken(prefix: Bytes) -> Response {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(prefix),
+        Err(std::io::Error::other("connection cut by the fault proxy")),
+    ];
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    respond(
+        StatusCode::OK,
+        &headers,
+        Body::from_stream(futures::stream::iter(chunks)),
+    )
+}
+
+fn respond(status: StatusCode, headers: &HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "content-encoding" | "transfer-encoding" | "connection"
+        ) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+fn directus_error(status: u16, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    respond(
+        StatusCode::from_u16(status).expect("a status"),
+        &headers,
+        Body::from(body.to_string()),
+    )
+}
