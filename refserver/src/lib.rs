@@ -3,7 +3,8 @@
 //! It serves items (`/items`), collections and fields, activity, authentication and server
 //! info with the request and response shapes, status codes, error codes and timestamp rules of
 //! Directus 12.4, keeps everything in memory, and lets tests reach into its state, move its
-//! clock and inject faults. It is used by tests, benchmarks and
+//! clock and inject faults. [`proxy::FaultProxy`] puts seeded network faults in front of it,
+//! or of a real Directus. It is used by tests, benchmarks and
 //! `deltasync demo`; it is not a Directus replacement: there are no roles besides the admin,
 //! no relations, revisions, files, flows or websockets.
 //!
@@ -22,6 +23,7 @@ mod db;
 mod error;
 mod faults;
 mod http;
+pub mod proxy;
 mod query;
 mod schema;
 mod server;

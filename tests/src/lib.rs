@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-pub mod proxy;
 mod site;
 pub use site::{Site, sites};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use deltasync::{Config, Deltasync, DirectusClient, SqlStore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use refserver::proxy::{Fault, FaultProxy};
 use serde_json::json;
-use tests::proxy::{Fault, FaultProxy};
 use tests::{FIELDS, World, assert_converged, backends, row};
 
 /// Seeds per backend; `DELTASYNC_FAULT_SEEDS` asks for more (a longer soak).

@@ -45,7 +45,17 @@ const FAULTS: [Fault; 7] = [
     Fault::ServerError,
 ];
 
-#[derive(Debug)]
+/// When a hook set with [`FaultProxy::on_request`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// Before the request is forwarded: the server never sees it.
+    BeforeForward,
+    /// After the server answered (and committed), before the answer goes back.
+    AfterAnswer,
+}
+
+type Hook = Box<dyn FnOnce() + Send>;
+
 struct Shared {
     upstream: String,
     http: reqwest::Client,
@@ -53,6 +63,35 @@ struct Shared {
     /// Share of requests that meet a fault, 0.0 to 1.0.
     rate: Mutex<f64>,
     log: Mutex<Vec<(String, Fault)>>,
+    /// Runs once, at the given moment of the request with this number (1-based).
+    hook: Mutex<Option<(usize, Moment, Hook)>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Runs the hook if it is set for request `number` at `moment`.
+    fn run_hook(&self, number: usize, moment: Moment) {
+        let hook = {
+            let mut armed = self.hook.lock().unwrap();
+            match armed.take() {
+                Some((n, m, hook)) if n == number && m == moment => Some(hook),
+                other => {
+                    *armed = other;
+                    None
+                }
+            }
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
 }
 
 /// A running proxy; dropped with the test.
@@ -78,6 +117,7 @@ impl FaultProxy {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             rate: Mutex::new(rate),
             log: Mutex::new(Vec::new()),
+            hook: Mutex::new(None),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -99,6 +139,13 @@ impl FaultProxy {
     /// Changes the share of requests that meet a fault (0.0 lets everything through).
     pub fn set_rate(&self, rate: f64) {
         *self.shared.rate.lock().unwrap() = rate;
+    }
+
+    /// Runs `hook` once, at `moment` of the `number`th request from now on (1-based), e.g.
+    /// to kill the client process at an exact point of its work.
+    pub fn on_request(&self, number: usize, moment: Moment, hook: impl FnOnce() + Send + 'static) {
+        let seen = self.shared.log.lock().unwrap().len();
+        *self.shared.hook.lock().unwrap() = Some((seen + number, moment, Box::new(hook)));
     }
 
     /// Every request seen, with the fault it met.
@@ -125,11 +172,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         shared.upstream,
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
-    shared
-        .log
-        .lock()
-        .unwrap()
-        .push((format!("{} {}", parts.method, parts.uri.path()), fault));
+    let number = {
+        let mut log = shared.log.lock().unwrap();
+        log.push((format!("{} {}", parts.method, parts.uri.path()), fault));
+        log.len()
+    };
+    shared.run_hook(number, Moment::BeforeForward);
     match fault {
         Fault::ResetBefore => return broken(Bytes::new()),
         Fault::RateLimited { retry_after } => {
@@ -171,6 +219,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let status = answer.status();
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap_or_default();
+    shared.run_hook(number, Moment::AfterAnswer);
     match fault {
         Fault::LostAfterCommit => broken(Bytes::new()),
         Fault::Truncated => broken(bytes.slice(..bytes.len() / 2)),

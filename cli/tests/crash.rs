@@ -1,0 +1,225 @@
+//! `deltasync sync` killed with SIGKILL at an exact point of its work (the Nth request, before
+//! it reaches the server or after the server committed it), then a clean sync: the server and
+//! the local tables hold exactly the expected rows, every local change made before the crash
+//! is on the server, and `verify` finds no drift. On SQLite, and on PostgreSQL when
+//! `DELTASYNC_TEST_PG` is set.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use deltasync::FieldType;
+use deltasync::refserver::proxy::{FaultProxy, Moment};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+/// Kill points per backend: requests 1 to 18 (push, pull and reconcile), each before
+/// forwarding and after the answer.
+const TRIALS: u64 = 36;
+
+fn row(value: Value) -> deltasync::Row {
+    value.as_object().cloned().expect("an object")
+}
+
+/// Runs the binary to completion, off the runtime that serves the servers.
+async fn cli(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deltasync"));
+    command.arg("-c").arg(config).args(args);
+    let out = tokio::task::spawn_blocking(move || command.output().expect("runs"))
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// A fresh local database URL: a SQLite file in `dir`, or a new PostgreSQL database.
+async fn database(dir: &tempfile::TempDir, postgres: Option<&str>) -> String {
+    match postgres {
+        None => format!("sqlite://{}", dir.path().join("local.db").display()),
+        Some(admin) => {
+            let db = Database::connect(admin).await.unwrap_or_else(|e| {
+                panic!("DELTASYNC_TEST_PG is set but {admin} is unreachable: {e}")
+            });
+            let name = format!("deltasync_crash_{}", uuid::Uuid::new_v4().simple());
+            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// One trial; returns whether the process was really killed (the kill point was reached).
+async fn trial(seed: u64, postgres: Option<&str>) -> bool {
+    let server = deltasync::refserver::start(Default::default())
+        .await
+        .unwrap();
+    let fields = [("title", FieldType::String), ("views", FieldType::Integer)];
+    deltasync::demo::create_collection(&server, "articles", &fields)
+        .await
+        .unwrap();
+    let seeded = server
+        .state()
+        .insert(
+            "articles",
+            (0..20)
+                .map(|i| row(json!({"title": format!("s{i}"), "views": i})))
+                .collect(),
+        )
+        .unwrap();
+    let keys: Vec<String> = seeded
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected: BTreeMap<String, String> = seeded
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+
+    let proxy = FaultProxy::start(&server.url(), seed, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deltasync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "remote:\n  url: {}\n  token: {}\n  max_retries: 0\nlocal:\n  database: {}\n\
+             collections:\n  articles:\n    page_size: 5\n    fields: {{title: string, views: integer}}\n",
+            proxy.url(),
+            server.admin_token(),
+            database(&dir, postgres).await
+        ),
+    )
+    .unwrap();
+    let (code, text) = cli(&config, &["sync"]).await;
+    assert_eq!(code, Some(0), "seed {seed}: initial sync: {text}");
+
+    // Local changes on rows 0..8, server changes on rows 10..14: no conflicts.
+    {
+        let local = deltasync::open_file(&config).await.unwrap();
+        let articles = local.collection("articles").unwrap();
+        for i in 0..3 {
+            let title = format!("new{i}");
+            let key = articles
+                .insert(row(json!({"title": title, "views": 100 + i})))
+                .await
+                .unwrap();
+            expected.insert(key.to_string(), title);
+        }
+        for key in &keys[0..4] {
+            assert!(
+                articles
+                    .update(key, row(json!({"title": "edited"})))
+                    .await
+                    .unwrap()
+            );
+            expected.insert(key.clone(), "edited".into());
+        }
+        for key in &keys[5..8] {
+            assert!(articles.delete(key).await.unwrap());
+            expected.remove(key);
+        }
+    }
+    for key in &keys[10..14] {
+        server
+            .state()
+            .update("articles", key, row(json!({"title": "server"})))
+            .unwrap();
+        expected.insert(key.clone(), "server".into());
+    }
+    server
+        .state()
+        .delete("articles", &[keys[15].as_str()])
+        .unwrap();
+    expected.remove(&keys[15]);
+
+    // The crash: SIGKILL at request k, before it is forwarded or after the server answered.
+    let k = 1 + (seed / 2 % 18) as usize;
+    let moment = if seed.is_multiple_of(2) {
+        Moment::BeforeForward
+    } else {
+        Moment::AfterAnswer
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .arg("-c")
+        .arg(&config)
+        .arg("sync")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = killed.clone();
+    proxy.on_request(k, moment, move || {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+    });
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let killed = killed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(status.success(), !killed, "seed {seed}: {status:?}");
+
+    // A clean sync finishes the work; a second one finds nothing left.
+    let (code, text) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, Some(0), "seed {seed} (k {k}, {moment:?}): {text}");
+    let (code, text) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, Some(0), "seed {seed}: {text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        report["collections"][0]["pushed"], 0,
+        "seed {seed}: {report}"
+    );
+
+    let on_server: BTreeMap<String, String> = server
+        .state()
+        .rows("articles")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        on_server, expected,
+        "seed {seed} (k {k}, {moment:?}): nothing lost, nothing duplicated"
+    );
+    let (code, text) = cli(&config, &["verify"]).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "seed {seed}: local rows match the server: {text}"
+    );
+    killed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_at_any_request_loses_and_duplicates_nothing() {
+    let postgres = std::env::var("DELTASYNC_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let mut backends = vec![None];
+    backends.extend(postgres.as_deref().map(Some));
+    for backend in backends {
+        let mut kills = 0;
+        for seed in 0..TRIALS {
+            kills += usize::from(trial(seed, backend).await);
+        }
+        println!(
+            "{}: {TRIALS} trials, {kills} killed mid-sync",
+            backend.map_or("sqlite", |_| "postgres")
+        );
+        assert!(kills > TRIALS as usize / 2, "most kill points are reached");
+    }
+}
