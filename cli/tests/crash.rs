@@ -161,11 +161,16 @@ async fn trial(seed: u64, postgres: Option<&str>) -> bool {
     let flag = killed.clone();
     proxy.on_request(k, moment, move || {
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = Command::new("kill").args(["-9", &pid]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &pid])
+            .stderr(std::process::Stdio::null())
+            .status();
     });
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
+    // A run that ended before request k must not leave the hook for the next process.
+    proxy.disarm();
     let killed = killed.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(status.success(), !killed, "seed {seed}: {status:?}");
 

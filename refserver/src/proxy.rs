@@ -148,6 +148,11 @@ impl FaultProxy {
         *self.shared.hook.lock().unwrap() = Some((seen + number, moment, Box::new(hook)));
     }
 
+    /// Removes a hook that has not run yet.
+    pub fn disarm(&self) {
+        self.shared.hook.lock().unwrap().take();
+    }
+
     /// Every request seen, with the fault it met.
     pub fn log(&self) -> Vec<(String, Fault)> {
         self.shared.log.lock().unwrap().clone()
