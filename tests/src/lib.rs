@@ -144,6 +144,31 @@ impl World {
         )
     }
 
+    /// Creates rows on the server as Directus would; returns their keys in order.
+    pub fn seed(&self, collection: &str, rows: Vec<Row>) -> Vec<String> {
+        self.server
+            .state()
+            .insert(collection, rows)
+            .expect("seed rows")
+            .iter()
+            .map(|r| r["id"].as_str().expect("uuid key").to_owned())
+            .collect()
+    }
+
+    /// Makes the next `method` request under `path` fail for good with 400 and `code`, as
+    /// Directus's validation would.
+    pub fn reject_next(&self, method: &str, path: &str, code: &str) {
+        self.server.state().inject_scoped(
+            refserver::Fault::FailNext {
+                count: 1,
+                status: 400,
+                code: code.into(),
+                retry_after: None,
+            },
+            refserver::FaultScope::method(method).path(path),
+        );
+    }
+
     /// The server rows of a collection, by key.
     pub fn server_rows(&self, collection: &str) -> Vec<Row> {
         self.server.state().rows(collection)

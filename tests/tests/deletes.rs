@@ -12,19 +12,12 @@ const KEYS: SyncOptions = SyncOptions {
 async fn synced_world(backend: tests::Backend) -> (World, deltasync::Deltasync, Vec<String>) {
     let mut world = World::new(backend).await;
     world.collection("articles", &FIELDS).await;
-    let keys = world
-        .server
-        .state()
-        .insert(
-            "articles",
-            (0..5)
-                .map(|i| row(json!({"title": format!("a{i}"), "views": i * 100})))
-                .collect(),
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect();
+    let keys = world.seed(
+        "articles",
+        (0..5)
+            .map(|i| row(json!({"title": format!("a{i}"), "views": i * 100})))
+            .collect(),
+    );
     let a = world
         .replica(vec![World::config("articles", &FIELDS)])
         .await;
@@ -101,19 +94,12 @@ async fn rows_that_leave_the_filter_go_when_keys_are_compared() {
     for backend in backends() {
         let mut world = World::new(backend).await;
         world.collection("articles", &FIELDS).await;
-        let keys: Vec<String> = world
-            .server
-            .state()
-            .insert(
-                "articles",
-                (0..4)
-                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
-                    .collect(),
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
+        let keys: Vec<String> = world.seed(
+            "articles",
+            (0..4)
+                .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                .collect(),
+        );
         let mut c = World::config("articles", &FIELDS);
         c.filter = Some(json!({"views": {"_lt": 100}}));
         let a = world.replica(vec![c]).await;

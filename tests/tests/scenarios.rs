@@ -435,15 +435,7 @@ async fn keeping_a_rejected_delete_whose_row_is_gone_does_not_recreate_it() {
             .delete(&keys[0])
             .await
             .unwrap();
-        world.server.state().inject_scoped(
-            Fault::FailNext {
-                count: 1,
-                status: 400,
-                code: "INVALID_PAYLOAD".into(),
-                retry_after: None,
-            },
-            FaultScope::method("DELETE").path("/items/articles"),
-        );
+        world.reject_next("DELETE", "/items/articles", "INVALID_PAYLOAD");
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].quarantined, 1, "{report:?}");
         let waiting = a.conflicts(true).await.unwrap();
@@ -471,15 +463,7 @@ async fn a_rejected_change_edited_and_pushed_closes_its_record() {
             .update(&keys[0], row(json!({"title": "too long"})))
             .await
             .unwrap();
-        world.server.state().inject_scoped(
-            Fault::FailNext {
-                count: 1,
-                status: 400,
-                code: "FAILED_VALIDATION".into(),
-                retry_after: None,
-            },
-            FaultScope::method("PATCH").path("/items/articles"),
-        );
+        world.reject_next("PATCH", "/items/articles", "FAILED_VALIDATION");
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].quarantined, 1, "{report:?}");
         assert_eq!(report.waiting, 1);

@@ -182,19 +182,12 @@ async fn an_archived_server_row_is_removed_locally() {
         let mut world = World::new(backend).await;
         let fields = [("title", FieldType::String), ("status", FieldType::String)];
         world.collection("posts", &fields).await;
-        let keys: Vec<String> = world
-            .server
-            .state()
-            .insert(
-                "posts",
-                (0..3)
-                    .map(|i| row(json!({"title": format!("p{i}"), "status": "published"})))
-                    .collect(),
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
+        let keys = world.seed(
+            "posts",
+            (0..3)
+                .map(|i| row(json!({"title": format!("p{i}"), "status": "published"})))
+                .collect(),
+        );
         let mut posts = World::config("posts", &fields);
         posts.conflict = Strategy::LastWriteWins;
         posts.deletes = Deletes::Archive {
@@ -233,19 +226,12 @@ async fn a_page_size_equal_to_the_servers_query_limit_works_for_pulls_and_delete
         let mut world = World::with_options(backend, options).await;
         world.collection("articles", &FIELDS).await;
         // One insert: 250 rows share one stamp, a tie group over three pages.
-        let keys: Vec<String> = world
-            .server
-            .state()
-            .insert(
-                "articles",
-                (0..250)
-                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
-                    .collect(),
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
+        let keys = world.seed(
+            "articles",
+            (0..250)
+                .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                .collect(),
+        );
         let mut c = World::config("articles", &FIELDS);
         c.page_size = 100;
         let a = world.replica(vec![c]).await;
@@ -336,15 +322,7 @@ async fn a_child_of_a_rejected_parent_is_held_back_until_the_parent_goes() {
             .await
             .unwrap()
             .to_string();
-        world.server.state().inject_scoped(
-            refserver::Fault::FailNext {
-                count: 1,
-                status: 400,
-                code: "FAILED_VALIDATION".into(),
-                retry_after: None,
-            },
-            refserver::FaultScope::method("POST").path("/items/authors"),
-        );
+        world.reject_next("POST", "/items/authors", "FAILED_VALIDATION");
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].quarantined, 1, "{report:?}");
         assert_eq!(report.collections[1].pushed, 0, "held back: {report:?}");

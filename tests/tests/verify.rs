@@ -10,19 +10,12 @@ async fn verify_finds_each_kind_of_drift_and_repairs_it() {
         world.collection("articles", &FIELDS).await;
         let mut c = World::config("articles", &FIELDS);
         c.page_size = 3; // several pages each way
-        let keys: Vec<String> = world
-            .server
-            .state()
-            .insert(
-                "articles",
-                (0..8)
-                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
-                    .collect(),
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
+        let keys: Vec<String> = world.seed(
+            "articles",
+            (0..8)
+                .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                .collect(),
+        );
         let a = world.replica(vec![c]).await;
         a.sync(None).await.unwrap();
 
