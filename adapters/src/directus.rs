@@ -299,6 +299,24 @@ impl DirectusClient {
     }
 
     /// `GET /collections/:collection`.
+    /// The id of the first activity entry in `sort` order, among those `filter` keeps.
+    async fn first_activity_id(
+        &self,
+        filter: Option<String>,
+        sort: &str,
+    ) -> Result<Option<i64>, RemoteError> {
+        let mut query = vec![
+            ("sort", sort.to_owned()),
+            ("fields", "id".to_owned()),
+            ("limit", "1".to_owned()),
+        ];
+        query.extend(filter.map(|f| ("filter", f)));
+        let body = self
+            .request(Method::GET, "/activity", &query, None, None)
+            .await?;
+        Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
+    }
+
     pub async fn collection_info(&self, collection: &str) -> Result<Value, RemoteError> {
         self.request(
             Method::GET,
@@ -476,31 +494,12 @@ impl Remote for DirectusClient {
     }
 
     async fn latest_activity(&self, collection: &str) -> Result<Option<i64>, EngineError> {
-        let query = [
-            (
-                "filter",
-                json!({ "collection": { "_eq": collection } }).to_string(),
-            ),
-            ("sort", "-id".to_owned()),
-            ("fields", "id".to_owned()),
-            ("limit", "1".to_owned()),
-        ];
-        let body = self
-            .request(Method::GET, "/activity", &query, None, None)
-            .await?;
-        Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
+        let filter = json!({ "collection": { "_eq": collection } }).to_string();
+        Ok(self.first_activity_id(Some(filter), "-id").await?)
     }
 
     async fn oldest_activity(&self) -> Result<Option<i64>, EngineError> {
-        let query = [
-            ("sort", "id".to_owned()),
-            ("fields", "id".to_owned()),
-            ("limit", "1".to_owned()),
-        ];
-        let body = self
-            .request(Method::GET, "/activity", &query, None, None)
-            .await?;
-        Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
+        Ok(self.first_activity_id(None, "id").await?)
     }
 
     async fn logs_activity(&self, collection: &str) -> Result<bool, EngineError> {
