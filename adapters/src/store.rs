@@ -493,7 +493,7 @@ impl SqlStore {
             return Ok(()); // the same server row, read again (an overlap window)
         }
         let mut q = Sql::new(self.backend());
-        q.push("INSERT INTO \"_deltasync_conflict\" (collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, message, created_at, resolved_at) VALUES (");
+        q.push("INSERT INTO \"_deltasync_conflict\" (collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at) VALUES (");
         q.bind(SqlValue::from(r.collection.as_str())).push(", ");
         q.bind(SqlValue::from(r.key.as_str())).push(", ");
         q.bind(SqlValue::from(r.kind.as_str())).push(", ");
@@ -506,6 +506,8 @@ impl SqlStore {
         q.bind(json(&r.local)).push(", ");
         q.bind(json(&r.remote)).push(", ");
         q.bind(SqlValue::String(r.remote_stamp.map(Stamp::to_wire)))
+            .push(", ");
+        q.bind(SqlValue::String(r.local_changed_at.map(time_text)))
             .push(", ");
         q.bind(SqlValue::String(r.message.clone())).push(", ");
         q.bind(SqlValue::from(time_text(r.created_at))).push(", ");
@@ -595,9 +597,10 @@ impl SqlStore {
             local: object(7)?,
             remote: object(8)?,
             remote_stamp: text(9)?.as_deref().and_then(Stamp::parse),
-            message: text(10)?,
-            created_at: time(text(11)?).unwrap_or_default(),
-            resolved_at: time(text(12)?),
+            local_changed_at: time(text(10)?),
+            message: text(11)?,
+            created_at: time(text(12)?).unwrap_or_default(),
+            resolved_at: time(text(13)?),
         })
     }
 }
@@ -620,7 +623,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, message, created_at, resolved_at";
+const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at";
 
 impl Store for SqlStore {
     async fn prepare(&self, config: &Config) -> Result<()> {
@@ -788,14 +791,18 @@ impl Store for SqlStore {
         for record in &changes.records {
             self.insert_record(&tx, record).await?;
         }
-        for (id, resolution) in &changes.closes {
+        for close in &changes.closes {
             let mut q = Sql::new(self.backend());
             q.push("UPDATE \"_deltasync_conflict\" SET resolution = ")
-                .bind(SqlValue::from(resolution.as_str()))
+                .bind(SqlValue::from(close.resolution.as_str()))
                 .push(", resolved_at = ")
-                .bind(SqlValue::from(time_text(Utc::now())))
-                .push(" WHERE id = ")
-                .bind(SqlValue::BigInt(Some(*id)));
+                .bind(SqlValue::from(time_text(Utc::now())));
+            if let Some(local) = &close.local {
+                q.push(", local = ")
+                    .bind(SqlValue::from(Value::Object(local.clone()).to_string()));
+            }
+            q.push(" WHERE id = ")
+                .bind(SqlValue::BigInt(Some(close.id)));
             tx.execute_raw(q.build())
                 .await
                 .map_err(db_err("closing a conflict"))?;
@@ -952,12 +959,21 @@ impl Store for SqlStore {
                 }
                 q.push(&format!(" WHERE {pk} = "))
                     .bind(self.key_value(c, key));
+                // A row deleted locally is gone for the application, also while its delete
+                // is parked as a conflict: an edit would be lost with whatever is decided.
+                q.push(&format!(" AND {STATUS} <> 'deleted'"));
+                q.push(" AND NOT EXISTS (SELECT 1 FROM \"_deltasync_conflict\" WHERE resolution IS NULL AND kind = 'local_delete_remote_update' AND collection = ")
+                    .bind(SqlValue::from(c.name.as_str()))
+                    .push(" AND key = ")
+                    .bind(SqlValue::from(key.as_str()))
+                    .push(")");
             }
             LocalWrite::Delete { key } => {
                 q.push(&format!(
                     "UPDATE {table} SET {STATUS} = 'deleted' WHERE {pk} = "
                 ))
-                .bind(self.key_value(c, key));
+                .bind(self.key_value(c, key))
+                .push(&format!(" AND {STATUS} <> 'deleted'"));
             }
         }
         let done = self

@@ -491,6 +491,16 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
                 if let Some(m) = &record.message {
                     println!("message: {m}");
                 }
+                let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or("unknown".to_owned(), |t| t.to_rfc3339())
+                };
+                if record.local_changed_at.is_some() {
+                    println!(
+                        "changed locally at {}, on the server at {} (server clock)",
+                        time(record.local_changed_at),
+                        time(record.remote_stamp.map(|s| s.0))
+                    );
+                }
                 for (label, version) in [
                     ("base", &record.base),
                     ("local", &record.local),

@@ -74,7 +74,7 @@ impl Conflict<'_> {
     }
 
     /// When the server side changed: its stamp, or the delete time when known.
-    fn remote_changed_at(&self) -> Option<DateTime<Utc>> {
+    pub fn remote_changed_at(&self) -> Option<DateTime<Utc>> {
         match self.remote {
             Some(remote) => Some(remote.stamp.0),
             None => self.remote_deleted_at.map(|s| s.0),

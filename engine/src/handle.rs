@@ -60,7 +60,8 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
         Ok(key)
     }
 
-    /// Changes the given fields of a row (status `updated`). Returns whether it exists.
+    /// Changes the given fields of a row (status `updated`). Returns whether it was written:
+    /// `false` for an unknown key or a row already deleted locally.
     pub async fn update(&self, key: &str, patch: Row) -> Result<bool> {
         self.check(&patch)?;
         let write = LocalWrite::Update {
@@ -71,6 +72,7 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
     }
 
     /// Marks a row deleted (status `deleted`); the engine pushes the delete, then removes it.
+    /// Returns `false` for an unknown key or a row already deleted locally.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let write = LocalWrite::Delete {
             key: key.to_owned(),

@@ -172,10 +172,24 @@ pub struct ConflictRecord {
     pub base: Option<Row>,
     pub local: Option<Row>,
     pub remote: Option<Row>,
+    /// The server version's stamp, or its delete time when the server deleted the row.
     pub remote_stamp: Option<Stamp>,
+    /// When the local change was made, on the server clock: what `last_write_wins` compared
+    /// with `remote_stamp`.
+    pub local_changed_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// A person's decision on an open conflict record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Close {
+    pub id: i64,
+    pub resolution: Resolution,
+    /// The local version the decision kept or dropped, when it is not the one recorded (the
+    /// row was edited while it waited); the record is updated to show it.
+    pub local: Option<Row>,
 }
 
 /// Everything the engine changes locally at one step, applied in one transaction.
@@ -183,8 +197,8 @@ pub struct ConflictRecord {
 pub struct Changes {
     pub ops: Vec<RowOp>,
     pub records: Vec<ConflictRecord>,
-    /// Conflict records (by id) this step closes with a resolution.
-    pub closes: Vec<(i64, Resolution)>,
+    /// Conflict records this step closes with a resolution.
+    pub closes: Vec<Close>,
     pub checkpoint: Option<Checkpoint>,
 }
 

@@ -21,7 +21,9 @@ use crate::decode::{RowError, remote_row, remote_row_unchecked};
 use crate::error::{Error, RemoteErrorKind, Result};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
 use crate::plan::{self, RemoteDelete};
-use crate::ports::{Changes, ConflictRecord, Guard, ListQuery, Remote, RowOp, RunRecord, Store};
+use crate::ports::{
+    Changes, Close, ConflictRecord, Guard, ListQuery, Remote, RowOp, RunRecord, Store,
+};
 
 /// Largest request body sent, under Directus's default 1 MB `MAX_PAYLOAD_SIZE`.
 const MAX_BODY_BYTES: usize = 900_000;
@@ -323,9 +325,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
         .await
     }
 
-    /// Leaves out rows that refer, through a relation to another configured collection, to a
-    /// parent that never reached the server (rejected, parked, or not pushed): pushing them
-    /// would only meet a foreign-key error. They stay pending and go once the parent does.
+    /// Leaves out rows that refer, through a configured relation, to a parent that never
+    /// reached the server (rejected, parked, or not pushed): pushing them would only meet a
+    /// foreign-key error. They stay pending and go once the parent does. A parent in the
+    /// same collection that is pushed in this same chunk does not hold its children back:
+    /// `push_creates` orders parents first.
     async fn without_held_back(
         &self,
         c: &CollectionConfig,
@@ -336,8 +340,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
             let Some(parent) = field.references.as_deref() else {
                 continue;
             };
-            let Some(parent_c) = self.config.collection(parent).filter(|p| p.name != c.name) else {
+            let Some(parent_c) = self.config.collection(parent) else {
                 continue;
+            };
+            let in_chunk: HashSet<&Key> = if parent_c.name == c.name {
+                rows.iter().map(|r| &r.key).collect()
+            } else {
+                HashSet::new()
             };
             let wanted: Vec<Key> = rows
                 .iter()
@@ -353,6 +362,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 .await?
                 .into_iter()
                 .filter(|p| p.base.is_none() && p.status != SyncStatus::Synced)
+                .filter(|p| !in_chunk.contains(&p.key))
                 .map(|p| p.key)
                 .collect();
             for r in &rows {
@@ -366,6 +376,16 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     held.insert(r.key.clone());
                 }
             }
+        }
+        // Within the collection, a row whose parent is held back waits with it.
+        let self_references = self_references(c);
+        while let Some(key) = rows
+            .iter()
+            .filter(|r| !held.contains(&r.key))
+            .find(|r| unplaced_parent(r, &self_references, &held).is_some())
+            .map(|r| r.key.clone())
+        {
+            held.insert(key);
         }
         Ok(rows
             .into_iter()
@@ -430,12 +450,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         rows: Vec<LocalRow>,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let self_references: Vec<&str> = c
-            .fields
-            .iter()
-            .filter(|f| f.references.as_deref() == Some(c.name.as_str()))
-            .map(|f| f.name.as_str())
-            .collect();
+        let self_references = self_references(c);
         // Directus inserts a batch row by row: a parent must come before its children.
         let payloads: Vec<(LocalRow, Value)> = plan::parents_first(rows, &self_references)
             .into_iter()
@@ -445,6 +460,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
             })
             .collect();
         let size = |(_, body): &(LocalRow, Value)| body.to_string().len();
+        // Rows rejected here, and rows held back because a parent of theirs was.
+        let mut unplaced: HashSet<Key> = HashSet::new();
         for batch in plan::batches_by_size(payloads, size, MAX_BODY_BYTES, MAX_CREATE_ROWS) {
             let (locals, bodies): (Vec<LocalRow>, Vec<Value>) = batch.into_iter().unzip();
             let idem = batch_key(&locals);
@@ -469,21 +486,34 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     // retry one by one to find it.
                     tracing::debug!(error = %e, "batch create failed, retrying one by one");
                     for local in locals {
-                        self.push_one_create(c, local, report).await?;
+                        if let Some(parent) = unplaced_parent(&local, &self_references, &unplaced) {
+                            warn!(collection = %c.name, key = %local.key, parent_key = %parent,
+                                "held back: its parent has not reached the server");
+                            unplaced.insert(local.key);
+                            continue;
+                        }
+                        if !self.push_one_create(c, &local, report).await? {
+                            unplaced.insert(local.key);
+                        }
                     }
                 }
-                Err(e) => self.create_failed(c, &locals[0], e, report).await?,
+                Err(e) => {
+                    if !self.create_failed(c, &locals[0], e, report).await? {
+                        unplaced.insert(locals[0].key.clone());
+                    }
+                }
             }
         }
         Ok(())
     }
 
+    /// Creates one row; returns whether it reached the server (`false`: quarantined).
     async fn push_one_create(
         &self,
         c: &CollectionConfig,
-        local: LocalRow,
+        local: &LocalRow,
         report: &mut CollectionReport,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let body = wire_row(c, &local.key, &local.data);
         let idem = local.change_key.clone().unwrap_or_default();
         match self
@@ -495,37 +525,40 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 let stamp = created_stamp(c, &stamps_by_key(c, &created), &local.key)?;
                 report.pushed += 1;
                 let changes = Changes {
-                    ops: vec![settle_op(&local, stamp, None)],
+                    ops: vec![settle_op(local, stamp, None)],
                     ..Default::default()
                 };
                 self.store.apply(c, changes).await?;
-                Ok(())
+                Ok(true)
             }
-            Err(e) => self.create_failed(c, &local, e, report).await,
+            Err(e) => self.create_failed(c, local, e, report).await,
         }
     }
 
     /// A single create failed: an earlier attempt may have landed (RECORD_NOT_UNIQUE), or
-    /// the server refuses the row for good (quarantine), or the failure is transient.
+    /// the server refuses the row for good (quarantine, returns `false`), or the failure is
+    /// transient.
     async fn create_failed(
         &self,
         c: &CollectionConfig,
         local: &LocalRow,
         error: Error,
         report: &mut CollectionReport,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         match &error {
             Error::Remote(e) if e.kind == RemoteErrorKind::NotUnique => {
                 match self.fetch_remote(c, &local.key).await? {
                     Some(remote) => {
                         self.compare_and_settle(c, local, Some(remote), report)
-                            .await
+                            .await?;
+                        Ok(true)
                     }
                     None => Err(error),
                 }
             }
             Error::Remote(e) if is_permanent(e.kind) => {
-                self.quarantine(c, local, e.to_string(), report).await
+                self.quarantine(c, local, e.to_string(), report).await?;
+                Ok(false)
             }
             _ => Err(error),
         }
@@ -756,9 +789,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
         };
         let kind = conflict.kind();
         let resolution = self.resolvers[&c.name].resolve(&conflict);
+        let (local_changed_at, remote_changed_at) =
+            (conflict.local_changed_at, conflict.remote_changed_at());
         info!(collection = %c.name, key = %local.key, kind = kind.as_str(), resolution = resolution.as_str(), "conflict");
         report.conflicts += 1;
         let mut record = self.record(c, local, kind, base, remote.as_ref(), None);
+        // What the strategy compared, so that every decision can be checked afterwards.
+        record.local_changed_at = local_changed_at;
+        record.remote_stamp = remote_changed_at.map(Stamp);
         record.resolution = (resolution != Resolution::Park).then_some(resolution);
         record.resolved_at = record.resolution.map(|_| Utc::now());
         let mut changes = Changes {
@@ -847,6 +885,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             local: (local.status != SyncStatus::Deleted).then(|| local.data.clone()),
             remote: remote.map(|r| r.data.clone()),
             remote_stamp: remote.map(|r| r.stamp),
+            local_changed_at: None,
             message,
             created_at: Utc::now(),
             resolved_at: None,
@@ -946,7 +985,20 @@ impl<S: Store, R: Remote> Engine<S, R> {
             // Nothing local to keep (a server row that did not fit): closing it is all.
             (_, None) => Resolution::KeepLocal,
         };
-        changes.closes.push((id, resolution));
+        // The row may have been edited while it waited: record what was really decided on.
+        let decided = self
+            .store
+            .rows(&c, std::slice::from_ref(&record.key))
+            .await?
+            .pop()
+            .filter(|l| l.status != SyncStatus::Deleted)
+            .map(|l| l.data)
+            .filter(|data| record.local.as_ref() != Some(data) && record.local.is_some());
+        changes.closes.push(Close {
+            id,
+            resolution,
+            local: decided,
+        });
         self.store.apply(&c, changes).await?;
         Ok(self.store.conflict(id).await?.unwrap_or(record))
     }
@@ -1351,6 +1403,27 @@ fn is_permanent(kind: RemoteErrorKind) -> bool {
     matches!(kind, RemoteErrorKind::Rejected | RemoteErrorKind::Forbidden)
 }
 
+/// Fields that relate a collection to itself.
+fn self_references(c: &CollectionConfig) -> Vec<&str> {
+    c.fields
+        .iter()
+        .filter(|f| f.references.as_deref() == Some(c.name.as_str()))
+        .map(|f| f.name.as_str())
+        .collect()
+}
+
+/// The first parent of `row`, through `self_references`, that is among `unplaced`.
+fn unplaced_parent(
+    row: &LocalRow,
+    self_references: &[&str],
+    unplaced: &HashSet<Key>,
+) -> Option<Key> {
+    self_references
+        .iter()
+        .filter_map(|f| row.data.get(*f).and_then(crate::model::key_from_json))
+        .find(|k| *k != row.key && unplaced.contains(k))
+}
+
 fn protocol(message: String) -> Error {
     Error::Remote(crate::error::RemoteError::new(
         RemoteErrorKind::Protocol,
@@ -1495,6 +1568,7 @@ fn invalid_record(c: &CollectionConfig, row: &RemoteRow, error: &RowError) -> Co
         local: None,
         remote: None,
         remote_stamp: Some(row.stamp),
+        local_changed_at: None,
         message: Some(error.to_string()),
         created_at: Utc::now(),
         resolved_at: None,

@@ -13,7 +13,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_engine_tables::Migration)]
+        vec![
+            Box::new(m0001_engine_tables::Migration),
+            Box::new(m0002_conflict_local_time::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -131,6 +134,45 @@ mod m0001_engine_tables {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+/// Conflict records keep the local change time a strategy compared, next to the server's.
+mod m0002_conflict_local_time {
+    use sea_orm_migration::prelude::*;
+
+    #[derive(Debug)]
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m0002_conflict_local_time"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("_deltasync_conflict")
+                        .add_column(ColumnDef::new("local_changed_at").text().null())
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("_deltasync_conflict")
+                        .drop_column("local_changed_at")
+                        .to_owned(),
+                )
+                .await
         }
     }
 }

@@ -58,8 +58,20 @@ pub(crate) struct Db {
     activity: Table,
     /// Numbers field meta rows like `directus_fields.id`.
     next_meta_id: u64,
-    /// Numbers revisions like `directus_revisions.id` (only their ids are kept).
-    next_revision: i64,
+    /// `directus_revisions`: the item as it stood after each create or update, oldest first.
+    revisions: Vec<Revision>,
+}
+
+/// One saved version of an item, as a `directus_revisions` row holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub id: i64,
+    /// The activity row that saved it.
+    pub activity: i64,
+    pub collection: String,
+    pub item: String,
+    /// The whole item after the write, rendered as the API returns it.
+    pub data: Value,
 }
 
 impl Db {
@@ -71,7 +83,7 @@ impl Db {
             tables: BTreeMap::new(),
             activity: Table::new(activity),
             next_meta_id,
-            next_revision: 1,
+            revisions: Vec::new(),
         }
     }
 
@@ -260,6 +272,18 @@ impl Db {
         Ok(self.table_mut(collection)?.remove(key).is_some())
     }
 
+    /// Every saved revision, oldest first.
+    pub(crate) fn revisions(&self) -> &[Revision] {
+        &self.revisions
+    }
+
+    /// An item as the API renders it, if it exists.
+    fn item_json(&self, collection: &str, key: &Key) -> Option<Value> {
+        let table = self.tables.get(collection)?;
+        let row = table.get(key)?;
+        Some(crate::query::render_row(&table.schema, None, row))
+    }
+
     /// Removes activity entries up to and including `id`, as retention does; returns how many.
     pub(crate) fn purge_activity(&mut self, through: i64) -> usize {
         let doomed: Vec<Key> = self
@@ -287,13 +311,23 @@ impl Db {
         };
         let revised = accountability == "all" && !matches!(action, Action::Delete);
         for key in keys {
-            let revisions = if revised {
-                self.next_revision += 1;
-                serde_json::json!([self.next_revision - 1])
-            } else {
-                serde_json::json!([])
-            };
             let id = self.activity.next_auto_key();
+            let saved = revised
+                .then(|| self.item_json(collection, key))
+                .flatten()
+                .map(|data| {
+                    let revision = Revision {
+                        id: i64::try_from(self.revisions.len()).unwrap_or(i64::MAX) + 1,
+                        activity: id,
+                        collection: collection.to_owned(),
+                        item: key.as_string(),
+                        data,
+                    };
+                    let id = revision.id;
+                    self.revisions.push(revision);
+                    id
+                });
+            let revisions = serde_json::json!(saved.into_iter().collect::<Vec<_>>());
             let text = |v: &Option<String>| v.clone().map_or(Cell::Null, Cell::Text);
             let cells = vec![
                 Cell::Int(id),

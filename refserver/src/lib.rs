@@ -6,7 +6,8 @@
 //! clock and inject faults. [`proxy::FaultProxy`] puts seeded network faults in front of it,
 //! or of a real Directus. It is used by tests, benchmarks and
 //! `deltasync demo`; it is not a Directus replacement: there are no roles besides the admin,
-//! no relations, revisions, files, flows or websockets.
+//! no relations, files, flows or websockets, and revisions are kept (with their data) but
+//! readable only in process.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -30,6 +31,7 @@ mod server;
 mod store;
 
 pub use clock::Clock;
+pub use db::Revision;
 pub use error::{Error, InjectedFailure};
 pub use faults::{Fault, FaultScope, Stats};
 pub use schema::{CollectionDef, FieldDef, FieldMeta, FieldSchema, FieldType};

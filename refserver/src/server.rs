@@ -7,7 +7,7 @@
 
 use crate::auth::Auth;
 use crate::clock::{self, Clock};
-use crate::db::{ACTIVITY, Actor, Db, WriteCtx};
+use crate::db::{ACTIVITY, Actor, Db, Revision, WriteCtx};
 use crate::error::Error;
 use crate::faults::{Armed, Fault, FaultBook, FaultScope, Stats};
 use crate::query;
@@ -259,6 +259,12 @@ impl Server {
     /// Every activity row in id order.
     pub fn activity(&self) -> Vec<Row> {
         self.rows(ACTIVITY)
+    }
+
+    /// Every saved revision, oldest first: what each create and update left on the server,
+    /// for collections whose accountability is `all`.
+    pub fn revisions(&self) -> Vec<Revision> {
+        self.with_db(|db| db.revisions().to_vec())
     }
 
     /// Injects a fault for every request.

@@ -42,6 +42,14 @@ async fn writes_leave_one_activity_row_per_item() {
     // Creates and updates save a revision; deletes do not.
     let revisions: Vec<&Value> = rows.iter().map(|row| &row["revisions"]).collect();
     assert_eq!(revisions, [&json!([1]), &json!([2]), &json!([])]);
+    // Each revision holds the item as the write left it.
+    let saved = api.server.state().revisions();
+    let titles: Vec<(&str, &Value)> = saved
+        .iter()
+        .map(|r| (r.item.as_str(), &r.data["title"]))
+        .collect();
+    assert_eq!(titles, [(id, &json!("a")), (id, &json!("b"))]);
+    assert_eq!(saved[1].activity, 2);
 }
 
 #[tokio::test]

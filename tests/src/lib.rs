@@ -144,6 +144,17 @@ impl World {
         )
     }
 
+    /// A replica whose requests go through a proxy at `url` (a fault proxy).
+    pub async fn replica_behind(
+        &mut self,
+        url: String,
+        collections: Vec<CollectionConfig>,
+    ) -> Deltasync {
+        let database = self.database().await;
+        let token = self.server.admin_token().to_owned();
+        replica_with_quick_retries(url, token, database, collections).await
+    }
+
     /// Creates rows on the server as Directus would; returns their keys in order.
     pub fn seed(&self, collection: &str, rows: Vec<Row>) -> Vec<String> {
         self.server
@@ -349,6 +360,26 @@ pub async fn shift_local_change<R: engine::ports::Remote>(
     db.execute_unprepared(&sql)
         .await
         .expect("shift the local change time");
+}
+
+/// A replica of `collections` at `url` that retries after a millisecond rather than 200, so
+/// that fault storms stay quick.
+pub async fn replica_with_quick_retries(
+    url: String,
+    token: String,
+    database: String,
+    collections: Vec<CollectionConfig>,
+) -> Deltasync {
+    let config = Config::new(url, token, database, collections);
+    let store = deltasync::SqlStore::connect(&config.local.database)
+        .await
+        .expect("store");
+    let client = deltasync::DirectusClient::new(&config.remote)
+        .expect("client")
+        .with_min_backoff(Duration::from_millis(1));
+    Deltasync::open(config, store, client)
+        .await
+        .expect("replica opens")
 }
 
 /// A JSON object literal as a [`Row`].

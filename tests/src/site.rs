@@ -147,6 +147,18 @@ impl Site {
         deltasync::open(config).await.expect("replica opens")
     }
 
+    /// A replica of `collections` whose requests go through a proxy at `url` (a fault proxy
+    /// in front of this site), retrying quickly.
+    pub async fn replica_behind(
+        &self,
+        databases: &mut Databases,
+        url: String,
+        collections: Vec<CollectionConfig>,
+    ) -> Deltasync {
+        let database = databases.fresh().await;
+        crate::replica_with_quick_retries(url, self.token.clone(), database, collections).await
+    }
+
     /// An admin request; panics with the site's label on failure.
     pub async fn call(
         &self,

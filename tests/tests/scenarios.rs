@@ -335,6 +335,81 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
 }
 
 #[tokio::test]
+async fn taking_the_server_version_of_a_parked_row_edited_since_records_the_dropped_edit() {
+    for backend in backends() {
+        let (world, a, key) = conflict_world(Strategy::Manual, backend).await;
+        let handle = a.collection("articles").unwrap();
+        handle
+            .update(&key, row(json!({"title": "local"})))
+            .await
+            .unwrap();
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"title": "server"})))
+            .unwrap();
+        a.sync(None).await.unwrap();
+        // The application edits the parked row before anyone decides.
+        let edit = row(json!({"title": "local, edited"}));
+        assert!(handle.update(&key, edit).await.unwrap());
+        let id = a.conflicts(true).await.unwrap()[0].id;
+        let record = a.resolve(id, Choice::Remote).await.unwrap();
+        assert_eq!(record.resolution, Some(deltasync::Resolution::TakeRemote));
+        assert_eq!(
+            record.local.unwrap()["title"],
+            json!("local, edited"),
+            "the record shows the version the decision dropped"
+        );
+        a.sync(None).await.unwrap();
+        assert_eq!(world.server_rows("articles")[0]["title"], json!("server"));
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn a_row_deleted_locally_can_be_neither_edited_nor_deleted_again() {
+    for backend in backends() {
+        let (world, a, key) = conflict_world(Strategy::LastWriteWins, backend).await;
+        let handle = a.collection("articles").unwrap();
+        assert!(handle.delete(&key).await.unwrap());
+        let edit = handle.update(&key, row(json!({"title": "too late"})));
+        assert!(!edit.await.unwrap(), "an edit of a deleted row is refused");
+        assert!(!handle.delete(&key).await.unwrap());
+        a.sync(None).await.unwrap();
+        assert!(world.server_rows("articles").is_empty());
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn a_parked_local_delete_cannot_be_edited() {
+    for backend in backends() {
+        let (world, a, key) = conflict_world(Strategy::Manual, backend).await;
+        let handle = a.collection("articles").unwrap();
+        assert!(handle.delete(&key).await.unwrap());
+        world
+            .server
+            .state()
+            .update("articles", &key, row(json!({"title": "server"})))
+            .unwrap();
+        assert_eq!(a.sync(None).await.unwrap().waiting, 1);
+        let edit = handle.update(&key, row(json!({"title": "too late"})));
+        assert!(
+            !edit.await.unwrap(),
+            "the row is deleted until a person decides"
+        );
+        let id = a.conflicts(true).await.unwrap()[0].id;
+        a.resolve(id, Choice::Remote).await.unwrap();
+        a.sync(None).await.unwrap();
+        assert_eq!(world.server_rows("articles")[0]["title"], json!("server"));
+        assert_converged(&world, &a, "articles").await;
+        // Back from the dead, the row can be edited again.
+        let edit = handle.update(&key, row(json!({"title": "edited"})));
+        assert!(edit.await.unwrap());
+    }
+}
+
+#[tokio::test]
 async fn delete_versus_update_per_strategy() {
     for backend in backends() {
         // Local delete, remote update.

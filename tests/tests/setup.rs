@@ -289,6 +289,77 @@ async fn rows_of_a_collection_related_to_itself_are_created_parents_first() {
 }
 
 #[tokio::test]
+async fn within_a_collection_descendants_of_a_rejected_row_are_held_back() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        let fields = [("name", FieldType::String), ("parent", FieldType::Uuid)];
+        world.collection("categories", &fields).await;
+        let categories = World::config("categories", &[("name", FieldType::String)]).with_relation(
+            "parent",
+            FieldType::Uuid,
+            "categories",
+        );
+        let a = world.replica(vec![categories]).await;
+        let handle = a.collection("categories").unwrap();
+        let (root, mid, leaf, other) = (
+            "cccccccc-0000-4000-8000-000000000000",
+            "bbbbbbbb-0000-4000-8000-000000000000",
+            "aaaaaaaa-0000-4000-8000-000000000000",
+            "dddddddd-0000-4000-8000-000000000000",
+        );
+        for (key, parent) in [
+            (leaf, Some(mid)),
+            (mid, Some(root)),
+            (root, None),
+            (other, None),
+        ] {
+            handle
+                .insert(row(json!({"id": key, "name": key, "parent": parent})))
+                .await
+                .unwrap();
+        }
+        // The batch fails, and so does the root alone: it is rejected for good.
+        world.server.state().inject_scoped(
+            refserver::Fault::FailNext {
+                count: 2,
+                status: 400,
+                code: "FAILED_VALIDATION".into(),
+                retry_after: None,
+            },
+            refserver::FaultScope::method("POST").path("/items/categories"),
+        );
+        let report = a.sync(None).await.unwrap();
+        let c = &report.collections[0];
+        assert_eq!((c.quarantined, c.pushed), (1, 1), "{report:?}");
+        let server_keys: Vec<String> = world
+            .server_rows("categories")
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(server_keys, [other], "only the unrelated row went");
+        for key in [mid, leaf] {
+            let held = handle.get(key).await.unwrap().unwrap();
+            assert_eq!(held.status, deltasync::SyncStatus::Created, "{key}");
+            assert!(held.error.is_none(), "held back, not rejected: {held:?}");
+        }
+        // A later sync still holds them back: the root is quarantined, not pending.
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].pushed, 0, "{report:?}");
+        assert_eq!(world.server.state().count("categories"), 1);
+
+        let rejected = a.conflicts(true).await.unwrap();
+        assert_eq!(rejected.len(), 1, "only the root is rejected: {rejected:?}");
+        a.resolve(rejected[0].id, deltasync::Choice::Local)
+            .await
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].pushed, 3, "{report:?}");
+        assert_converged(&world, &a, "categories").await;
+    }
+}
+
+#[tokio::test]
 async fn a_child_of_a_rejected_parent_is_held_back_until_the_parent_goes() {
     for backend in backends() {
         let mut world = World::new(backend).await;
