@@ -3,8 +3,10 @@
 //! Every request is forwarded unchanged unless the proxy picks a fault for it, from a seeded
 //! random sequence, so a failing run can be replayed from its seed. Faults are the ones
 //! production brings: the answer lost after the server committed, a connection cut before or
-//! after the server saw the request, a truncated body, 429 with and without `Retry-After`,
-//! 503 and 500. The proxy knows nothing of deltasync; it speaks plain HTTP.
+//! after the server saw the request, a truncated body, an answer delayed after the server
+//! committed (so that concurrent requests finish out of order), 429 with and without
+//! `Retry-After`, storms of 503 and single 500s. The proxy knows nothing of deltasync; it
+//! speaks plain HTTP.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,13 +31,21 @@ pub enum Fault {
     Truncated,
     /// 429 `REQUESTS_EXCEEDED`, with `Retry-After: 0` or without it.
     RateLimited { retry_after: bool },
-    /// 503 `SERVICE_UNAVAILABLE`.
+    /// 503 `SERVICE_UNAVAILABLE`; it comes in storms of up to [`STORM`] requests in a row.
     Unavailable,
     /// 500 `INTERNAL_SERVER_ERROR`.
     ServerError,
+    /// Forwarded (the server commits), and the answer held back for this many milliseconds.
+    Delayed { ms: u64 },
 }
 
-const FAULTS: [Fault; 7] = [
+/// The longest 503 storm, in requests.
+pub const STORM: u32 = 4;
+
+/// The longest delay of a [`Fault::Delayed`] answer.
+const MAX_DELAY_MS: u64 = 50;
+
+const FAULTS: [Fault; 8] = [
     Fault::ResetBefore,
     Fault::LostAfterCommit,
     Fault::Truncated,
@@ -43,6 +53,7 @@ const FAULTS: [Fault; 7] = [
     Fault::RateLimited { retry_after: false },
     Fault::Unavailable,
     Fault::ServerError,
+    Fault::Delayed { ms: 0 },
 ];
 
 /// When a hook set with [`FaultProxy::on_request`] runs.
@@ -62,6 +73,8 @@ struct Shared {
     rng: Mutex<StdRng>,
     /// Share of requests that meet a fault, 0.0 to 1.0.
     rate: Mutex<f64>,
+    /// Requests left in the current 503 storm.
+    storm: Mutex<u32>,
     log: Mutex<Vec<(String, Fault)>>,
     /// Runs once, at the given moment of the request with this number (1-based).
     hook: Mutex<Option<(usize, Moment, Hook)>>,
@@ -116,6 +129,7 @@ impl FaultProxy {
             http: reqwest::Client::new(),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             rate: Mutex::new(rate),
+            storm: Mutex::new(0),
             log: Mutex::new(Vec::new()),
             hook: Mutex::new(None),
         });
@@ -161,11 +175,28 @@ impl FaultProxy {
 
 fn pick(shared: &Shared) -> Fault {
     let rate = *shared.rate.lock().unwrap();
+    let mut storm = shared.storm.lock().unwrap();
+    if rate == 0.0 {
+        *storm = 0;
+        return Fault::None;
+    }
+    if *storm > 0 {
+        *storm -= 1;
+        return Fault::Unavailable;
+    }
     let mut rng = shared.rng.lock().unwrap();
-    if rng.random_bool(rate.clamp(0.0, 1.0)) {
-        FAULTS[rng.random_range(0..FAULTS.len())]
-    } else {
-        Fault::None
+    if !rng.random_bool(rate.clamp(0.0, 1.0)) {
+        return Fault::None;
+    }
+    match FAULTS[rng.random_range(0..FAULTS.len())] {
+        Fault::Unavailable => {
+            *storm = rng.random_range(0..STORM);
+            Fault::Unavailable
+        }
+        Fault::Delayed { .. } => Fault::Delayed {
+            ms: rng.random_range(1..=MAX_DELAY_MS),
+        },
+        fault => fault,
     }
 }
 
@@ -204,7 +235,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
                 "An unexpected error occurred.",
             );
         }
-        Fault::None | Fault::LostAfterCommit | Fault::Truncated => {}
+        Fault::None | Fault::LostAfterCommit | Fault::Truncated | Fault::Delayed { .. } => {}
     }
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -225,6 +256,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap_or_default();
     shared.run_hook(number, Moment::AfterAnswer);
+    if let Fault::Delayed { ms } = fault {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     match fault {
         Fault::LostAfterCommit => broken(Bytes::new()),
         Fault::Truncated => broken(bytes.slice(..bytes.len() / 2)),
@@ -273,4 +307,67 @@ fn directus_error(status: u16, code: &str, message: &str) -> Response {
         &headers,
         Body::from(body.to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(seed: u64, rate: f64) -> Shared {
+        Shared {
+            upstream: String::new(),
+            http: reqwest::Client::new(),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            rate: Mutex::new(rate),
+            storm: Mutex::new(0),
+            log: Mutex::new(Vec::new()),
+            hook: Mutex::new(None),
+        }
+    }
+
+    fn faults(seed: u64, rate: f64, n: usize) -> Vec<Fault> {
+        let s = shared(seed, rate);
+        (0..n).map(|_| pick(&s)).collect()
+    }
+
+    #[test]
+    fn a_seed_replays_the_same_faults() {
+        assert_eq!(faults(7, 0.3, 500), faults(7, 0.3, 500));
+        assert_ne!(faults(7, 0.3, 500), faults(8, 0.3, 500));
+    }
+
+    #[test]
+    fn every_kind_of_fault_occurs_and_none_at_rate_zero() {
+        let seen = faults(1, 0.5, 2_000);
+        for kind in FAULTS {
+            assert!(
+                seen.iter()
+                    .any(|f| std::mem::discriminant(f) == std::mem::discriminant(&kind)),
+                "{kind:?} never occurred"
+            );
+        }
+        assert!(faults(1, 0.0, 500).iter().all(|f| *f == Fault::None));
+    }
+
+    #[test]
+    fn unavailability_comes_in_storms_of_bounded_length() {
+        let seen = faults(3, 0.5, 5_000);
+        let runs: Vec<usize> = seen
+            .split(|f| *f != Fault::Unavailable)
+            .map(<[Fault]>::len)
+            .filter(|n| *n > 0)
+            .collect();
+        assert!(runs.iter().any(|n| *n > 1), "storms occur: {runs:?}");
+        // A storm may be followed at once by a new one drawn afterwards.
+        assert!(runs.iter().all(|n| *n <= 2 * STORM as usize), "{runs:?}");
+        let delays = seen.iter().filter_map(|f| match f {
+            Fault::Delayed { ms } => Some(*ms),
+            _ => None,
+        });
+        assert!(
+            delays
+                .into_iter()
+                .all(|ms| (1..=MAX_DELAY_MS).contains(&ms))
+        );
+    }
 }

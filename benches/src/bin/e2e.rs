@@ -1,0 +1,532 @@
+//! End-to-end benchmarks of `deltasync sync` on seeded fixtures.
+//!
+//! ```text
+//! e2e initial  [--rows N] [--db sqlite|postgres]   initial sync, and a bare insert of the same rows
+//! e2e delta    [--rows N] [--changes N] [--db ..]  delta sync of N changed rows, then a no-op sync
+//! e2e push     [--rows N] [--changes N] [--db ..]  push of N local changes (creates, updates, deletes)
+//! e2e directus [--rows N]                          initial sync from a real Directus vs a plain page fetch
+//! ```
+//!
+//! Each sync runs in a child process (this binary, re-executed), so that its wall time and
+//! peak RSS are its own; the reference server runs in this process and counts the requests.
+//! Results go to stdout as one JSON object per line. PostgreSQL comes from
+//! `DELTASYNC_BENCH_PG` or `DELTASYNC_TEST_PG`; Directus from `DELTASYNC_TEST_DIRECTUS` and
+//! `DELTASYNC_TEST_DIRECTUS_TOKEN`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use benches::{
+    Changes, Fixture, admin_client, collections, collections_named, load_directus, load_reference,
+};
+use deltasync::{CollectionConfig, Config, Row};
+use serde_json::{Value, json};
+
+const SEED: u64 = 42;
+
+/// The child's own arguments: `__sync URL DATABASE SUFFIX` and `__bare DATABASE ROWS`.
+const CHILD_SYNC: &str = "__sync";
+const CHILD_BARE: &str = "__bare";
+const TOKEN_VAR: &str = "DELTASYNC_BENCH_TOKEN";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let outcome = match args.first().map(String::as_str) {
+        Some(CHILD_SYNC) => runtime.block_on(child_sync(&args[1..])),
+        Some(CHILD_BARE) => runtime.block_on(child_bare(&args[1..])),
+        Some(scenario) => match Options::parse(&args[1..]) {
+            Ok(options) => runtime.block_on(run(scenario, options)),
+            Err(e) => Err(e),
+        },
+        None => Err(USAGE.to_owned()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("e2e: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: e2e initial|delta|push|directus [--rows N] [--changes N] [--db sqlite|postgres]";
+
+#[derive(Debug, Clone)]
+struct Options {
+    rows: usize,
+    changes: usize,
+    postgres: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options {
+            rows: 100_000,
+            changes: 1_000,
+            postgres: false,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+            let number = || {
+                value
+                    .replace('_', "")
+                    .parse::<usize>()
+                    .map_err(|e| format!("{flag}: {e}"))
+            };
+            match flag.as_str() {
+                "--rows" => o.rows = number()?,
+                "--changes" => o.changes = number()?,
+                "--db" => {
+                    o.postgres = match value.as_str() {
+                        "sqlite" => false,
+                        "postgres" => true,
+                        other => return Err(format!("--db: {other} is not sqlite or postgres")),
+                    }
+                }
+                other => return Err(format!("unknown option {other}\n{USAGE}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+async fn run(scenario: &str, o: Options) -> Result<(), String> {
+    match scenario {
+        "initial" => initial(&o).await,
+        "delta" => delta(&o).await,
+        "push" => push(&o).await,
+        "directus" => directus(&o).await,
+        other => Err(format!("unknown scenario {other}\n{USAGE}")),
+    }
+}
+
+// ----- scenarios -----
+
+async fn initial(o: &Options) -> Result<(), String> {
+    let bench = Bench::start(o).await?;
+    let sync = bench.sync().await?;
+    let rows = bench.fixture.posts + bench.fixture.authors();
+    let bare = bench.bare().await?;
+    emit(json!({
+        "scenario": "initial",
+        "db": bench.db_label(),
+        "rows": rows,
+        "wall_s": secs(sync.wall),
+        "rows_per_s": per_s(rows, sync.wall),
+        "requests": sync.requests,
+        "requests_per_1000_rows": sync.requests as f64 * 1000.0 / rows as f64,
+        "peak_rss_mb": mb(sync.peak_rss_kb),
+        "bare_insert_rows_per_s": per_s(bench.fixture.posts, bare),
+        "ratio_to_bare_insert": (rows as f64 / sync.wall.as_secs_f64())
+            / (bench.fixture.posts as f64 / bare.as_secs_f64()),
+    }));
+    Ok(())
+}
+
+async fn delta(o: &Options) -> Result<(), String> {
+    let bench = Bench::start(o).await?;
+    bench.sync().await?;
+    let changes = Changes::spread(&bench.fixture, o.changes);
+    bench.update_on_server(&changes.updated).await?;
+    let delta = bench.sync().await?;
+    let noop = bench.sync().await?;
+    emit(json!({
+        "scenario": "delta",
+        "db": bench.db_label(),
+        "rows": bench.fixture.posts,
+        "changed": changes.updated.len(),
+        "wall_s": secs(delta.wall),
+        "requests": delta.requests,
+        "peak_rss_mb": mb(delta.peak_rss_kb),
+        "noop_wall_s": secs(noop.wall),
+        "noop_requests": noop.requests,
+        "noop_requests_per_collection": noop.requests as f64 / collections().len() as f64,
+    }));
+    Ok(())
+}
+
+async fn push(o: &Options) -> Result<(), String> {
+    let bench = Bench::start(o).await?;
+    bench.sync().await?;
+    let made = bench.change_locally(o.changes).await?;
+    let push = bench.sync().await?;
+    emit(json!({
+        "scenario": "push",
+        "db": bench.db_label(),
+        "rows": bench.fixture.posts,
+        "changes": made,
+        "wall_s": secs(push.wall),
+        "rows_per_s": per_s(made, push.wall),
+        "requests": push.requests,
+        "requests_per_row": push.requests as f64 / made as f64,
+        "peak_rss_mb": mb(push.peak_rss_kb),
+    }));
+    Ok(())
+}
+
+async fn directus(o: &Options) -> Result<(), String> {
+    let url = std::env::var("DELTASYNC_TEST_DIRECTUS").map_err(|_| {
+        "set DELTASYNC_TEST_DIRECTUS and DELTASYNC_TEST_DIRECTUS_TOKEN (scripts/directus env)"
+            .to_owned()
+    })?;
+    let token = std::env::var("DELTASYNC_TEST_DIRECTUS_TOKEN")
+        .map_err(|_| "DELTASYNC_TEST_DIRECTUS_TOKEN is not set".to_owned())?;
+    let fixture = Fixture::new(SEED, o.rows);
+    let suffix = format!("_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    load_directus(&url, &token, &fixture, &suffix)
+        .await
+        .map_err(|e| e.to_string())?;
+    let outcome = async {
+        let dir = tempdir()?;
+        let database = sqlite_url(&dir);
+        let sync = sync_child(&url, &token, &database, &suffix).await?;
+        let fetch = plain_fetch(&url, &token, &collections_named(&suffix)).await?;
+        let rows = fixture.posts + fixture.authors();
+        emit(json!({
+            "scenario": "directus",
+            "db": "sqlite",
+            "rows": rows,
+            "wall_s": secs(sync.wall),
+            "rows_per_s": per_s(rows, sync.wall),
+            "plain_fetch_s": secs(fetch),
+            "ratio_to_plain_fetch": sync.wall.as_secs_f64() / fetch.as_secs_f64(),
+            "peak_rss_mb": mb(sync.peak_rss_kb),
+        }));
+        Ok::<(), String>(())
+    }
+    .await;
+    let client = admin_client(&url, &token).map_err(|e| e.to_string())?;
+    for c in collections_named(&suffix) {
+        let _ = client
+            .request(
+                adapters::directus::Method::DELETE,
+                &format!("/collections/{}", c.name),
+                &[],
+                None,
+                None,
+            )
+            .await;
+    }
+    outcome
+}
+
+/// Reads every page of each collection, sorted and sized as a sync reads them, with a plain
+/// HTTP client: what fetching alone costs.
+async fn plain_fetch(
+    url: &str,
+    token: &str,
+    collections: &[CollectionConfig],
+) -> Result<Duration, String> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    for c in collections {
+        let mut fields = vec![c.primary_key.clone(), c.cursor.clone()];
+        fields.extend(c.fields.iter().map(|f| f.name.clone()));
+        let mut offset = 0;
+        loop {
+            let page: Value = http
+                .get(format!("{url}/items/{}", c.name))
+                .bearer_auth(token)
+                .query(&[
+                    ("fields", fields.join(",")),
+                    ("sort", format!("{},{}", c.cursor, c.primary_key)),
+                    ("limit", c.page_size.to_string()),
+                    ("offset", offset.to_string()),
+                ])
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let n = page["data"].as_array().map_or(0, Vec::len);
+            offset += n;
+            if n < c.page_size as usize {
+                break;
+            }
+        }
+    }
+    Ok(started.elapsed())
+}
+
+// ----- the bench world -----
+
+/// A reference server loaded with a fixture, and a local database for the replica.
+struct Bench {
+    server: refserver::ServerHandle,
+    fixture: Fixture,
+    database: String,
+    postgres: bool,
+    _dir: TempDir,
+}
+
+impl Bench {
+    async fn start(o: &Options) -> Result<Bench, String> {
+        let server = refserver::start(refserver::Options::default())
+            .await
+            .map_err(|e| format!("reference server: {e}"))?;
+        let fixture = Fixture::new(SEED, o.rows);
+        let loading = Instant::now();
+        load_reference(&server, &fixture)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "loaded {} posts in {:.1} s",
+            fixture.posts,
+            loading.elapsed().as_secs_f64()
+        );
+        let dir = tempdir()?;
+        let database = if o.postgres {
+            fresh_postgres().await?
+        } else {
+            sqlite_url(&dir)
+        };
+        Ok(Bench {
+            server,
+            fixture,
+            database,
+            postgres: o.postgres,
+            _dir: dir,
+        })
+    }
+
+    fn db_label(&self) -> &'static str {
+        if self.postgres { "postgres" } else { "sqlite" }
+    }
+
+    /// One `sync` in a child process; requests counted by the server.
+    async fn sync(&self) -> Result<ChildRun, String> {
+        self.server.state().reset_stats();
+        let mut run = sync_child(
+            &self.server.url(),
+            self.server.admin_token(),
+            &self.database,
+            "",
+        )
+        .await?;
+        run.requests = self.server.state().stats().total;
+        Ok(run)
+    }
+
+    /// The same rows inserted into a fresh database of the same kind, in the engine's table
+    /// shape, a transaction per page: the local limit. Returns the insert time.
+    async fn bare(&self) -> Result<Duration, String> {
+        let dir = tempdir()?;
+        let database = if self.postgres {
+            fresh_postgres().await?
+        } else {
+            sqlite_url(&dir)
+        };
+        let out = child(
+            &[CHILD_BARE, &database, &self.fixture.posts.to_string()],
+            "",
+        )
+        .await?;
+        let ms: f64 = out
+            .stdout
+            .trim()
+            .parse()
+            .map_err(|e| format!("bare insert output: {e}"))?;
+        Ok(Duration::from_secs_f64(ms / 1000.0))
+    }
+
+    /// Applies one batch update on the server: the changed rows share one stamp.
+    async fn update_on_server(&self, keys: &[String]) -> Result<(), String> {
+        let client = admin_client(&self.server.url(), self.server.admin_token())
+            .map_err(|e| e.to_string())?;
+        for chunk in keys.chunks(1000) {
+            let body =
+                json!({"keys": chunk, "data": {"title": "changed on the server", "views": 1}});
+            client
+                .request(
+                    adapters::directus::Method::PATCH,
+                    "/items/posts",
+                    &[],
+                    Some(&body),
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// `n` local changes through the library: a third creates, a third updates, a third
+    /// deletes. Returns how many were made.
+    async fn change_locally(&self, n: usize) -> Result<usize, String> {
+        let replica =
+            deltasync::open(self.config(&self.server.url(), self.server.admin_token(), ""))
+                .await
+                .map_err(|e| e.to_string())?;
+        let posts = replica.collection("posts").map_err(|e| e.to_string())?;
+        let third = n / 3;
+        let keys = self
+            .fixture
+            .post_keys(0..(2 * third).min(self.fixture.posts));
+        let fresh = Fixture::new(SEED + 1, third);
+        let author = self.fixture.author_rows()[0]["id"].clone();
+        let mut made = 0;
+        for mut data in fresh.post_rows(0..third) {
+            data["author"] = author.clone();
+            posts.insert(data).await.map_err(|e| e.to_string())?;
+            made += 1;
+        }
+        for key in keys.iter().take(third) {
+            let patch: Row = json!({"title": "changed locally", "views": 2})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            made += usize::from(posts.update(key, patch).await.map_err(|e| e.to_string())?);
+        }
+        for key in keys.iter().skip(third).take(n - 2 * third) {
+            made += usize::from(posts.delete(key).await.map_err(|e| e.to_string())?);
+        }
+        Ok(made)
+    }
+
+    fn config(&self, url: &str, token: &str, suffix: &str) -> Config {
+        config(url, token, &self.database, suffix)
+    }
+}
+
+fn config(url: &str, token: &str, database: &str, suffix: &str) -> Config {
+    Config::new(url, token, database, collections_named(suffix))
+}
+
+async fn sync_child(
+    url: &str,
+    token: &str,
+    database: &str,
+    suffix: &str,
+) -> Result<ChildRun, String> {
+    let out = child(&[CHILD_SYNC, url, database, suffix], token).await?;
+    let report: Value = serde_json::from_str(out.stdout.trim())
+        .map_err(|e| format!("sync output: {e}: {}", out.stdout))?;
+    if report["failed"] == json!(true) {
+        return Err(format!("the sync failed: {report}"));
+    }
+    let mut run = out.run;
+    run.peak_rss_kb = report["peak_rss_kb"].as_u64().unwrap_or(0);
+    Ok(run)
+}
+
+// ----- child processes -----
+
+/// The child side of [`sync_child`]: one sync, its report as JSON on stdout.
+async fn child_sync(args: &[String]) -> Result<(), String> {
+    let [url, database, suffix] = args else {
+        return Err("__sync URL DATABASE SUFFIX".to_owned());
+    };
+    let token = std::env::var(TOKEN_VAR).map_err(|_| format!("{TOKEN_VAR} is not set"))?;
+    let replica = deltasync::open(config(url, &token, database, suffix))
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = replica.sync(None).await.map_err(|e| e.to_string())?;
+    let pulled: u64 = report.collections.iter().map(|c| c.pulled).sum();
+    let pushed: u64 = report.collections.iter().map(|c| c.pushed).sum();
+    let peak_rss_kb = benches::measure::peak_rss_kb();
+    println!(
+        "{}",
+        json!({"failed": report.failed(), "pulled": pulled, "pushed": pushed, "peak_rss_kb": peak_rss_kb})
+    );
+    Ok(())
+}
+
+/// The child side of [`Bench::bare`]: prints the milliseconds the inserts took.
+async fn child_bare(args: &[String]) -> Result<(), String> {
+    let [database, rows] = args else {
+        return Err("__bare DATABASE ROWS".to_owned());
+    };
+    let rows: usize = rows.parse().map_err(|e| format!("{e}"))?;
+    let fixture = Fixture::new(SEED, rows);
+    let took = benches::bare_insert(database, &fixture)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", took.as_secs_f64() * 1000.0);
+    Ok(())
+}
+
+struct ChildRun {
+    wall: Duration,
+    peak_rss_kb: u64,
+    requests: u64,
+}
+
+struct ChildOutput {
+    run: ChildRun,
+    stdout: String,
+}
+
+/// Runs this binary with `args`, measuring its wall time and peak RSS.
+async fn child(args: &[&str], token: &str) -> Result<ChildOutput, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let token = token.to_owned();
+    tokio::task::spawn_blocking(move || benches::measure::run(&exe, &args, &[(TOKEN_VAR, &token)]))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|m| ChildOutput {
+            run: ChildRun {
+                wall: m.wall,
+                peak_rss_kb: 0,
+                requests: 0,
+            },
+            stdout: m.stdout,
+        })
+}
+
+// ----- helpers -----
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> Result<TempDir, String> {
+    let path =
+        std::env::temp_dir().join(format!("deltasync-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(TempDir(path))
+}
+
+fn sqlite_url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.0.join("replica.db").display())
+}
+
+async fn fresh_postgres() -> Result<String, String> {
+    let admin = std::env::var("DELTASYNC_BENCH_PG")
+        .or_else(|_| std::env::var("DELTASYNC_TEST_PG"))
+        .map_err(|_| "set DELTASYNC_BENCH_PG to a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/test)".to_owned())?;
+    benches::fresh_postgres_database(&admin)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn emit(result: Value) {
+    println!("{result}");
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+fn per_s(rows: usize, d: Duration) -> f64 {
+    (rows as f64 / d.as_secs_f64()).round()
+}
+
+fn mb(kb: u64) -> f64 {
+    (kb as f64 / 1024.0 * 10.0).round() / 10.0
+}
