@@ -798,8 +798,8 @@ impl Store for SqlStore {
                 .push(", resolved_at = ")
                 .bind(SqlValue::from(time_text(Utc::now())));
             if let Some(local) = &close.local {
-                q.push(", local = ")
-                    .bind(SqlValue::from(Value::Object(local.clone()).to_string()));
+                let text = local.as_ref().map(|l| Value::Object(l.clone()).to_string());
+                q.push(", local = ").bind(SqlValue::String(text));
             }
             q.push(" WHERE id = ")
                 .bind(SqlValue::BigInt(Some(close.id)));
@@ -973,7 +973,9 @@ impl Store for SqlStore {
                     "UPDATE {table} SET {STATUS} = 'deleted' WHERE {pk} = "
                 ))
                 .bind(self.key_value(c, key))
-                .push(&format!(" AND {STATUS} <> 'deleted'"));
+                // A parked row waits for a person's decision on its local version; deleting
+                // it underneath would turn that decision into something else.
+                .push(&format!(" AND {STATUS} NOT IN ('deleted', 'conflict')"));
             }
         }
         let done = self

@@ -402,7 +402,8 @@ mod tests {
         let average = bytes / posts.len();
         assert!((200..=500).contains(&average), "{average} bytes per post");
         assert!(posts.iter().all(|p| authors.contains(&p["author"])));
-        let keys: std::collections::BTreeSet<&Value> = posts.iter().map(|p| &p["id"]).collect();
+        let keys: std::collections::BTreeSet<&str> =
+            posts.iter().map(|p| p["id"].as_str().unwrap()).collect();
         assert_eq!(keys.len(), posts.len(), "keys are unique");
     }
 

@@ -188,8 +188,9 @@ pub struct Close {
     pub id: i64,
     pub resolution: Resolution,
     /// The local version the decision kept or dropped, when it is not the one recorded (the
-    /// row was edited while it waited); the record is updated to show it.
-    pub local: Option<Row>,
+    /// row was written while it waited; `Some(None)`: it was deleted); the record is updated
+    /// to show it.
+    pub local: Option<Option<Row>>,
 }
 
 /// Everything the engine changes locally at one step, applied in one transaction.

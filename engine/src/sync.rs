@@ -966,7 +966,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 let status = match (record.kind, &remote) {
                     // A local delete whose row the server no longer has is done.
                     (_, None) if l.status == SyncStatus::Deleted => None,
+                    // Deleted locally, also if that happened while the row waited.
                     (ConflictKind::LocalDeleteRemoteUpdate, _) => Some(SyncStatus::Deleted),
+                    _ if l.status == SyncStatus::Deleted => Some(SyncStatus::Deleted),
                     (_, None) => Some(SyncStatus::Created),
                     (ConflictKind::Rejected, _) if l.status.is_pending() => Some(l.status),
                     _ => Some(SyncStatus::Updated),
@@ -985,15 +987,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
             // Nothing local to keep (a server row that did not fit): closing it is all.
             (_, None) => Resolution::KeepLocal,
         };
-        // The row may have been edited while it waited: record what was really decided on.
+        // The row may have been written while it waited: record what was really decided on.
         let decided = self
             .store
             .rows(&c, std::slice::from_ref(&record.key))
             .await?
             .pop()
-            .filter(|l| l.status != SyncStatus::Deleted)
-            .map(|l| l.data)
-            .filter(|data| record.local.as_ref() != Some(data) && record.local.is_some());
+            .map(|l| (l.status != SyncStatus::Deleted).then_some(l.data))
+            .filter(|now| record.local.is_some() && *now != record.local);
         changes.closes.push(Close {
             id,
             resolution,

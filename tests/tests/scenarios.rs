@@ -382,6 +382,42 @@ async fn a_row_deleted_locally_can_be_neither_edited_nor_deleted_again() {
 }
 
 #[tokio::test]
+async fn a_parked_row_deleted_in_sql_is_decided_as_a_delete() {
+    use sea_orm::ConnectionTrait;
+    for backend in backends() {
+        for choice in [Choice::Local, Choice::Remote] {
+            let (world, a, key) = conflict_world(Strategy::Manual, backend.clone()).await;
+            let handle = a.collection("articles").unwrap();
+            let edit = handle.update(&key, row(json!({"title": "local"})));
+            assert!(edit.await.unwrap());
+            world
+                .server
+                .state()
+                .update("articles", &key, row(json!({"title": "server"})))
+                .unwrap();
+            assert_eq!(a.sync(None).await.unwrap().waiting, 1);
+            assert!(
+                !handle.delete(&key).await.unwrap(),
+                "the library does not delete a parked row"
+            );
+            // Plain SQL can; the decision then is about that delete.
+            let sql = format!("UPDATE articles SET _sync_status = 'deleted' WHERE id = '{key}'");
+            a.store().connection().execute_unprepared(&sql).await.unwrap();
+            let id = a.conflicts(true).await.unwrap()[0].id;
+            let record = a.resolve(id, choice.clone()).await.unwrap();
+            assert_eq!(record.local, None, "the record shows a delete was decided on");
+            a.sync(None).await.unwrap();
+            let server = world.server_rows("articles");
+            match choice {
+                Choice::Local => assert!(server.is_empty(), "the delete went: {server:?}"),
+                _ => assert_eq!(server[0]["title"], json!("server")),
+            }
+            assert_converged(&world, &a, "articles").await;
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_parked_local_delete_cannot_be_edited() {
     for backend in backends() {
         let (world, a, key) = conflict_world(Strategy::Manual, backend).await;
