@@ -176,6 +176,13 @@ pub async fn load_reference(
             .map_err(remote(format!("creating {}", c.name)))?;
     }
     let state = server.state();
+    for c in collections() {
+        // Activity without revisions: a million saved copies of the rows would only cost the
+        // server memory.
+        state
+            .set_accountability(&c.name, Some("activity".into()))
+            .map_err(refused(format!("configuring {}", c.name)))?;
+    }
     let start = chrono::Utc::now() - chrono::Duration::days(1);
     state.set_clock(refserver::Clock::Manual(start));
     state
@@ -273,8 +280,17 @@ pub async fn bare_insert(database: &str, fixture: &Fixture) -> Result<Duration, 
     } else {
         database.to_owned()
     };
-    let db = Database::connect(url).await.map_err(db_error)?;
+    // One connection, so that the settings below hold for every insert.
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options.max_connections(1).sqlx_logging(false);
+    let db = Database::connect(options).await.map_err(db_error)?;
     let backend = db.get_database_backend();
+    if backend == sea_orm::DbBackend::Sqlite {
+        // The settings the engine's store runs SQLite with.
+        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"] {
+            db.execute_unprepared(pragma).await.map_err(db_error)?;
+        }
+    }
     let posts = collections().pop().expect("posts");
     db.execute_unprepared(&adapters::sql::create_table(backend, &posts))
         .await

@@ -1018,16 +1018,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
         let mut position = checkpoint.pull.clone();
+        let query = |request: &crate::cursor::PageRequest| ListQuery {
+            filter: request.filter.clone(),
+            sort: vec![c.cursor.clone(), c.primary_key.clone()],
+            fields: fields.clone(),
+            limit: i64::from(request.limit),
+            offset: request.offset,
+        };
+        // The next page, fetched while the previous one was applied.
+        let mut prefetched = None;
         loop {
             let request = page_request(&position, &c.cursor, c.page_size, c.filter.as_ref());
-            let query = ListQuery {
-                filter: request.filter.clone(),
-                sort: vec![c.cursor.clone(), c.primary_key.clone()],
-                fields: fields.clone(),
-                limit: i64::from(request.limit),
-                offset: request.offset,
+            let page = match prefetched.take() {
+                Some(page) => page,
+                None => self.remote.list(&c.name, &query(&request)).await?,
             };
-            let page = self.remote.list(&c.name, &query).await?;
             let server_now = page
                 .server_date
                 .unwrap_or_else(|| Utc::now() + self.remote.clock_skew());
@@ -1078,10 +1083,22 @@ impl<S: Store, R: Remote> Engine<S, R> {
             };
             checkpoint.pull = position.clone();
             changes.checkpoint = Some(checkpoint.clone());
-            self.store.apply(c, changes).await?;
             if done {
-                return Ok(());
+                return self.store.apply(c, changes).await.map(drop);
             }
+            // Fetching and applying overlap: the next request depends only on the position.
+            let next = query(&page_request(
+                &position,
+                &c.cursor,
+                c.page_size,
+                c.filter.as_ref(),
+            ));
+            let (applied, page) = futures::join!(
+                self.store.apply(c, changes),
+                self.remote.list(&c.name, &next)
+            );
+            applied?;
+            prefetched = Some(page?);
         }
     }
 

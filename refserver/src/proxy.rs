@@ -167,7 +167,7 @@ impl FaultProxy {
         self.shared.hook.lock().unwrap().take();
     }
 
-    /// Every request seen, with the fault it met.
+    /// Every request seen (method, path and query), with the fault it met.
     pub fn log(&self) -> Vec<(String, Fault)> {
         self.shared.log.lock().unwrap().clone()
     }
@@ -210,7 +210,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     );
     let number = {
         let mut log = shared.log.lock().unwrap();
-        log.push((format!("{} {}", parts.method, parts.uri.path()), fault));
+        log.push((format!("{} {}", parts.method, parts.uri), fault));
         log.len()
     };
     shared.run_hook(number, Moment::BeforeForward);

@@ -402,10 +402,17 @@ async fn a_parked_row_deleted_in_sql_is_decided_as_a_delete() {
             );
             // Plain SQL can; the decision then is about that delete.
             let sql = format!("UPDATE articles SET _sync_status = 'deleted' WHERE id = '{key}'");
-            a.store().connection().execute_unprepared(&sql).await.unwrap();
+            a.store()
+                .connection()
+                .execute_unprepared(&sql)
+                .await
+                .unwrap();
             let id = a.conflicts(true).await.unwrap()[0].id;
             let record = a.resolve(id, choice.clone()).await.unwrap();
-            assert_eq!(record.local, None, "the record shows a delete was decided on");
+            assert_eq!(
+                record.local, None,
+                "the record shows a delete was decided on"
+            );
             a.sync(None).await.unwrap();
             let server = world.server_rows("articles");
             match choice {

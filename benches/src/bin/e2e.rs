@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use benches::{
     Changes, Fixture, admin_client, collections, collections_named, load_directus, load_reference,
 };
-use deltasync::{CollectionConfig, Config, Row};
+use deltasync::{Config, Row};
 use serde_json::{Value, json};
 
 const SEED: u64 = 42;
@@ -116,6 +116,8 @@ async fn initial(o: &Options) -> Result<(), String> {
     let sync = bench.sync().await?;
     let rows = bench.fixture.posts + bench.fixture.authors();
     let bare = bench.bare().await?;
+    let (url, token) = (bench.server.url(), bench.server.admin_token());
+    let fetch = plain_fetch(&url, token, &recorded_reads(&url, token, "").await?).await?;
     emit(json!({
         "scenario": "initial",
         "db": bench.db_label(),
@@ -128,6 +130,7 @@ async fn initial(o: &Options) -> Result<(), String> {
         "bare_insert_rows_per_s": per_s(bench.fixture.posts, bare),
         "ratio_to_bare_insert": (rows as f64 / sync.wall.as_secs_f64())
             / (bench.fixture.posts as f64 / bare.as_secs_f64()),
+        "plain_fetch_s": secs(fetch),
     }));
     Ok(())
 }
@@ -189,7 +192,8 @@ async fn directus(o: &Options) -> Result<(), String> {
         let dir = tempdir()?;
         let database = sqlite_url(&dir);
         let sync = sync_child(&url, &token, &database, &suffix).await?;
-        let fetch = plain_fetch(&url, &token, &collections_named(&suffix)).await?;
+        let fetch =
+            plain_fetch(&url, &token, &recorded_reads(&url, &token, &suffix).await?).await?;
         let rows = fixture.posts + fixture.authors();
         emit(json!({
             "scenario": "directus",
@@ -219,42 +223,35 @@ async fn directus(o: &Options) -> Result<(), String> {
     outcome
 }
 
-/// Reads every page of each collection, sorted and sized as a sync reads them, with a plain
-/// HTTP client: what fetching alone costs.
-async fn plain_fetch(
-    url: &str,
-    token: &str,
-    collections: &[CollectionConfig],
-) -> Result<Duration, String> {
+/// The GET requests an initial sync sends, recorded by a proxy in front of `url` during a
+/// sync into a fresh database.
+async fn recorded_reads(url: &str, token: &str, suffix: &str) -> Result<Vec<String>, String> {
+    let proxy = refserver::proxy::FaultProxy::start(url, 0, 0.0).await;
+    let dir = tempdir()?;
+    sync_child(&proxy.url(), token, &sqlite_url(&dir), suffix).await?;
+    Ok(proxy
+        .log()
+        .into_iter()
+        .filter_map(|(request, _)| request.strip_prefix("GET ").map(str::to_owned))
+        .filter(|path| path.starts_with("/items/"))
+        .collect())
+}
+
+/// Sends `reads` one after the other with a plain HTTP client, reading each body whole:
+/// what fetching the same pages costs without deltasync.
+async fn plain_fetch(url: &str, token: &str, reads: &[String]) -> Result<Duration, String> {
     let http = reqwest::Client::new();
     let started = Instant::now();
-    for c in collections {
-        let mut fields = vec![c.primary_key.clone(), c.cursor.clone()];
-        fields.extend(c.fields.iter().map(|f| f.name.clone()));
-        let mut offset = 0;
-        loop {
-            let page: Value = http
-                .get(format!("{url}/items/{}", c.name))
-                .bearer_auth(token)
-                .query(&[
-                    ("fields", fields.join(",")),
-                    ("sort", format!("{},{}", c.cursor, c.primary_key)),
-                    ("limit", c.page_size.to_string()),
-                    ("offset", offset.to_string()),
-                ])
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            let n = page["data"].as_array().map_or(0, Vec::len);
-            offset += n;
-            if n < c.page_size as usize {
-                break;
-            }
-        }
+    for path in reads {
+        http.get(format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(started.elapsed())
 }
