@@ -669,8 +669,11 @@ impl Store for SqlStore {
         after: Option<&Key>,
         limit: usize,
     ) -> Result<Vec<LocalRow>> {
-        let condition =
-            format!("{STATUS} IN ('created', 'updated', 'deleted') AND {ERROR} IS NULL");
+        // The first term is the pending index's own condition, which lets the planner use it:
+        // finding the changes costs what they number, not what the table holds.
+        let condition = format!(
+            "{STATUS} <> 'synced' AND {STATUS} IN ('created', 'updated', 'deleted') AND {ERROR} IS NULL"
+        );
         let q = self.key_page(c, &Self::select_list(c), &condition, after, limit);
         let rows = self
             .db
@@ -889,6 +892,15 @@ impl Store for SqlStore {
             .execute_raw(q.build())
             .await
             .map_err(db_err("recording the run"))?;
+        if self.backend() == DbBackend::Sqlite {
+            // A run ends here: fold the write-ahead log into the database, or the next
+            // process to open it first reads through all of the log (seconds after a large
+            // pull).
+            self.db
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await
+                .map_err(db_err("checkpointing the write-ahead log"))?;
+        }
         Ok(())
     }
 

@@ -290,6 +290,8 @@ pub trait Store: Send + Sync {
         collection: &CollectionConfig,
     ) -> impl Future<Output = Result<CollectionStatus>> + Send;
 
+    /// Records a finished sync; the last write of every run, where a store may also tidy up
+    /// (the SQL store checkpoints SQLite's write-ahead log).
     fn record_run(&self, run: &RunRecord) -> impl Future<Output = Result<()>> + Send;
 
     fn last_run(&self) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
