@@ -70,7 +70,8 @@ pub struct Revision {
     pub activity: i64,
     pub collection: String,
     pub item: String,
-    /// The whole item after the write, rendered as the API returns it.
+    /// The whole item after the write, rendered as the API returns it (`null` when the
+    /// write named a missing item).
     pub data: Value,
 }
 
@@ -312,9 +313,9 @@ impl Db {
         let revised = accountability == "all" && !matches!(action, Action::Delete);
         for key in keys {
             let id = self.activity.next_auto_key();
+            // Directus saves a revision for a patched missing item too; it holds no item.
             let saved = revised
-                .then(|| self.item_json(collection, key))
-                .flatten()
+                .then(|| self.item_json(collection, key).unwrap_or(Value::Null))
                 .map(|data| {
                     let revision = Revision {
                         id: i64::try_from(self.revisions.len()).unwrap_or(i64::MAX) + 1,
