@@ -89,6 +89,18 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    fn new(upstream: &str, seed: u64, rate: f64) -> Shared {
+        Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            rate: Mutex::new(rate),
+            storm: Mutex::new(0),
+            log: Mutex::new(Vec::new()),
+            hook: Mutex::new(None),
+        }
+    }
+
     /// Runs the hook if it is set for request `number` at `moment`.
     fn run_hook(&self, number: usize, moment: Moment) {
         let hook = {
@@ -124,15 +136,7 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on loopback in front of `upstream`, faults drawn from `seed`.
     pub async fn start(upstream: &str, seed: u64, rate: f64) -> FaultProxy {
-        let shared = Arc::new(Shared {
-            upstream: upstream.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
-            rate: Mutex::new(rate),
-            storm: Mutex::new(0),
-            log: Mutex::new(Vec::new()),
-            hook: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(upstream, seed, rate));
         let app = axum::Router::new()
             .fallback(forward)
             .with_state(shared.clone());
@@ -313,20 +317,8 @@ fn directus_error(status: u16, code: &str, message: &str) -> Response {
 mod tests {
     use super::*;
 
-    fn shared(seed: u64, rate: f64) -> Shared {
-        Shared {
-            upstream: String::new(),
-            http: reqwest::Client::new(),
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
-            rate: Mutex::new(rate),
-            storm: Mutex::new(0),
-            log: Mutex::new(Vec::new()),
-            hook: Mutex::new(None),
-        }
-    }
-
     fn faults(seed: u64, rate: f64, n: usize) -> Vec<Fault> {
-        let s = shared(seed, rate);
+        let s = Shared::new("", seed, rate);
         (0..n).map(|_| pick(&s)).collect()
     }
 

@@ -124,6 +124,19 @@ fn manual_converges() {
 
 // ----- shrunk failing histories, kept as regression tests -----
 
+/// Replays one recorded history on every backend.
+async fn replay_everywhere(strategy: Strategy, replicas: usize, seed: u64, ops: Vec<Op>) {
+    for backend in backends() {
+        let h = History {
+            strategy,
+            replicas,
+            seed,
+            ops: ops.clone(),
+        };
+        replay(backend, h).await;
+    }
+}
+
 /// A replica deleted a row, then edited it: the edit was accepted and silently lost with the
 /// delete. Edits of a row deleted locally are now refused.
 #[tokio::test]
@@ -134,15 +147,7 @@ async fn regression_edit_after_local_delete() {
         Delete(Side::Replica(1), 53),
         Update(Side::Replica(1), 63),
     ];
-    for backend in backends() {
-        let h = History {
-            strategy: Strategy::FirstWriteWins,
-            replicas: 3,
-            seed: 17674687615036685918,
-            ops: ops.clone(),
-        };
-        replay(backend, h).await;
-    }
+    replay_everywhere(Strategy::FirstWriteWins, 3, 17674687615036685918, ops).await;
 }
 
 /// A parked row was edited again before a person took the server's version: the edit was
@@ -166,15 +171,7 @@ async fn regression_edit_of_a_parked_row() {
         Update(Side::Replica(1), 45),
         Create(Side::Replica(1)),
     ];
-    for backend in backends() {
-        let h = History {
-            strategy: Strategy::Manual,
-            replicas: 2,
-            seed: 16553503429341200075,
-            ops: ops.clone(),
-        };
-        replay(backend, h).await;
-    }
+    replay_everywhere(Strategy::Manual, 2, 16553503429341200075, ops).await;
 }
 
 /// A local delete was parked, then the row was edited: whatever the person decided, the edit
@@ -194,15 +191,7 @@ async fn regression_edit_of_a_parked_delete() {
         Update(Side::Replica(0), 32),
         Create(Side::Replica(0)),
     ];
-    for backend in backends() {
-        let h = History {
-            strategy: Strategy::Manual,
-            replicas: 2,
-            seed: 1946942889800190789,
-            ops: ops.clone(),
-        };
-        replay(backend, h).await;
-    }
+    replay_everywhere(Strategy::Manual, 2, 1946942889800190789, ops).await;
 }
 
 /// A parked row was deleted by the application, then a person took the server's version:
@@ -225,15 +214,7 @@ async fn regression_delete_of_a_parked_row() {
         Resolve(1),
         Create(Side::Replica(0)),
     ];
-    for backend in backends() {
-        let h = History {
-            strategy: Strategy::Manual,
-            replicas: 2,
-            seed: 2649731223836310672,
-            ops: ops.clone(),
-        };
-        replay(backend, h).await;
-    }
+    replay_everywhere(Strategy::Manual, 2, 2649731223836310672, ops).await;
 }
 
 /// A local write a replica made; titles are unique per write, so a title names its write.

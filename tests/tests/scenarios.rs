@@ -170,6 +170,15 @@ async fn an_update_whose_response_was_lost_is_recognised_as_applied() {
     }
 }
 
+/// Writes `patch` to an article on the server, as another client of Directus would.
+fn edit_on_server(world: &World, key: &str, patch: deltasync::Row) {
+    world
+        .server
+        .state()
+        .update("articles", key, patch)
+        .expect("a server edit");
+}
+
 async fn conflict_world(
     strategy: Strategy,
     backend: tests::Backend,
@@ -191,11 +200,7 @@ async fn last_write_wins_keeps_the_later_side() {
     for backend in backends() {
         // Server edit first, local edit later: local wins.
         let (world, a, key) = conflict_world(Strategy::LastWriteWins, backend.clone()).await;
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"title": "server"})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"title": "server"})));
         world.server.state().advance_clock(TICK);
         a.collection("articles")
             .unwrap()
@@ -223,11 +228,7 @@ async fn last_write_wins_keeps_the_later_side() {
             .unwrap();
         tests::backdate_local_change(&a, "articles", &key).await;
         world.server.state().advance_clock(TICK);
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"title": "server"})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"title": "server"})));
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].conflicts, 1);
         assert_eq!(world.server_rows("articles")[0]["title"], json!("server"));
@@ -249,11 +250,7 @@ async fn first_write_wins_keeps_the_server_version_and_records_the_loser() {
             .update(&key, row(json!({"title": "local"})))
             .await
             .unwrap();
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"title": "server first"})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"title": "server first"})));
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].conflicts, 1);
         assert_eq!(
@@ -276,11 +273,7 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
             .update(&key, row(json!({"title": "local"})))
             .await
             .unwrap();
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"title": "server"})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"title": "server"})));
         let report = a.sync(None).await.unwrap();
         assert_eq!(
             (
@@ -302,11 +295,7 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
             (local.status, local.data["title"].clone()),
             (SyncStatus::Conflict, json!("local"))
         );
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"views": 5})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"views": 5})));
         a.sync(None).await.unwrap();
         let local = a
             .collection("articles")
@@ -343,11 +332,7 @@ async fn taking_the_server_version_of_a_parked_row_edited_since_records_the_drop
             .update(&key, row(json!({"title": "local"})))
             .await
             .unwrap();
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"title": "server"})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"title": "server"})));
         a.sync(None).await.unwrap();
         // The application edits the parked row before anyone decides.
         let edit = row(json!({"title": "local, edited"}));
@@ -390,11 +375,7 @@ async fn a_parked_row_deleted_in_sql_is_decided_as_a_delete() {
             let handle = a.collection("articles").unwrap();
             let edit = handle.update(&key, row(json!({"title": "local"})));
             assert!(edit.await.unwrap());
-            world
-                .server
-                .state()
-                .update("articles", &key, row(json!({"title": "server"})))
-                .unwrap();
+            edit_on_server(&world, &key, row(json!({"title": "server"})));
             assert_eq!(a.sync(None).await.unwrap().waiting, 1);
             assert!(
                 !handle.delete(&key).await.unwrap(),
@@ -430,11 +411,7 @@ async fn a_parked_local_delete_cannot_be_edited() {
         let (world, a, key) = conflict_world(Strategy::Manual, backend).await;
         let handle = a.collection("articles").unwrap();
         assert!(handle.delete(&key).await.unwrap());
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"title": "server"})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"title": "server"})));
         assert_eq!(a.sync(None).await.unwrap().waiting, 1);
         let edit = handle.update(&key, row(json!({"title": "too late"})));
         assert!(
@@ -461,11 +438,7 @@ async fn delete_versus_update_per_strategy() {
             (Strategy::LastWriteWins, false),
         ] {
             let (world, a, key) = conflict_world(strategy, backend.clone()).await;
-            world
-                .server
-                .state()
-                .update("articles", &key, row(json!({"title": "server"})))
-                .unwrap();
+            edit_on_server(&world, &key, row(json!({"title": "server"})));
             world.server.state().advance_clock(TICK);
             a.collection("articles")
                 .unwrap()
@@ -517,11 +490,7 @@ async fn delete_versus_update_per_strategy() {
         }
         // Manual parks delete-versus-update as well.
         let (world, a, key) = conflict_world(Strategy::Manual, backend.clone()).await;
-        world
-            .server
-            .state()
-            .update("articles", &key, row(json!({"title": "server"})))
-            .unwrap();
+        edit_on_server(&world, &key, row(json!({"title": "server"})));
         a.collection("articles")
             .unwrap()
             .delete(&key)

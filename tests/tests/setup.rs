@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deltasync::{Auth, Deletes, FieldType, Secret, Strategy};
+use deltasync::{Auth, CollectionConfig, Deletes, FieldType, Secret, Strategy};
 use refserver::{Clock, Options};
 use serde_json::{Value, json};
 use tests::{FIELDS, World, assert_converged, backends, local_rows, row};
@@ -23,26 +23,45 @@ fn activity_after(world: &World, skip: usize) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// A server with `authors` and `books` (whose `author` refers to them), and their configs.
+async fn authors_and_books(backend: tests::Backend) -> (World, CollectionConfig, CollectionConfig) {
+    let world = World::new(backend).await;
+    world
+        .collection("authors", &[("name", FieldType::String)])
+        .await;
+    world
+        .collection(
+            "books",
+            &[("title", FieldType::String), ("author", FieldType::Uuid)],
+        )
+        .await;
+    let books = World::config("books", &[("title", FieldType::String)]).with_relation(
+        "author",
+        FieldType::Uuid,
+        "authors",
+    );
+    let authors = World::config("authors", &[("name", FieldType::String)]);
+    (world, authors, books)
+}
+
+/// A server with `categories`, related to itself through `parent`, and its config.
+async fn categories(backend: tests::Backend) -> (World, CollectionConfig) {
+    let world = World::new(backend).await;
+    let fields = [("name", FieldType::String), ("parent", FieldType::Uuid)];
+    world.collection("categories", &fields).await;
+    let categories = World::config("categories", &[("name", FieldType::String)]).with_relation(
+        "parent",
+        FieldType::Uuid,
+        "categories",
+    );
+    (world, categories)
+}
+
 #[tokio::test]
 async fn related_collections_push_parents_first_and_delete_children_first() {
     for backend in backends() {
-        let mut world = World::new(backend).await;
-        world
-            .collection("authors", &[("name", FieldType::String)])
-            .await;
-        world
-            .collection(
-                "books",
-                &[("title", FieldType::String), ("author", FieldType::Uuid)],
-            )
-            .await;
+        let (mut world, authors, books) = authors_and_books(backend).await;
         // Children listed first in the file: the order must come from the relation.
-        let books = World::config("books", &[("title", FieldType::String)]).with_relation(
-            "author",
-            FieldType::Uuid,
-            "authors",
-        );
-        let authors = World::config("authors", &[("name", FieldType::String)]);
         let a = world.replica(vec![books, authors]).await;
 
         let author = a
@@ -254,14 +273,7 @@ async fn a_page_size_equal_to_the_servers_query_limit_works_for_pulls_and_delete
 #[tokio::test]
 async fn rows_of_a_collection_related_to_itself_are_created_parents_first() {
     for backend in backends() {
-        let mut world = World::new(backend).await;
-        let fields = [("name", FieldType::String), ("parent", FieldType::Uuid)];
-        world.collection("categories", &fields).await;
-        let categories = World::config("categories", &[("name", FieldType::String)]).with_relation(
-            "parent",
-            FieldType::Uuid,
-            "categories",
-        );
+        let (mut world, categories) = categories(backend).await;
         let a = world.replica(vec![categories]).await;
         let handle = a.collection("categories").unwrap();
         // Keys chosen so that key order puts every child before its parent.
@@ -291,14 +303,7 @@ async fn rows_of_a_collection_related_to_itself_are_created_parents_first() {
 #[tokio::test]
 async fn within_a_collection_descendants_of_a_rejected_row_are_held_back() {
     for backend in backends() {
-        let mut world = World::new(backend).await;
-        let fields = [("name", FieldType::String), ("parent", FieldType::Uuid)];
-        world.collection("categories", &fields).await;
-        let categories = World::config("categories", &[("name", FieldType::String)]).with_relation(
-            "parent",
-            FieldType::Uuid,
-            "categories",
-        );
+        let (mut world, categories) = categories(backend).await;
         let a = world.replica(vec![categories]).await;
         let handle = a.collection("categories").unwrap();
         let (root, mid, leaf, other) = (
@@ -362,22 +367,7 @@ async fn within_a_collection_descendants_of_a_rejected_row_are_held_back() {
 #[tokio::test]
 async fn a_child_of_a_rejected_parent_is_held_back_until_the_parent_goes() {
     for backend in backends() {
-        let mut world = World::new(backend).await;
-        world
-            .collection("authors", &[("name", FieldType::String)])
-            .await;
-        world
-            .collection(
-                "books",
-                &[("title", FieldType::String), ("author", FieldType::Uuid)],
-            )
-            .await;
-        let books = World::config("books", &[("title", FieldType::String)]).with_relation(
-            "author",
-            FieldType::Uuid,
-            "authors",
-        );
-        let authors = World::config("authors", &[("name", FieldType::String)]);
+        let (mut world, authors, books) = authors_and_books(backend).await;
         let a = world.replica(vec![authors, books]).await;
         let author = a
             .collection("authors")
