@@ -4,6 +4,7 @@
 //! [`engine::ports::Remote`] and must not make sync decisions. Secrets never reach logs or
 //! error messages: tokens live in [`schema::Secret`], whose `Debug` prints `***`.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use engine::error::{RemoteError, RemoteErrorKind};
-use engine::ports::{DeleteActivity, ListQuery, RawPage, Remote};
+use engine::ports::{DeleteActivity, DeletePage, ListQuery, RawPage, Remote};
 use engine::{Error as EngineError, Stamp};
 pub use reqwest::Method;
 use reqwest::StatusCode;
@@ -329,6 +330,13 @@ impl DirectusClient {
     }
 }
 
+fn bad_activity(raw: &Value) -> EngineError {
+    EngineError::Remote(RemoteError::new(
+        RemoteErrorKind::Protocol,
+        format!("activity entry without id or item: {raw}"),
+    ))
+}
+
 fn items_path(collection: &str) -> String {
     format!("/items/{collection}")
 }
@@ -438,39 +446,53 @@ impl Remote for DirectusClient {
         collection: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<DeleteActivity>, EngineError> {
+    ) -> Result<DeletePage, EngineError> {
+        // The deletes, and entries `after` and `after + 1` of any kind as the anchor: if one
+        // of them is still there, retention has removed nothing after `after`. The outer
+        // range keeps the read on the primary key from `after` on.
         let filter = json!({ "_and": [
-            { "collection": { "_eq": collection } },
-            { "action": { "_eq": "delete" } },
-            { "id": { "_gt": after } },
+            { "id": { "_gte": after } },
+            { "_or": [
+                { "id": { "_in": [after, after + 1] } },
+                { "_and": [
+                    { "collection": { "_eq": collection } },
+                    { "action": { "_eq": "delete" } },
+                ]},
+            ]},
         ]});
+        // At least one row past the two anchors, so that every page makes progress.
+        let requested = limit.max(3);
         let query = [
             ("filter", filter.to_string()),
             ("sort", "id".to_owned()),
-            ("fields", "id,item,timestamp".to_owned()),
-            ("limit", limit.to_string()),
+            ("fields", "id,action,collection,item,timestamp".to_owned()),
+            ("limit", requested.to_string()),
         ];
         let body = self
             .request(Method::GET, "/activity", &query, None, None)
             .await?;
-        data_rows(body)
-            .into_iter()
-            .map(|raw| {
-                let id = raw["id"].as_i64();
-                let key = engine::model::key_from_json(&raw["item"]);
-                match (id, key) {
-                    (Some(id), Some(key)) => Ok(DeleteActivity {
-                        id,
-                        key,
-                        at: raw["timestamp"].as_str().and_then(Stamp::parse),
-                    }),
-                    _ => Err(EngineError::Remote(RemoteError::new(
-                        RemoteErrorKind::Protocol,
-                        format!("activity entry without id or item: {raw}"),
-                    ))),
-                }
-            })
-            .collect()
+        let rows = data_rows(body);
+        let mut page = DeletePage {
+            full: rows.len() >= requested as usize,
+            ..DeletePage::default()
+        };
+        for raw in rows {
+            let id = raw["id"].as_i64().ok_or_else(|| bad_activity(&raw))?;
+            page.anchored |= id == after || id == after + 1;
+            page.last_id = page.last_id.max(Some(id));
+            let is_delete = raw["action"] == "delete" && raw["collection"] == collection;
+            if !is_delete || id <= after {
+                continue;
+            }
+            let key =
+                engine::model::key_from_json(&raw["item"]).ok_or_else(|| bad_activity(&raw))?;
+            page.deletes.push(DeleteActivity {
+                id,
+                key,
+                at: raw["timestamp"].as_str().and_then(Stamp::parse),
+            });
+        }
+        Ok(page)
     }
 
     async fn delete_time(&self, collection: &str, key: &str) -> Result<Option<Stamp>, EngineError> {
@@ -502,9 +524,17 @@ impl Remote for DirectusClient {
         Ok(self.first_activity_id(None, "id").await?)
     }
 
-    async fn logs_activity(&self, collection: &str) -> Result<bool, EngineError> {
-        let info = self.collection_info(collection).await?;
-        Ok(!info["data"]["meta"]["accountability"].is_null())
+    async fn activity_logging(&self) -> Result<HashMap<String, bool>, EngineError> {
+        let body = self
+            .request(Method::GET, "/collections", &[], None, None)
+            .await?;
+        Ok(data_rows(body)
+            .into_iter()
+            .filter_map(|c| {
+                let name = c["collection"].as_str()?.to_owned();
+                Some((name, !c["meta"]["accountability"].is_null()))
+            })
+            .collect())
     }
 
     fn clock_skew(&self) -> chrono::Duration {

@@ -191,12 +191,7 @@ pub fn local_write_trigger(backend: DbBackend, c: &CollectionConfig) -> Vec<Stri
     match backend {
         DbBackend::Postgres => {
             let function = ident(&format!("_deltasync_write_{}", c.table));
-            let snapshot = c
-                .fields
-                .iter()
-                .map(|f| format!("'{}', OLD.{}", f.name, ident(&f.name)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let snapshot = snapshot_pairs(c);
             vec![
                 format!(
                     "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -226,12 +221,7 @@ $body$",
             ]
         }
         _ => {
-            let snapshot = c
-                .fields
-                .iter()
-                .map(|f| format!("'{}', OLD.{}", f.name, ident(&f.name)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let snapshot = snapshot_pairs(c);
             vec![
                 format!("DROP TRIGGER IF EXISTS {}", trigger_name(c)),
                 format!(
@@ -329,6 +319,20 @@ pub fn from_sql(
             .try_get_by_index::<Option<String>>(index)?
             .map_or(Value::Null, Value::from),
     })
+}
+
+/// The `'name', OLD.column` pairs of a base snapshot: the synced fields, and the cursor, which
+/// tells the server version the snapshot is of.
+fn snapshot_pairs(c: &CollectionConfig) -> String {
+    let mut columns: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
+    if !columns.contains(&c.cursor.as_str()) {
+        columns.push(&c.cursor);
+    }
+    columns
+        .iter()
+        .map(|name| format!("'{}', OLD.{}", name, ident(name)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Normalizes a base snapshot written by a trigger (SQLite stores booleans as 0/1 and JSON

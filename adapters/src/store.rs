@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use engine::conflict::{ConflictKind, Resolution};
 use engine::ports::{
-    Changes, Checkpoint, CollectionStatus, ConflictRecord, Guard, LocalWrite, RowOp, RunRecord,
-    Store,
+    Base, Changes, Checkpoint, CollectionStatus, ConflictRecord, Guard, LocalWrite, RowOp,
+    RunRecord, Store,
 };
 use engine::{Key, LocalRow, RemoteRow, Row, Stamp, StoreError, SyncStatus};
 use migrations::Migrator;
@@ -742,24 +742,37 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn base(&self, c: &CollectionConfig, key: &Key) -> Result<Option<Row>> {
-        let mut q = Sql::new(self.backend());
-        q.push("SELECT data FROM \"_deltasync_base\" WHERE collection = ")
-            .bind(SqlValue::from(c.name.as_str()))
-            .push(" AND key = ")
-            .bind(SqlValue::from(key.as_str()));
-        let row = self
-            .db
-            .query_one_raw(q.build())
-            .await
-            .map_err(db_err("reading a base snapshot"))?;
-        let Some(row) = row else { return Ok(None) };
-        let text: String = row
-            .try_get_by_index(0)
-            .map_err(db_err("reading a base snapshot"))?;
-        Ok(serde_json::from_str(&text)
-            .ok()
-            .map(|v| sql::normalize_snapshot(c, v)))
+    async fn bases(&self, c: &CollectionConfig, keys: &[Key]) -> Result<HashMap<Key, Base>> {
+        let context = || format!("reading base snapshots of {}", c.name);
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1) - 1) {
+            let mut q = Sql::new(self.backend());
+            q.push("SELECT key, data FROM \"_deltasync_base\" WHERE collection = ")
+                .bind(SqlValue::from(c.name.as_str()))
+                .push(" AND key IN (");
+            for (i, key) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(SqlValue::from(key.as_str()));
+            }
+            q.push(")");
+            let rows = self
+                .db
+                .query_all_raw(q.build())
+                .await
+                .map_err(db_err(context()))?;
+            for row in rows {
+                let key: String = row.try_get_by_index(0).map_err(db_err(context()))?;
+                let text: String = row.try_get_by_index(1).map_err(db_err(context()))?;
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    let stamp = v[&c.cursor].as_str().and_then(Stamp::parse);
+                    let data = sql::normalize_snapshot(c, v);
+                    out.insert(Key::from(key), Base { stamp, data });
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn apply(&self, c: &CollectionConfig, changes: Changes) -> Result<usize> {

@@ -8,10 +8,12 @@ use benches::{Changes, Fixture, collections, load_reference};
 use deltasync::{Config, Deltasync, Row};
 use serde_json::json;
 
-/// Requests a sync sends per collection besides its pages: with `deletes: activity`, the
-/// collection's settings, the oldest activity entry and one page of deletes, and the newest
-/// activity id on the first pull.
-const OVERHEAD_PER_COLLECTION: u64 = 4;
+/// Requests a sync sends per collection besides its pages: with `deletes: activity`, one
+/// page of deletes (which also shows the log still reaches back to the cursor), and the
+/// newest activity id on the first pull.
+const OVERHEAD_PER_COLLECTION: u64 = 2;
+/// Requests a sync sends once: the collections' settings (is their activity logged).
+const OVERHEAD_PER_SYNC: u64 = 1;
 
 const PAGE: u64 = 1_000;
 
@@ -79,7 +81,7 @@ async fn an_initial_sync_sends_one_request_per_page_plus_a_fixed_overhead() {
     let requests = site.sync().await;
     let collections = collections().len() as u64;
     // A page may end inside a group of rows sharing a stamp: one more read per collection.
-    let most = site.pages() + collections * (OVERHEAD_PER_COLLECTION + 1);
+    let most = site.pages() + collections * (OVERHEAD_PER_COLLECTION + 1) + OVERHEAD_PER_SYNC;
     assert!(
         requests <= most,
         "{requests} requests for {} rows; at most {most}",
@@ -103,14 +105,15 @@ async fn delta_and_no_op_syncs_cost_the_same_requests_whatever_the_collection_si
     assert_eq!(small.1, large.1, "delta sync of 100 rows: {costs:?}");
     assert_eq!(small.2, large.2, "no-op sync: {costs:?}");
     let collections = collections().len() as u64;
+    // One read of changed rows and one of logged deletes per collection, and the settings.
     assert!(
-        small.2 <= collections * OVERHEAD_PER_COLLECTION,
-        "a no-op sync sends at most {OVERHEAD_PER_COLLECTION} requests per collection: {costs:?}"
+        small.2 <= collections * 2 + OVERHEAD_PER_SYNC,
+        "a no-op sync sends at most 2 requests per collection and {OVERHEAD_PER_SYNC} more: {costs:?}"
     );
 }
 
 #[tokio::test]
-async fn a_push_of_mixed_changes_costs_at_most_one_request_per_updated_row() {
+async fn a_push_costs_one_request_per_update_group_and_per_distinct_update() {
     let site = Site::start(3_000).await;
     site.sync().await;
     let posts = site.replica.collection("posts").expect("posts");
@@ -120,19 +123,52 @@ async fn a_push_of_mixed_changes_costs_at_most_one_request_per_updated_row() {
         data["author"] = author.clone();
         posts.insert(data).await.expect("insert");
     }
-    let patch: Row = json!({"views": 3}).as_object().cloned().unwrap_or_default();
-    for key in &keys[..300] {
-        assert!(posts.update(key, patch.clone()).await.expect("update"));
+    // Half the updates change one field alike, half change a field each its own way.
+    let patch = |v: serde_json::Value| -> Row { v.as_object().cloned().unwrap_or_default() };
+    for key in &keys[..150] {
+        assert!(
+            posts
+                .update(key, patch(json!({"views": 3})))
+                .await
+                .expect("update")
+        );
+    }
+    for (i, key) in keys[150..300].iter().enumerate() {
+        let title = json!({ "title": format!("edited {i}") });
+        assert!(posts.update(key, patch(title)).await.expect("update"));
     }
     for key in &keys[300..] {
         assert!(posts.delete(key).await.expect("delete"));
     }
     let requests = site.sync().await;
-    // Updates are compare-and-set, one request each; creates and deletes go in batches.
-    let most = 300 + 2 * site.pages() + collections().len() as u64 * (OVERHEAD_PER_COLLECTION + 2);
+    // Updates are compare-and-set: one request for those that change the same fields alike,
+    // one each for the others. Creates and deletes go in batches.
+    let most = 1
+        + 150
+        + 2 * site.pages()
+        + collections().len() as u64 * (OVERHEAD_PER_COLLECTION + 2)
+        + OVERHEAD_PER_SYNC;
     assert!(
         requests <= most,
         "{requests} requests for 900 changes; at most {most}"
     );
     assert_eq!(site.server.state().count("posts"), 3_000);
+    let server = |key: &String| {
+        site.server
+            .state()
+            .get("posts", key)
+            .expect("on the server")
+    };
+    assert!(keys[..150].iter().all(|k| server(k)["views"] == json!(3)));
+    for (i, key) in keys[150..300].iter().enumerate() {
+        assert_eq!(server(key)["title"], json!(format!("edited {i}")));
+    }
+    let again = site.replica.sync(None).await.expect("sync");
+    assert!(
+        again
+            .collections
+            .iter()
+            .all(|c| c.pushed == 0 && c.conflicts == 0),
+        "nothing is left to push: {again:?}"
+    );
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
-use crate::ports::{Guard, RowOp};
+use crate::ports::{Base, Guard, RowOp};
 
 /// What a pulled server row means for the local row with the same key.
 pub fn pull_row(local: Option<&LocalRow>, remote: RemoteRow, archived: bool) -> Option<RowOp> {
@@ -166,6 +166,75 @@ pub fn batches_by_size<T>(
     out
 }
 
+/// The fields of `data` whose values differ from `base`: what an update changes.
+pub fn changed_fields(data: &Row, base: &Row) -> Row {
+    data.iter()
+        .filter(|(field, value)| base.get(*field) != Some(*value))
+        .map(|(field, value)| (field.clone(), value.clone()))
+        .collect()
+}
+
+/// Updates that change the same fields to the same values, so that one compare-and-set
+/// request over all their keys and base stamps can carry them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateGroup {
+    pub patch: Row,
+    pub rows: Vec<LocalRow>,
+}
+
+/// Groups pending updates by what they change from their base snapshot, at most `max_rows`
+/// per group. A row goes one by one (the second list) when its snapshot is not of the
+/// version its compare-and-set is against (the base moved while the row stayed pending, as
+/// after an edit during a push or a conflict kept local), when it changes nothing, or when
+/// no other row shares its change.
+pub fn group_updates(
+    rows: Vec<LocalRow>,
+    bases: &HashMap<Key, Base>,
+    max_rows: usize,
+) -> (Vec<UpdateGroup>, Vec<LocalRow>) {
+    let mut by_patch: Vec<(String, UpdateGroup)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut singles = Vec::new();
+    for row in rows {
+        let patch = match bases.get(&row.key) {
+            Some(base) if row.base.is_some() && base.stamp == row.base => {
+                changed_fields(&row.data, &base.data)
+            }
+            _ => Row::new(),
+        };
+        if patch.is_empty() {
+            singles.push(row);
+            continue;
+        }
+        let text = Value::Object(patch.clone()).to_string();
+        let at = *index.entry(text.clone()).or_insert_with(|| {
+            by_patch.push((
+                text,
+                UpdateGroup {
+                    patch,
+                    rows: Vec::new(),
+                },
+            ));
+            by_patch.len() - 1
+        });
+        by_patch[at].1.rows.push(row);
+    }
+    let mut groups = Vec::new();
+    for (_, group) in by_patch {
+        if group.rows.len() < 2 {
+            singles.extend(group.rows);
+            continue;
+        }
+        for chunk in group.rows.chunks(max_rows.max(1)) {
+            groups.push(UpdateGroup {
+                patch: group.patch.clone(),
+                rows: chunk.to_vec(),
+            });
+        }
+    }
+    (groups, singles)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +379,62 @@ mod tests {
         // A cycle keeps its order.
         let cycle = vec![row("x", Some("y")), row("y", Some("x"))];
         assert_eq!(keys(parents_first(cycle, &["parent"])), ["x", "y"]);
+    }
+
+    fn edited(key: &str, data: serde_json::Value) -> LocalRow {
+        LocalRow {
+            key: key.into(),
+            data: data.as_object().cloned().unwrap_or_default(),
+            ..local(SyncStatus::Updated, 1)
+        }
+    }
+
+    fn snapshot(at: i64, data: &Row) -> Base {
+        Base {
+            stamp: Some(stamp(at)),
+            data: data.clone(),
+        }
+    }
+
+    fn row(v: serde_json::Value) -> Row {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn updates_changing_the_same_fields_alike_share_a_request() {
+        let base = row(json!({"title": "t", "views": 1}));
+        let mut rows = vec![
+            edited("a", json!({"title": "t", "views": 2})),
+            edited("b", json!({"title": "t", "views": 2})),
+            edited("c", json!({"title": "t", "views": 2})),
+            edited("d", json!({"title": "u", "views": 2})), // a change of its own
+            edited("e", json!({"title": "t", "views": 1})), // changes nothing
+            edited("f", json!({"title": "t", "views": 2})), // no base snapshot
+        ];
+        let mut bases: HashMap<Key, Base> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|k| (Key::from(k), snapshot(1, &base)))
+            .collect();
+        // "g" shares the change, but its snapshot is of an older version than its base.
+        rows.push(edited("g", json!({"title": "t", "views": 2})));
+        bases.insert("g".into(), snapshot(0, &base));
+        let (groups, singles) = group_updates(rows, &bases, 2);
+        let keys = |rows: &[LocalRow]| rows.iter().map(|r| r.key.to_string()).collect::<Vec<_>>();
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert!(groups.iter().all(|g| g.patch == row(json!({"views": 2}))));
+        assert_eq!(keys(&groups[0].rows), ["a", "b"]);
+        assert_eq!(keys(&groups[1].rows), ["c"]);
+        let mut singles = keys(&singles);
+        singles.sort();
+        assert_eq!(singles, ["d", "e", "f", "g"]);
+    }
+
+    #[test]
+    fn a_change_no_other_row_shares_goes_alone() {
+        let bases: HashMap<Key, Base> =
+            [("a".into(), snapshot(1, &row(json!({"views": 1}))))].into();
+        let (groups, singles) = group_updates(vec![edited("a", json!({"views": 2}))], &bases, 200);
+        assert!(groups.is_empty());
+        assert_eq!(singles.len(), 1);
     }
 }

@@ -3,6 +3,7 @@
 //! Owns the contracts adapters implement, in plain data. Nothing here knows HTTP or SQL;
 //! the adapters crate provides the Directus client and the SQL store.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +42,28 @@ pub struct DeleteActivity {
     pub at: Option<Stamp>,
 }
 
+/// The version a locally changed row started from, kept when it was first changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Base {
+    /// The server stamp of that version, where the snapshot recorded it.
+    pub stamp: Option<Stamp>,
+    pub data: Row,
+}
+
+/// One page of a collection's logged deletes, read together with the evidence that the log
+/// still reaches back to where the read started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeletePage {
+    pub deletes: Vec<DeleteActivity>,
+    /// The log still holds entry `after` or `after + 1`: retention, which removes the oldest
+    /// entries first, has removed nothing logged after `after`.
+    pub anchored: bool,
+    /// The newest entry the page covers, anchors included: the next read starts after it.
+    pub last_id: Option<i64>,
+    /// The page was full: more deletes may follow `last_id`.
+    pub full: bool,
+}
+
 /// What the engine needs from a Directus server.
 pub trait Remote: Send + Sync {
     fn list(
@@ -77,13 +100,14 @@ pub trait Remote: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Deletes logged for `collection` after activity `after`, oldest first.
+    /// Deletes logged for `collection` after activity `after`, oldest first, at most `limit`,
+    /// and whether the log still reaches back to `after`; one request.
     fn deletes_after(
         &self,
         collection: &str,
         after: i64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<DeleteActivity>>> + Send;
+    ) -> impl Future<Output = Result<DeletePage>> + Send;
 
     /// When the server logged the latest delete of `key`, if its activity log has it.
     fn delete_time(
@@ -100,8 +124,9 @@ pub trait Remote: Send + Sync {
     /// before it were removed by retention.
     fn oldest_activity(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
 
-    /// Whether the server logs the activity of `collection` (its accountability is on).
-    fn logs_activity(&self, collection: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// For every collection whose settings the token may read: whether the server logs its
+    /// activity (its accountability is on). One request for all collections.
+    fn activity_logging(&self) -> impl Future<Output = Result<HashMap<String, bool>>> + Send;
 
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;
@@ -264,12 +289,13 @@ pub trait Store: Send + Sync {
         keys: &[Key],
     ) -> impl Future<Output = Result<Vec<LocalRow>>> + Send;
 
-    /// The version a locally changed row started from, if the store kept it.
-    fn base(
+    /// The versions the locally changed rows of `keys` started from, where the store kept
+    /// them.
+    fn bases(
         &self,
         collection: &CollectionConfig,
-        key: &Key,
-    ) -> impl Future<Output = Result<Option<Row>>> + Send;
+        keys: &[Key],
+    ) -> impl Future<Output = Result<HashMap<Key, Base>>> + Send;
 
     /// Applies `changes` in one transaction. Returns how many row operations took effect.
     fn apply(

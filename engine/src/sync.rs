@@ -22,7 +22,7 @@ use crate::error::{Error, RemoteErrorKind, Result};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
 use crate::plan::{self, RemoteDelete};
 use crate::ports::{
-    Changes, Close, ConflictRecord, Guard, ListQuery, Remote, RowOp, RunRecord, Store,
+    Changes, Close, ConflictRecord, DeletePage, Guard, ListQuery, Remote, RowOp, RunRecord, Store,
 };
 
 /// Largest request body sent, under Directus's default 1 MB `MAX_PAYLOAD_SIZE`.
@@ -33,6 +33,8 @@ const MAX_CREATE_ROWS: usize = 500;
 const MAX_DELETE_ROWS: usize = 200;
 /// Pending rows read from the store at once.
 const PENDING_CHUNK: usize = 1_000;
+/// Updates sharing one compare-and-set request at most (the filter grows with each key).
+const MAX_GROUP_ROWS: usize = 200;
 /// Compare-and-set updates in flight at once.
 const UPDATE_CONCURRENCY: usize = 8;
 
@@ -232,10 +234,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
             for (c, report) in selected.iter().zip(reports.iter_mut()).rev() {
                 self.run_phase(c, report, Phase::PushDeletes).await;
             }
+            let run = RunCache::default();
             for (c, report) in selected.iter().zip(reports.iter_mut()) {
                 self.run_phase(c, report, Phase::Pull).await;
                 let phase = Phase::Reconcile {
                     keys: options.reconcile_keys,
+                    run: &run,
                 };
                 self.run_phase(c, report, phase).await;
             }
@@ -266,7 +270,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
         Ok(report)
     }
 
-    async fn run_phase(&self, c: &CollectionConfig, report: &mut CollectionReport, phase: Phase) {
+    async fn run_phase(
+        &self,
+        c: &CollectionConfig,
+        report: &mut CollectionReport,
+        phase: Phase<'_>,
+    ) {
         if report.error.is_some() {
             return; // a failed collection resumes at the next sync
         }
@@ -287,7 +296,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 Phase::PushWrites => self.push_writes(c, report).await,
                 Phase::PushDeletes => self.push_deletes(c, report).await,
                 Phase::Pull => self.pull(c, report).await,
-                Phase::Reconcile { keys } => self.reconcile(c, keys, report).await,
+                Phase::Reconcile { keys, run } => self.reconcile(c, keys, run, report).await,
             }
         }
         .instrument(span.clone())
@@ -570,7 +579,26 @@ impl<S: Store, R: Remote> Engine<S, R> {
         rows: Vec<LocalRow>,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let outcomes: Vec<(LocalRow, Result<Option<Stamp>>)> = futures::stream::iter(rows)
+        let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+        let bases = self.store.bases(c, &keys).await?;
+        let (groups, mut singles) = plan::group_updates(rows, &bases, MAX_GROUP_ROWS);
+        let mut outcomes: Vec<(LocalRow, Result<Option<Stamp>>)> = Vec::new();
+        let mut first_error = None;
+        for group in groups {
+            match self.compare_and_set_group(c, &group).await {
+                Ok(stamps) => outcomes.extend(group.rows.into_iter().map(|local| {
+                    let stamp = stamps.get(&local.key).copied();
+                    (local, Ok(stamp))
+                })),
+                // One by one, the server tells which of the rows it refuses.
+                Err(Error::Remote(e)) if is_permanent(e.kind) => singles.extend(group.rows),
+                // The rows stay pending for the next sync.
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let one_by_one: Vec<_> = futures::stream::iter(singles)
             .map(|local| async move {
                 let base = local.base.expect("updates have a base");
                 let result = self.compare_and_set(c, &local, base).await;
@@ -579,6 +607,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .buffer_unordered(UPDATE_CONCURRENCY)
             .collect()
             .await;
+        outcomes.extend(one_by_one);
         // What the server acknowledged is settled first, so that a failure while handling
         // the rest cannot leave an applied write looking pending.
         let mut changes = Changes::default();
@@ -593,7 +622,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
         }
         self.store.apply(c, changes).await?;
-        let mut first_error = None;
         for (local, result) in rest {
             match result {
                 Ok(_) => {
@@ -609,6 +637,37 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// One PATCH by query for rows that change the same fields alike, each row compared on
+    /// its key and base stamp; returns the new stamps of the rows the server updated.
+    async fn compare_and_set_group(
+        &self,
+        c: &CollectionConfig,
+        group: &plan::UpdateGroup,
+    ) -> Result<HashMap<Key, Stamp>> {
+        let each: Vec<Value> = group
+            .rows
+            .iter()
+            .map(|local| {
+                let base = local.base.expect("grouped updates have a base");
+                json!({ "_and": [
+                    { &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } },
+                    { &c.cursor: { "_eq": base.to_wire() } },
+                ]})
+            })
+            .collect();
+        let updated = self
+            .remote
+            .update_where(
+                &c.name,
+                json!({ "_or": each }),
+                Value::Object(group.patch.clone()),
+                &ident_fields(c),
+                &batch_key(&group.rows),
+            )
+            .await?;
+        Ok(stamps_by_key(c, &updated))
     }
 
     /// PATCH by query on key and base stamp; `None` when the server row moved on.
@@ -777,7 +836,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
         remote_deleted_at: Option<Stamp>,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let base = self.store.base(c, &local.key).await?;
+        let base = self
+            .store
+            .bases(c, std::slice::from_ref(&local.key))
+            .await?
+            .remove(&local.key)
+            .map(|b| b.data);
         let skew = self.remote.clock_skew();
         let conflict = Conflict {
             collection: &c.name,
@@ -1108,6 +1172,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         &self,
         c: &CollectionConfig,
         keys: bool,
+        run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
         match c.deletes {
@@ -1118,35 +1183,34 @@ impl<S: Store, R: Remote> Engine<S, R> {
             Deletes::Activity => {}
         }
         let mut checkpoint = self.store.checkpoint(&c.name).await?;
-        if let Some(reason) = self.activity_untrusted(c, checkpoint.delete_cursor).await? {
-            warn!(collection = %c.name, %reason, "the activity log cannot be trusted; comparing keys");
-            // Read from here on: deletes logged while the keys are compared are seen next time.
-            let latest = self.remote.latest_activity(&c.name).await.ok().flatten();
-            let oldest = self.remote.oldest_activity().await.ok().flatten();
-            let restart = latest.unwrap_or(0).max(oldest.map_or(0, |o| o - 1));
-            self.reconcile_keys(c, report).await?;
-            checkpoint.delete_cursor = Some(restart);
-            let changes = Changes {
-                checkpoint: Some(checkpoint),
-                ..Default::default()
-            };
-            return self.store.apply(c, changes).await.map(drop);
-        }
+        let after = checkpoint.delete_cursor.unwrap_or(0);
+        let first = match self.first_delete_page(c, after, run).await? {
+            Ok(page) => page,
+            Err(reason) => {
+                warn!(collection = %c.name, %reason, "the activity log cannot be trusted; comparing keys");
+                // Read from here on: deletes logged while the keys are compared are seen next time.
+                let latest = self.remote.latest_activity(&c.name).await.ok().flatten();
+                let oldest = self.remote.oldest_activity().await.ok().flatten();
+                let restart = latest.unwrap_or(0).max(oldest.map_or(0, |o| o - 1));
+                self.reconcile_keys(c, report).await?;
+                checkpoint.delete_cursor = Some(restart);
+                let changes = Changes {
+                    checkpoint: Some(checkpoint),
+                    ..Default::default()
+                };
+                return self.store.apply(c, changes).await.map(drop);
+            }
+        };
         if keys {
             self.reconcile_keys(c, report).await?;
         }
+        let mut page = first;
         loop {
-            let after = checkpoint.delete_cursor.unwrap_or(0);
-            let deletes = self
-                .remote
-                .deletes_after(&c.name, after, c.page_size)
-                .await?;
-            let Some(last) = deletes.last() else {
+            if page.deletes.is_empty() && !page.full {
                 return Ok(());
-            };
-            checkpoint.delete_cursor = Some(last.id);
-            let full = deletes.len() == c.page_size as usize;
-            let keys: Vec<Key> = deletes.iter().map(|d| d.key.clone()).collect();
+            }
+            checkpoint.delete_cursor = page.last_id.max(checkpoint.delete_cursor);
+            let keys: Vec<Key> = page.deletes.iter().map(|d| d.key.clone()).collect();
             let locals: HashMap<Key, LocalRow> = self
                 .store
                 .rows(c, &keys)
@@ -1156,7 +1220,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 .collect();
             let mut changes = Changes::default();
             let mut conflicted = Vec::new();
-            for delete in &deletes {
+            for delete in &page.deletes {
                 let local = locals.get(&delete.key);
                 match plan::remote_delete(local, delete.at) {
                     RemoteDelete::Ignore => {}
@@ -1180,42 +1244,63 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
             changes.checkpoint = Some(checkpoint.clone());
             self.store.apply(c, changes).await?;
-            if !full {
+            if !page.full {
                 return Ok(());
             }
+            let after = checkpoint.delete_cursor.unwrap_or(0);
+            page = self
+                .remote
+                .deletes_after(&c.name, after, c.page_size)
+                .await?;
         }
     }
 
-    /// Why the activity log cannot tell every delete since `cursor`, if it cannot: the
-    /// collection is not logged, the log is not readable, or retention removed entries after
-    /// the cursor.
-    async fn activity_untrusted(
+    /// The first page of deletes after `after`, or why the activity log cannot tell every
+    /// delete since then: the collection is not logged, the log is not readable, or
+    /// retention removed entries after the cursor.
+    async fn first_delete_page(
         &self,
         c: &CollectionConfig,
-        cursor: Option<i64>,
-    ) -> Result<Option<String>> {
-        match self.remote.logs_activity(&c.name).await {
-            Ok(false) => return Ok(Some("the collection's accountability is off".into())),
-            Ok(true) => {}
-            // Without access to the collection's settings, the log itself is the evidence.
-            Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {}
-            Err(e) => return Err(e),
+        after: i64,
+        run: &RunCache,
+    ) -> Result<Result<DeletePage, String>> {
+        if self.activity_logging(&c.name, run).await? == Some(false) {
+            return Ok(Err("the collection's accountability is off".into()));
         }
-        let oldest = match self.remote.oldest_activity().await {
-            Ok(oldest) => oldest,
+        let page = match self.remote.deletes_after(&c.name, after, c.page_size).await {
+            Ok(page) => page,
             Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
-                return Ok(Some(
-                    "the activity log is not readable with this token".into(),
+                return Ok(Err(
+                    "the activity log is not readable with this token".into()
                 ));
             }
             Err(e) => return Err(e),
         };
-        Ok(match (cursor, oldest) {
-            (Some(cursor), Some(oldest)) if oldest > cursor + 1 => Some(format!(
-                "retention removed activity after the stored cursor ({cursor}); the oldest entry is {oldest}"
+        if page.anchored {
+            return Ok(Ok(page));
+        }
+        // Neither entry `after` nor `after + 1` is left: retention may have removed entries
+        // after the cursor, unless the log holds nothing older than them at all.
+        Ok(match self.remote.oldest_activity().await? {
+            Some(oldest) if oldest > after + 1 => Err(format!(
+                "retention removed activity after the stored cursor ({after}); the oldest entry is {oldest}"
             )),
-            _ => None,
+            _ => Ok(page),
         })
+    }
+
+    /// Whether the server logs the activity of `c`, read once per run for all collections;
+    /// `None` when the token may not read its settings (the log itself is then the evidence).
+    async fn activity_logging(&self, collection: &str, run: &RunCache) -> Result<Option<bool>> {
+        let mut cached = run.activity_logging.lock().await;
+        if cached.is_none() {
+            *cached = Some(match self.remote.activity_logging().await {
+                Ok(logging) => logging,
+                Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => HashMap::new(),
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(cached.as_ref().and_then(|m| m.get(collection).copied()))
     }
 
     /// Removes local synced rows whose keys the server no longer has, or no longer shows
@@ -1354,14 +1439,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Phase {
+enum Phase<'r> {
     PushWrites,
     PushDeletes,
     Pull,
-    Reconcile { keys: bool },
+    Reconcile { keys: bool, run: &'r RunCache },
 }
 
-impl Phase {
+/// What a sync reads from the server once and shares between its collections.
+#[derive(Debug, Default)]
+struct RunCache {
+    /// The accountability settings of the collections, read when first needed.
+    activity_logging: futures::lock::Mutex<Option<HashMap<String, bool>>>,
+}
+
+impl Phase<'_> {
     fn name(self) -> &'static str {
         match self {
             Phase::PushWrites => "push",

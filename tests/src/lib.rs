@@ -309,7 +309,7 @@ impl engine::ports::Remote for Hooked {
         c: &str,
         after: i64,
         limit: u32,
-    ) -> engine::Result<Vec<engine::ports::DeleteActivity>> {
+    ) -> engine::Result<engine::ports::DeletePage> {
         self.inner.deletes_after(c, after, limit).await
     }
     async fn delete_time(&self, c: &str, key: &str) -> engine::Result<Option<engine::Stamp>> {
@@ -321,8 +321,8 @@ impl engine::ports::Remote for Hooked {
     async fn oldest_activity(&self) -> engine::Result<Option<i64>> {
         self.inner.oldest_activity().await
     }
-    async fn logs_activity(&self, c: &str) -> engine::Result<bool> {
-        self.inner.logs_activity(c).await
+    async fn activity_logging(&self) -> engine::Result<std::collections::HashMap<String, bool>> {
+        self.inner.activity_logging().await
     }
     fn clock_skew(&self) -> chrono::Duration {
         self.inner.clock_skew()

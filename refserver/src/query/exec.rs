@@ -79,6 +79,8 @@ fn compare_rows(a: &StoredRow, b: &StoredRow, sort: &[(usize, bool)]) -> Orderin
 }
 
 /// Keys named by a top-level `pk _eq` / `pk _in` condition.
+/// The keys a filter pins: a top-level key equality or `_in`, or an `_or` whose every
+/// branch pins keys (as a batch of compare-and-set updates does).
 fn key_lookup(table: &Table, filter: &Filter) -> Option<Vec<Key>> {
     let pk = table.schema.pk;
     filter.conjuncts().into_iter().find_map(|c| match c {
@@ -87,6 +89,15 @@ fn key_lookup(table: &Table, filter: &Filter) -> Option<Vec<Key>> {
         }
         Filter::Cond(f, Test::In(list)) if *f == pk => {
             Some(list.iter().filter_map(Key::from_cell).collect())
+        }
+        Filter::Or(branches) => {
+            let mut keys = Vec::new();
+            for branch in branches {
+                keys.extend(key_lookup(table, branch)?);
+            }
+            keys.sort();
+            keys.dedup();
+            Some(keys)
         }
         _ => None,
     })
