@@ -335,6 +335,107 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Settles pushed rows the server acknowledged (`RowOp::Settle` without data), many per
+    /// statement: each row whose change key is still the pushed one becomes synced on its
+    /// new stamp; the others keep their newer change, based on that stamp.
+    async fn settle_acknowledged(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        acks: &[&RowOp],
+    ) -> Result<usize> {
+        let backend = self.backend();
+        let context = || format!("settling pushed rows of {}", c.name);
+        let mut moved_on = Vec::new();
+        for chunk in acks.chunks(sql::rows_per_statement(backend, 3)) {
+            let mut q = Sql::new(backend);
+            q.push("WITH \"_sync_acks\" (\"_sync_k\", \"_sync_ck\", \"_sync_st\") AS (VALUES ");
+            for (i, op) in chunk.iter().enumerate() {
+                let RowOp::Settle {
+                    key,
+                    change_key,
+                    stamp,
+                    ..
+                } = op
+                else {
+                    continue;
+                };
+                q.push(if i == 0 { "(" } else { ", (" })
+                    .bind(self.key_value(c, key))
+                    .push(", ")
+                    .bind(SqlValue::String(change_key.clone()))
+                    .push(", ")
+                    .bind(self.stamp_value(Some(*stamp)))
+                    .push(")");
+            }
+            let same_key = match backend {
+                DbBackend::Postgres => "IS NOT DISTINCT FROM",
+                _ => "IS",
+            };
+            q.push(&format!(
+                ") UPDATE {table} SET {STATUS} = 'synced', {CHANGE_KEY} = NULL, {ERROR} = NULL, \
+                 {REV} = {REV} + 1, {cursor} = \"_sync_acks\".\"_sync_st\" FROM \"_sync_acks\" \
+                 WHERE {table}.{pk} = \"_sync_acks\".\"_sync_k\" \
+                 AND {table}.{CHANGE_KEY} {same_key} \"_sync_acks\".\"_sync_ck\" RETURNING {pk}",
+                table = ident(&c.table),
+                pk = ident(&c.primary_key),
+                cursor = ident(&c.cursor),
+            ));
+            let rows = tx
+                .query_all_raw(q.build())
+                .await
+                .map_err(db_err(context()))?;
+            let mut settled = std::collections::HashSet::with_capacity(rows.len());
+            for r in &rows {
+                let key = sql::from_sql(backend, r, 0, sql::key_kind(c.key_type))
+                    .map_err(db_err(context()))?;
+                settled.insert(engine::model::key_from_json(&key).unwrap_or_default());
+            }
+            let settled_keys: Vec<&Key> = chunk
+                .iter()
+                .filter_map(|op| match op {
+                    RowOp::Settle { key, stamp, .. } if !settled.contains(key) => {
+                        moved_on.push((key, *stamp));
+                        None
+                    }
+                    RowOp::Settle { key, .. } => Some(key),
+                    _ => None,
+                })
+                .collect();
+            self.forget_pending_states(tx, c, &settled_keys).await?;
+        }
+        for (key, stamp) in &moved_on {
+            self.move_base(tx, c, key, *stamp).await?;
+        }
+        Ok(acks.len())
+    }
+
+    /// A row changed again while it was pushed: the new change stays pending on the
+    /// server's new version. A create the server now holds continues as an update.
+    async fn move_base(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        key: &Key,
+        stamp: Stamp,
+    ) -> Result<bool> {
+        let mut q = Sql::new(self.backend());
+        q.push(&format!(
+            "UPDATE {table} SET {REV} = {REV} + 1, {STATUS} = CASE WHEN {STATUS} = 'created' THEN 'updated' ELSE {STATUS} END, ",
+            table = ident(&c.table),
+        ))
+        .push(&ident(&c.cursor))
+        .push(" = ")
+        .bind(self.stamp_value(Some(stamp)))
+        .push(&format!(" WHERE {} = ", ident(&c.primary_key)))
+        .bind(self.key_value(c, key));
+        let done = tx
+            .execute_raw(q.build())
+            .await
+            .map_err(db_err(format!("updating {}", c.name)))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn apply_op(
         &self,
         tx: &impl ConnectionTrait,
@@ -380,21 +481,10 @@ impl SqlStore {
                     .push(" AND ");
                 q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
                 if run(q).await? {
-                    self.forget_pending_state(tx, c, key).await?;
+                    self.forget_pending_states(tx, c, &[key]).await?;
                     return Ok(true);
                 }
-                // Changed again while it was pushed: the new change stays pending on the
-                // server's new version. A create the server now holds continues as an update.
-                let mut q = Sql::new(backend);
-                q.push(&format!(
-                    "UPDATE {table} SET {REV} = {REV} + 1, {STATUS} = CASE WHEN {STATUS} = 'created' THEN 'updated' ELSE {STATUS} END, "
-                ))
-                    .push(&ident(&c.cursor))
-                    .push(" = ")
-                    .bind(self.stamp_value(Some(*stamp)))
-                    .push(&format!(" WHERE {pk} = "))
-                    .bind(self.key_value(c, key));
-                run(q).await
+                self.move_base(tx, c, key, *stamp).await
             }
             RowOp::Remove { key, guard } => {
                 let mut q = Sql::new(backend);
@@ -409,7 +499,7 @@ impl SqlStore {
                 };
                 let removed = run(q).await?;
                 if removed {
-                    self.forget_pending_state(tx, c, key).await?;
+                    self.forget_pending_states(tx, c, &[key]).await?;
                 }
                 Ok(removed)
             }
@@ -454,34 +544,46 @@ impl SqlStore {
 
     /// A row's pending change reached the server (or the row is gone): its base snapshot is
     /// no longer needed, and an earlier rejection of it, still open, is closed as kept.
-    async fn forget_pending_state(
+    /// Drops what a pending change of `keys` left behind: the base snapshots, and the open
+    /// rejections the pushes just superseded.
+    async fn forget_pending_states(
         &self,
         tx: &impl ConnectionTrait,
         c: &CollectionConfig,
-        key: &Key,
+        keys: &[&Key],
     ) -> Result<()> {
-        let mut q = Sql::new(self.backend());
-        q.push("DELETE FROM \"_deltasync_base\" WHERE collection = ")
-            .bind(SqlValue::from(c.name.as_str()))
-            .push(" AND key = ")
-            .bind(SqlValue::from(key.as_str()));
-        tx.execute_raw(q.build())
-            .await
-            .map_err(db_err("clearing a base snapshot"))?;
-        let mut q = Sql::new(self.backend());
-        q.push("UPDATE \"_deltasync_conflict\" SET resolution = ")
-            .bind(SqlValue::from(Resolution::KeepLocal.as_str()))
-            .push(", resolved_at = ")
-            .bind(SqlValue::from(time_text(Utc::now())))
-            .push(" WHERE resolution IS NULL AND kind = ")
-            .bind(SqlValue::from(ConflictKind::Rejected.as_str()))
-            .push(" AND collection = ")
-            .bind(SqlValue::from(c.name.as_str()))
-            .push(" AND key = ")
-            .bind(SqlValue::from(key.as_str()));
-        tx.execute_raw(q.build())
-            .await
-            .map_err(db_err("closing an earlier rejection"))?;
+        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1) - 4) {
+            let in_keys = |q: &mut Sql| {
+                q.push(" AND key IN (");
+                for (i, key) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(SqlValue::from(key.as_str()));
+                }
+                q.push(")");
+            };
+            let mut q = Sql::new(self.backend());
+            q.push("DELETE FROM \"_deltasync_base\" WHERE collection = ")
+                .bind(SqlValue::from(c.name.as_str()));
+            in_keys(&mut q);
+            tx.execute_raw(q.build())
+                .await
+                .map_err(db_err("clearing base snapshots"))?;
+            let mut q = Sql::new(self.backend());
+            q.push("UPDATE \"_deltasync_conflict\" SET resolution = ")
+                .bind(SqlValue::from(Resolution::KeepLocal.as_str()))
+                .push(", resolved_at = ")
+                .bind(SqlValue::from(time_text(Utc::now())))
+                .push(" WHERE resolution IS NULL AND kind = ")
+                .bind(SqlValue::from(ConflictKind::Rejected.as_str()))
+                .push(" AND collection = ")
+                .bind(SqlValue::from(c.name.as_str()));
+            in_keys(&mut q);
+            tx.execute_raw(q.build())
+                .await
+                .map_err(db_err("closing earlier rejections"))?;
+        }
         Ok(())
     }
 
@@ -800,6 +902,13 @@ impl Store for SqlStore {
         if !pulled.is_empty() {
             self.upsert_pulled(&tx, c, &pulled).await?;
             applied += pulled.len();
+        }
+        // Acknowledged pushes are settled in multi-row statements too.
+        let (acks, others): (Vec<&RowOp>, Vec<&RowOp>) = others
+            .into_iter()
+            .partition(|op| matches!(op, RowOp::Settle { data: None, .. }));
+        if !acks.is_empty() {
+            applied += self.settle_acknowledged(&tx, c, &acks).await?;
         }
         for op in others {
             applied += usize::from(self.apply_op(&tx, c, op).await?);

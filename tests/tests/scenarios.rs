@@ -683,6 +683,78 @@ async fn an_edit_made_during_a_push_is_not_marked_synced() {
 }
 
 #[tokio::test]
+async fn updates_alike_share_a_request_but_a_row_whose_base_moved_goes_alone() {
+    for backend in backends() {
+        let (mut world, keys) = world_with_articles(backend, 3).await;
+        let a = world
+            .hooked_replica(vec![articles(Strategy::LastWriteWins)])
+            .await;
+        a.sync(None).await.unwrap();
+        let articles = a.collection("articles").unwrap();
+        for key in &keys {
+            articles
+                .update(key, row(json!({"title": "x"})))
+                .await
+                .unwrap();
+        }
+        // While the three go in one request, the first is edited back to its old title and
+        // given 7 views: measured against its old snapshot, it only changes the views.
+        let store = a.store().clone();
+        let config = a.config().collection("articles").unwrap().clone();
+        let key = keys[0].clone();
+        a.remote().before_next(
+            Call::Update,
+            Box::new(move || {
+                Box::pin(async move {
+                    let write = engine::ports::LocalWrite::Update {
+                        key,
+                        data: row(json!({"title": "a0", "views": 7})),
+                    };
+                    engine::ports::Store::write(&store, &config, write)
+                        .await
+                        .unwrap();
+                })
+            }),
+        );
+        world.server.state().reset_stats();
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].pushed, 3);
+        let patches = || {
+            world
+                .server
+                .state()
+                .stats()
+                .count("PATCH", "/items/{collection}")
+        };
+        assert_eq!(
+            patches(),
+            1,
+            "one compare-and-set request for three alike updates"
+        );
+        // The second row now changes only its views to 7 as well; the first must not share
+        // its request, or the server would keep the first row's pushed title.
+        articles
+            .update(&keys[1], row(json!({"views": 7})))
+            .await
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(
+            (
+                report.collections[0].pushed,
+                report.collections[0].conflicts
+            ),
+            (2, 0)
+        );
+        let server = world.server.state().get("articles", &keys[0]).unwrap();
+        assert_eq!(
+            (&server["title"], &server["views"]),
+            (&json!("a0"), &json!(7))
+        );
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
 async fn an_edit_made_while_its_create_is_pushed_goes_with_the_next_sync() {
     for backend in backends() {
         let mut world = World::new(backend).await;

@@ -9,7 +9,8 @@
 //!
 //! Each sync runs in a child process (this binary, re-executed), so that its wall time and
 //! peak RSS are its own; the reference server runs in this process and counts the requests.
-//! Results go to stdout as one JSON object per line. PostgreSQL comes from
+//! Results go to stdout as one JSON object per line; with `RUST_LOG` set (say
+//! `RUST_LOG=engine=info`), each sync logs its phases and their durations to stderr. PostgreSQL comes from
 //! `DELTASYNC_BENCH_PG` or `DELTASYNC_TEST_PG`; Directus from `DELTASYNC_TEST_DIRECTUS` and
 //! `DELTASYNC_TEST_DIRECTUS_TOKEN`.
 
@@ -428,6 +429,13 @@ async fn child_sync(args: &[String]) -> Result<(), String> {
         return Err("__sync URL DATABASE SUFFIX".to_owned());
     };
     let token = std::env::var(TOKEN_VAR).map_err(|_| format!("{TOKEN_VAR} is not set"))?;
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        // The sync's spans and phase timings, for finding where a run spends its time.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let replica = deltasync::open(config(url, &token, database, suffix))
         .await
         .map_err(|e| e.to_string())?;
