@@ -524,6 +524,11 @@ impl Remote for DirectusClient {
         Ok(self.first_activity_id(None, "id").await?)
     }
 
+    async fn settled_activity(&self, at: DateTime<Utc>) -> Result<Option<i64>, EngineError> {
+        let filter = json!({ "timestamp": { "_lte": Stamp(at).to_wire() } }).to_string();
+        Ok(self.first_activity_id(Some(filter), "-id").await?)
+    }
+
     async fn activity_logging(&self) -> Result<HashMap<String, bool>, EngineError> {
         let body = self
             .request(Method::GET, "/collections", &[], None, None)

@@ -12,8 +12,9 @@ use serde_json::json;
 /// page of deletes (which also shows the log still reaches back to the cursor), and the
 /// newest activity id on the first pull.
 const OVERHEAD_PER_COLLECTION: u64 = 2;
-/// Requests a sync sends once: the collections' settings (is their activity logged).
-const OVERHEAD_PER_SYNC: u64 = 1;
+/// Requests a sync sends once: the collections' settings (is their activity logged), and the
+/// newest activity entry old enough to have committed (how far delete cursors may move).
+const OVERHEAD_PER_SYNC: u64 = 2;
 
 const PAGE: u64 = 1_000;
 

@@ -124,6 +124,13 @@ pub trait Remote: Send + Sync {
     /// before it were removed by retention.
     fn oldest_activity(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
 
+    /// The newest activity id logged at or before `at` (any collection), if any. Entries up
+    /// to it are old enough to have committed: a delete cursor may move past them.
+    fn settled_activity(
+        &self,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+
     /// For every collection whose settings the token may read: whether the server logs its
     /// activity (its accountability is on). One request for all collections.
     fn activity_logging(&self) -> impl Future<Output = Result<HashMap<String, bool>>> + Send;

@@ -1184,6 +1184,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
         let mut checkpoint = self.store.checkpoint(&c.name).await?;
         let after = checkpoint.delete_cursor.unwrap_or(0);
+        // Read before the deletes, so that the read below covers every entry up to it.
+        let settled = self.settled_activity(run).await?;
         let first = match self.first_delete_page(c, after, run).await? {
             Ok(page) => page,
             Err(reason) => {
@@ -1206,8 +1208,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
         let mut page = first;
         loop {
-            if page.deletes.is_empty() && !page.full {
-                return Ok(());
+            if !page.full {
+                // Every delete up to the settled entry has been read: the cursor moves past
+                // the other collections' entries too, so the next read starts there.
+                let covered = settled.filter(|s| Some(*s) > checkpoint.delete_cursor);
+                if page.deletes.is_empty() && covered.is_none() {
+                    return Ok(());
+                }
+                checkpoint.delete_cursor = checkpoint.delete_cursor.max(covered);
             }
             checkpoint.delete_cursor = page.last_id.max(checkpoint.delete_cursor);
             let keys: Vec<Key> = page.deletes.iter().map(|d| d.key.clone()).collect();
@@ -1287,6 +1295,32 @@ impl<S: Store, R: Remote> Engine<S, R> {
             )),
             _ => Ok(page),
         })
+    }
+
+    /// The newest activity id logged more than the longest overlap window ago, read once per
+    /// run; `None` when there is none or the log is not readable. Entries commit within that
+    /// window (the same bound the pull's overlap relies on), so none with a smaller id can
+    /// still appear.
+    async fn settled_activity(&self, run: &RunCache) -> Result<Option<i64>> {
+        let mut cached = run.settled_activity.lock().await;
+        if let Some(settled) = *cached {
+            return Ok(settled);
+        }
+        let window = self
+            .config
+            .collections
+            .iter()
+            .map(|c| c.overlap_seconds)
+            .max()
+            .unwrap_or(0);
+        let at = Utc::now() + self.remote.clock_skew() - chrono::Duration::seconds(window.into());
+        let settled = match self.remote.settled_activity(at).await {
+            Ok(settled) => settled,
+            Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => None,
+            Err(e) => return Err(e),
+        };
+        *cached = Some(settled);
+        Ok(settled)
     }
 
     /// Whether the server logs the activity of `c`, read once per run for all collections;
@@ -1451,6 +1485,8 @@ enum Phase<'r> {
 struct RunCache {
     /// The accountability settings of the collections, read when first needed.
     activity_logging: futures::lock::Mutex<Option<HashMap<String, bool>>>,
+    /// The newest activity id old enough to have committed, read when first needed.
+    settled_activity: futures::lock::Mutex<Option<Option<i64>>>,
 }
 
 impl Phase<'_> {

@@ -321,6 +321,12 @@ impl engine::ports::Remote for Hooked {
     async fn oldest_activity(&self) -> engine::Result<Option<i64>> {
         self.inner.oldest_activity().await
     }
+    async fn settled_activity(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> engine::Result<Option<i64>> {
+        self.inner.settled_activity(at).await
+    }
     async fn activity_logging(&self) -> engine::Result<std::collections::HashMap<String, bool>> {
         self.inner.activity_logging().await
     }

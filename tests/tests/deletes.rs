@@ -120,3 +120,63 @@ async fn rows_that_leave_the_filter_go_when_keys_are_compared() {
         assert!(!left.contains(&keys[3]) && left.len() == 3, "{left:?}");
     }
 }
+
+#[tokio::test]
+async fn the_delete_cursor_moves_past_other_collections_activity_once_it_settled() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        world
+            .server
+            .state()
+            .set_clock(refserver::Clock::Manual(chrono::Utc::now()));
+        world.collection("articles", &FIELDS).await;
+        world.collection("notes", &FIELDS).await;
+        let keys = world.seed("articles", vec![row(json!({"title": "kept"}))]);
+        let a = world
+            .replica(vec![
+                World::config("articles", &FIELDS),
+                World::config("notes", &FIELDS),
+            ])
+            .await;
+        a.sync(None).await.unwrap();
+        // Activity of another collection only: nothing the articles' deletes need.
+        world.seed(
+            "notes",
+            (0..20)
+                .map(|i| row(json!({"title": format!("n{i}")})))
+                .collect(),
+        );
+        let newest = world
+            .server
+            .state()
+            .activity()
+            .iter()
+            .filter_map(|e| e["id"].as_i64())
+            .max()
+            .unwrap();
+        let cursor = async || {
+            let checkpoint = engine::ports::Store::checkpoint(a.store(), "articles");
+            checkpoint.await.unwrap().delete_cursor.unwrap_or(0)
+        };
+        a.sync(None).await.unwrap();
+        assert!(
+            cursor().await < newest,
+            "entries of the last overlap window may still move"
+        );
+        world
+            .server
+            .state()
+            .advance_clock(std::time::Duration::from_secs(30));
+        a.sync(None).await.unwrap();
+        assert!(cursor().await >= newest, "settled entries are passed over");
+        // A delete logged after that still arrives.
+        world
+            .server
+            .state()
+            .delete("articles", &[keys[0].as_str()])
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].deleted, 1, "{report:?}");
+        assert_converged(&world, &a, "articles").await;
+    }
+}

@@ -3,7 +3,8 @@
 //! ```text
 //! e2e initial  [--rows N] [--db sqlite|postgres]   initial sync, and a bare insert of the same rows
 //! e2e delta    [--rows N] [--changes N] [--db ..]  delta sync of N changed rows, then a no-op sync
-//! e2e push     [--rows N] [--changes N] [--db ..]  push of N local changes (creates, updates, deletes)
+//! e2e push     [--rows N] [--changes N] [--db ..] [--updates distinct|alike]
+//!                                                  push of N local changes (creates, updates, deletes)
 //! e2e directus [--rows N]                          initial sync from a real Directus vs a plain page fetch
 //! ```
 //!
@@ -55,14 +56,16 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str =
-    "usage: e2e initial|delta|push|directus [--rows N] [--changes N] [--db sqlite|postgres]";
+const USAGE: &str = "usage: e2e initial|delta|push|directus [--rows N] [--changes N] \
+                     [--db sqlite|postgres] [--updates distinct|alike]";
 
 #[derive(Debug, Clone)]
 struct Options {
     rows: usize,
     changes: usize,
     postgres: bool,
+    /// Whether the pushed updates all change the same field to the same value.
+    alike: bool,
 }
 
 impl Options {
@@ -71,6 +74,7 @@ impl Options {
             rows: 100_000,
             changes: 1_000,
             postgres: false,
+            alike: false,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -91,6 +95,15 @@ impl Options {
                         "sqlite" => false,
                         "postgres" => true,
                         other => return Err(format!("--db: {other} is not sqlite or postgres")),
+                    }
+                }
+                "--updates" => {
+                    o.alike = match value.as_str() {
+                        "distinct" => false,
+                        "alike" => true,
+                        other => {
+                            return Err(format!("--updates: {other} is not distinct or alike"));
+                        }
                     }
                 }
                 other => return Err(format!("unknown option {other}\n{USAGE}")),
@@ -161,13 +174,14 @@ async fn delta(o: &Options) -> Result<(), String> {
 async fn push(o: &Options) -> Result<(), String> {
     let bench = Bench::start(o).await?;
     bench.sync().await?;
-    let made = bench.change_locally(o.changes).await?;
+    let made = bench.change_locally(o.changes, o.alike).await?;
     let push = bench.sync().await?;
     emit(json!({
         "scenario": "push",
         "db": bench.db_label(),
         "rows": bench.fixture.posts,
         "changes": made,
+        "updates": if o.alike { "alike" } else { "distinct" },
         "wall_s": secs(push.wall),
         "rows_per_s": per_s(made, push.wall),
         "requests": push.requests,
@@ -360,8 +374,9 @@ impl Bench {
     }
 
     /// `n` local changes through the library: a third creates, a third updates, a third
-    /// deletes. Returns how many were made.
-    async fn change_locally(&self, n: usize) -> Result<usize, String> {
+    /// deletes. The updates give each row a title of its own, or with `alike` all the same
+    /// title. Returns how many were made.
+    async fn change_locally(&self, n: usize, alike: bool) -> Result<usize, String> {
         let replica = deltasync::open(config(
             &self.server.url(),
             self.server.admin_token(),
@@ -383,8 +398,13 @@ impl Bench {
             posts.insert(data).await.map_err(|e| e.to_string())?;
             made += 1;
         }
-        for key in keys.iter().take(third) {
-            let patch: Row = json!({"title": "changed locally", "views": 2})
+        for (i, key) in keys.iter().take(third).enumerate() {
+            let title = if alike {
+                "changed locally".to_owned()
+            } else {
+                format!("changed locally {i}")
+            };
+            let patch: Row = json!({"title": title, "views": 2})
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
