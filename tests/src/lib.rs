@@ -201,6 +201,35 @@ impl World {
     }
 }
 
+/// An application edit of `key` in `collection`, made just before the next `call` request
+/// of `replica` is sent: a local write racing a push.
+pub fn edit_before_next(
+    replica: &engine::Engine<adapters::SqlStore, Hooked>,
+    call: Call,
+    collection: &str,
+    key: &str,
+    data: Row,
+) {
+    let store = replica.store().clone();
+    let config = replica
+        .config()
+        .collection(collection)
+        .expect("a configured collection")
+        .clone();
+    let key = key.to_owned();
+    replica.remote().before_next(
+        call,
+        Box::new(move || {
+            Box::pin(async move {
+                let write = engine::ports::LocalWrite::Update { key, data };
+                engine::ports::Store::write(&store, &config, write)
+                    .await
+                    .expect("the edit is written");
+            })
+        }),
+    );
+}
+
 /// The requests [`Hooked`] can run a hook before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {

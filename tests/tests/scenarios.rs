@@ -3,7 +3,9 @@
 use deltasync::{Choice, ConflictKind, FieldType, Resolution, Strategy, SyncStatus};
 use refserver::{Clock, Fault, FaultScope};
 use serde_json::json;
-use tests::{Call, FIELDS, TICK, World, assert_converged, backends, local_rows, row};
+use tests::{
+    Call, FIELDS, TICK, World, assert_converged, backends, edit_before_next, local_rows, row,
+};
 
 fn articles(strategy: Strategy) -> deltasync::CollectionConfig {
     let mut c = World::config("articles", &FIELDS);
@@ -638,22 +640,12 @@ async fn an_edit_made_during_a_push_is_not_marked_synced() {
             .update(&keys[0], row(json!({"title": "first"})))
             .await
             .unwrap();
-        let store = a.store().clone();
-        let config = a.config().collection("articles").unwrap().clone();
-        let key = keys[0].clone();
-        a.remote().before_next(
+        edit_before_next(
+            &a,
             Call::Update,
-            Box::new(move || {
-                Box::pin(async move {
-                    let write = engine::ports::LocalWrite::Update {
-                        key,
-                        data: row(json!({"title": "second"})),
-                    };
-                    engine::ports::Store::write(&store, &config, write)
-                        .await
-                        .unwrap();
-                })
-            }),
+            "articles",
+            &keys[0],
+            row(json!({"title": "second"})),
         );
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].pushed, 1);
@@ -699,22 +691,12 @@ async fn updates_alike_share_a_request_but_a_row_whose_base_moved_goes_alone() {
         }
         // While the three go in one request, the first is edited back to its old title and
         // given 7 views: measured against its old snapshot, it only changes the views.
-        let store = a.store().clone();
-        let config = a.config().collection("articles").unwrap().clone();
-        let key = keys[0].clone();
-        a.remote().before_next(
+        edit_before_next(
+            &a,
             Call::Update,
-            Box::new(move || {
-                Box::pin(async move {
-                    let write = engine::ports::LocalWrite::Update {
-                        key,
-                        data: row(json!({"title": "a0", "views": 7})),
-                    };
-                    engine::ports::Store::write(&store, &config, write)
-                        .await
-                        .unwrap();
-                })
-            }),
+            "articles",
+            &keys[0],
+            row(json!({"title": "a0", "views": 7})),
         );
         world.server.state().reset_stats();
         let report = a.sync(None).await.unwrap();
@@ -770,22 +752,12 @@ async fn an_edit_made_while_its_create_is_pushed_goes_with_the_next_sync() {
             .await
             .unwrap()
             .to_string();
-        let store = a.store().clone();
-        let config = a.config().collection("articles").unwrap().clone();
-        let edited = key.clone();
-        a.remote().before_next(
+        edit_before_next(
+            &a,
             Call::Create,
-            Box::new(move || {
-                Box::pin(async move {
-                    let write = engine::ports::LocalWrite::Update {
-                        key: edited,
-                        data: row(json!({"title": "second"})),
-                    };
-                    engine::ports::Store::write(&store, &config, write)
-                        .await
-                        .unwrap();
-                })
-            }),
+            "articles",
+            &key,
+            row(json!({"title": "second"})),
         );
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].pushed, 1, "{report:?}");
