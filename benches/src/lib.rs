@@ -347,6 +347,19 @@ pub async fn fresh_postgres_database(admin: &str) -> Result<String, Error> {
     Ok(format!("{base}/{name}"))
 }
 
+/// Drops a database [`fresh_postgres_database`] made, connecting through `admin`.
+pub async fn drop_postgres_database(admin: &str, url: &str) -> Result<(), Error> {
+    use sea_orm::{ConnectionTrait, Database};
+    let db_error =
+        |e: sea_orm::DbErr| Error::Local(format!("{}: {e}", adapters::store::redact_url(admin)));
+    let name = url.rsplit_once('/').map_or(url, |(_, name)| name);
+    let db = Database::connect(admin).await.map_err(db_error)?;
+    db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// Why loading a fixture failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

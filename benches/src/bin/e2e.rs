@@ -42,7 +42,11 @@ fn main() -> ExitCode {
         Some(CHILD_SYNC) => runtime.block_on(child_sync(&args[1..])),
         Some(CHILD_BARE) => runtime.block_on(child_bare(&args[1..])),
         Some(scenario) => match Options::parse(&args[1..]) {
-            Ok(options) => runtime.block_on(run(scenario, options)),
+            Ok(options) => runtime.block_on(async {
+                let outcome = run(scenario, options).await;
+                drop_created().await;
+                outcome
+            }),
             Err(e) => Err(e),
         },
         None => Err(USAGE.to_owned()),
@@ -519,13 +523,32 @@ fn sqlite_url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.0.join("replica.db").display())
 }
 
-async fn fresh_postgres() -> Result<String, String> {
-    let admin = std::env::var("DELTASYNC_BENCH_PG")
+/// The databases this run created, dropped when it ends.
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn postgres_admin() -> Result<String, String> {
+    std::env::var("DELTASYNC_BENCH_PG")
         .or_else(|_| std::env::var("DELTASYNC_TEST_PG"))
-        .map_err(|_| "set DELTASYNC_BENCH_PG to a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/test)".to_owned())?;
-    benches::fresh_postgres_database(&admin)
+        .map_err(|_| "set DELTASYNC_BENCH_PG to a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/test)".to_owned())
+}
+
+async fn fresh_postgres() -> Result<String, String> {
+    let url = benches::fresh_postgres_database(&postgres_admin()?)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    CREATED.lock().expect("not poisoned").push(url.clone());
+    Ok(url)
+}
+
+/// Drops the databases this run created; a failure is only reported.
+async fn drop_created() {
+    let created = std::mem::take(&mut *CREATED.lock().expect("not poisoned"));
+    let Ok(admin) = postgres_admin() else { return };
+    for url in created {
+        if let Err(e) = benches::drop_postgres_database(&admin, &url).await {
+            eprintln!("e2e: could not drop a benchmark database: {e}");
+        }
+    }
 }
 
 fn emit(result: Value) {
