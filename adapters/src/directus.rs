@@ -299,7 +299,6 @@ impl DirectusClient {
         .await
     }
 
-    /// `GET /collections/:collection`.
     /// The id of the first activity entry in `sort` order, among those `filter` keeps.
     async fn first_activity_id(
         &self,
@@ -318,6 +317,7 @@ impl DirectusClient {
         Ok(data_rows(body).first().and_then(|r| r["id"].as_i64()))
     }
 
+    /// `GET /collections/:collection`.
     pub async fn collection_info(&self, collection: &str) -> Result<Value, RemoteError> {
         self.request(
             Method::GET,

@@ -56,6 +56,19 @@ impl Sql {
         self.push(&ident(column)).push(op).bind(value)
     }
 
+    /// `(?, ?, …)`: one placeholder per value, for `IN` lists and `VALUES` rows.
+    pub fn bind_list(&mut self, values: impl IntoIterator<Item = SqlValue>) -> &mut Sql {
+        self.text.push('(');
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self.text.push(')');
+        self
+    }
+
     pub fn bound(&self) -> usize {
         self.values.len()
     }
@@ -389,6 +402,20 @@ mod tests {
         let mut q = Sql::new(DbBackend::Sqlite);
         q.push("SELECT ").bind(SqlValue::from(1));
         assert_eq!(q.build().sql, "SELECT ?");
+    }
+
+    #[test]
+    fn a_bound_list_numbers_on_from_what_came_before() {
+        let mut q = Sql::new(DbBackend::Postgres);
+        q.push("WHERE a = ")
+            .bind(SqlValue::from(0))
+            .push(" AND b IN ");
+        q.bind_list([1, 2, 3].map(SqlValue::from));
+        assert_eq!(q.bound(), 4);
+        assert_eq!(q.build().sql, "WHERE a = $1 AND b IN ($2, $3, $4)");
+        let mut q = Sql::new(DbBackend::Sqlite);
+        q.bind_list([1, 2].map(SqlValue::from));
+        assert_eq!(q.build().sql, "(?, ?)");
     }
 
     #[test]

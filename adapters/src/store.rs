@@ -4,7 +4,7 @@
 //! engine changes is one transaction, checkpoint included. It must not decide anything about
 //! sync: it carries out [`RowOp`]s with the guards they name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -24,6 +24,13 @@ use sea_orm::{
 use serde_json::Value;
 
 use crate::sql::{self, CHANGE_KEY, CHANGED_AT, ERROR, REV, STATUS, Sql, ident};
+
+/// A push the server acknowledged: `RowOp::Settle` without data.
+struct Ack<'a> {
+    key: &'a Key,
+    change_key: &'a Option<String>,
+    stamp: Stamp,
+}
 
 /// A SQLite or PostgreSQL database holding collection tables and the engine's tables.
 #[derive(Debug, Clone)]
@@ -342,36 +349,25 @@ impl SqlStore {
         &self,
         tx: &impl ConnectionTrait,
         c: &CollectionConfig,
-        acks: &[&RowOp],
+        acks: &[Ack<'_>],
     ) -> Result<usize> {
         let backend = self.backend();
         let context = || format!("settling pushed rows of {}", c.name);
+        let same_key = match backend {
+            DbBackend::Postgres => "IS NOT DISTINCT FROM",
+            _ => "IS",
+        };
         let mut moved_on = Vec::new();
         for chunk in acks.chunks(sql::rows_per_statement(backend, 3)) {
             let mut q = Sql::new(backend);
             q.push("WITH \"_sync_acks\" (\"_sync_k\", \"_sync_ck\", \"_sync_st\") AS (VALUES ");
-            for (i, op) in chunk.iter().enumerate() {
-                let RowOp::Settle {
-                    key,
-                    change_key,
-                    stamp,
-                    ..
-                } = op
-                else {
-                    continue;
-                };
-                q.push(if i == 0 { "(" } else { ", (" })
-                    .bind(self.key_value(c, key))
-                    .push(", ")
-                    .bind(SqlValue::String(change_key.clone()))
-                    .push(", ")
-                    .bind(self.stamp_value(Some(*stamp)))
-                    .push(")");
+            for (i, ack) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " }).bind_list([
+                    self.key_value(c, ack.key),
+                    SqlValue::String(ack.change_key.clone()),
+                    self.stamp_value(Some(ack.stamp)),
+                ]);
             }
-            let same_key = match backend {
-                DbBackend::Postgres => "IS NOT DISTINCT FROM",
-                _ => "IS",
-            };
             q.push(&format!(
                 ") UPDATE {table} SET {STATUS} = 'synced', {CHANGE_KEY} = NULL, {ERROR} = NULL, \
                  {REV} = {REV} + 1, {cursor} = \"_sync_acks\".\"_sync_st\" FROM \"_sync_acks\" \
@@ -385,27 +381,20 @@ impl SqlStore {
                 .query_all_raw(q.build())
                 .await
                 .map_err(db_err(context()))?;
-            let mut settled = std::collections::HashSet::with_capacity(rows.len());
+            let mut settled = HashSet::with_capacity(rows.len());
             for r in &rows {
                 let key = sql::from_sql(backend, r, 0, sql::key_kind(c.key_type))
                     .map_err(db_err(context()))?;
                 settled.insert(engine::model::key_from_json(&key).unwrap_or_default());
             }
-            let settled_keys: Vec<&Key> = chunk
-                .iter()
-                .filter_map(|op| match op {
-                    RowOp::Settle { key, stamp, .. } if !settled.contains(key) => {
-                        moved_on.push((key, *stamp));
-                        None
-                    }
-                    RowOp::Settle { key, .. } => Some(key),
-                    _ => None,
-                })
-                .collect();
-            self.forget_pending_states(tx, c, &settled_keys).await?;
+            let (done, changed): (Vec<&Ack>, Vec<&Ack>) =
+                chunk.iter().partition(|ack| settled.contains(ack.key));
+            let done: Vec<&Key> = done.into_iter().map(|ack| ack.key).collect();
+            self.forget_pending_states(tx, c, &done).await?;
+            moved_on.extend(changed);
         }
-        for (key, stamp) in &moved_on {
-            self.move_base(tx, c, key, *stamp).await?;
+        for ack in moved_on {
+            self.move_base(tx, c, ack.key, ack.stamp).await?;
         }
         Ok(acks.len())
     }
@@ -542,10 +531,9 @@ impl SqlStore {
         }
     }
 
-    /// A row's pending change reached the server (or the row is gone): its base snapshot is
-    /// no longer needed, and an earlier rejection of it, still open, is closed as kept.
-    /// Drops what a pending change of `keys` left behind: the base snapshots, and the open
-    /// rejections the pushes just superseded.
+    /// The pending changes of `keys` reached the server (or the rows are gone): their base
+    /// snapshots are no longer needed, and earlier rejections of them, still open, are
+    /// closed as kept.
     async fn forget_pending_states(
         &self,
         tx: &impl ConnectionTrait,
@@ -553,20 +541,12 @@ impl SqlStore {
         keys: &[&Key],
     ) -> Result<()> {
         for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1) - 4) {
-            let in_keys = |q: &mut Sql| {
-                q.push(" AND key IN (");
-                for (i, key) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        q.push(", ");
-                    }
-                    q.bind(SqlValue::from(key.as_str()));
-                }
-                q.push(")");
-            };
+            let in_keys = || chunk.iter().map(|key| SqlValue::from(key.as_str()));
             let mut q = Sql::new(self.backend());
             q.push("DELETE FROM \"_deltasync_base\" WHERE collection = ")
-                .bind(SqlValue::from(c.name.as_str()));
-            in_keys(&mut q);
+                .bind(SqlValue::from(c.name.as_str()))
+                .push(" AND key IN ")
+                .bind_list(in_keys());
             tx.execute_raw(q.build())
                 .await
                 .map_err(db_err("clearing base snapshots"))?;
@@ -578,8 +558,9 @@ impl SqlStore {
                 .push(" WHERE resolution IS NULL AND kind = ")
                 .bind(SqlValue::from(ConflictKind::Rejected.as_str()))
                 .push(" AND collection = ")
-                .bind(SqlValue::from(c.name.as_str()));
-            in_keys(&mut q);
+                .bind(SqlValue::from(c.name.as_str()))
+                .push(" AND key IN ")
+                .bind_list(in_keys());
             tx.execute_raw(q.build())
                 .await
                 .map_err(db_err("closing earlier rejections"))?;
@@ -820,18 +801,12 @@ impl Store for SqlStore {
         for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1)) {
             let mut q = Sql::new(self.backend());
             q.push(&format!(
-                "SELECT {} FROM {} WHERE {} IN (",
+                "SELECT {} FROM {} WHERE {} IN ",
                 Self::select_list(c),
                 ident(&c.table),
                 ident(&c.primary_key)
-            ));
-            for (i, key) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(self.key_value(c, key));
-            }
-            q.push(")");
+            ))
+            .bind_list(chunk.iter().map(|key| self.key_value(c, key)));
             let rows = self
                 .db
                 .query_all_raw(q.build())
@@ -851,14 +826,8 @@ impl Store for SqlStore {
             let mut q = Sql::new(self.backend());
             q.push("SELECT key, data FROM \"_deltasync_base\" WHERE collection = ")
                 .bind(SqlValue::from(c.name.as_str()))
-                .push(" AND key IN (");
-            for (i, key) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(SqlValue::from(key.as_str()));
-            }
-            q.push(")");
+                .push(" AND key IN ")
+                .bind_list(chunk.iter().map(|key| SqlValue::from(key.as_str())));
             let rows = self
                 .db
                 .query_all_raw(q.build())
@@ -904,13 +873,27 @@ impl Store for SqlStore {
             applied += pulled.len();
         }
         // Acknowledged pushes are settled in multi-row statements too.
-        let (acks, others): (Vec<&RowOp>, Vec<&RowOp>) = others
-            .into_iter()
-            .partition(|op| matches!(op, RowOp::Settle { data: None, .. }));
+        let mut acks = Vec::new();
+        let mut rest = Vec::new();
+        for op in others {
+            match op {
+                RowOp::Settle {
+                    key,
+                    change_key,
+                    stamp,
+                    data: None,
+                } => acks.push(Ack {
+                    key,
+                    change_key,
+                    stamp: *stamp,
+                }),
+                other => rest.push(other),
+            }
+        }
         if !acks.is_empty() {
             applied += self.settle_acknowledged(&tx, c, &acks).await?;
         }
-        for op in others {
+        for op in rest {
             applied += usize::from(self.apply_op(&tx, c, op).await?);
         }
         for record in &changes.records {

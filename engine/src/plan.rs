@@ -192,7 +192,7 @@ pub fn group_updates(
     bases: &HashMap<Key, Base>,
     max_rows: usize,
 ) -> (Vec<UpdateGroup>, Vec<LocalRow>) {
-    let mut by_patch: Vec<(String, UpdateGroup)> = Vec::new();
+    let mut by_patch: Vec<UpdateGroup> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut singles = Vec::new();
     for row in rows {
@@ -206,21 +206,19 @@ pub fn group_updates(
             singles.push(row);
             continue;
         }
-        let text = Value::Object(patch.clone()).to_string();
-        let at = *index.entry(text.clone()).or_insert_with(|| {
-            by_patch.push((
-                text,
-                UpdateGroup {
+        let at = *index
+            .entry(Value::Object(patch.clone()).to_string())
+            .or_insert_with(|| {
+                by_patch.push(UpdateGroup {
                     patch,
                     rows: Vec::new(),
-                },
-            ));
-            by_patch.len() - 1
-        });
-        by_patch[at].1.rows.push(row);
+                });
+                by_patch.len() - 1
+            });
+        by_patch[at].rows.push(row);
     }
     let mut groups = Vec::new();
-    for (_, group) in by_patch {
+    for group in by_patch {
         if group.rows.len() < 2 {
             singles.extend(group.rows);
             continue;
