@@ -3,9 +3,12 @@
 //! Owns everything HTTP: reqwest, headers, the error body of Directus, backoff. It implements
 //! [`engine::ports::Remote`] and must not make sync decisions. Secrets never reach logs or
 //! error messages: tokens live in [`schema::Secret`], whose `Debug` prints `***`.
+//!
+//! A login session is renewed by one request at a time. Directus rotates refresh tokens, so
+//! of several refreshes with the same token only the first succeeds; and the engine has
+//! several requests in flight, which all meet an expired access token together.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 use schema::{Auth, RemoteConfig, Secret};
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 /// A Directus server, as the engine's [`Remote`].
@@ -27,6 +31,8 @@ pub struct DirectusClient {
     http: reqwest::Client,
     base: String,
     auth: Auth,
+    /// Held across login and refresh requests, so that requests arriving meanwhile wait
+    /// for the new token instead of starting a renewal of their own.
     session: Mutex<Session>,
     max_retries: u32,
     min_backoff: Duration,
@@ -46,6 +52,16 @@ struct Session {
 struct Attempt {
     error: RemoteError,
     retry_after: Option<Duration>,
+}
+
+impl From<RemoteError> for Attempt {
+    /// A failure before the request was sent (getting a token), with no server hint.
+    fn from(error: RemoteError) -> Attempt {
+        Attempt {
+            error,
+            retry_after: None,
+        }
+    }
 }
 
 /// A successful response.
@@ -113,18 +129,16 @@ impl DirectusClient {
             .with_max_times(self.max_retries as usize)
             .with_jitter();
         let attempt = || async {
+            let token = self.token().await.map_err(Attempt::from)?;
             match self
-                .attempt(&method, path, query, body, idempotency_key)
+                .attempt(&token, &method, path, query, body, idempotency_key)
                 .await
             {
                 Err(a)
                     if a.error.code.as_deref() == Some("TOKEN_EXPIRED") && self.can_refresh() =>
                 {
-                    self.refresh().await.map_err(|error| Attempt {
-                        error,
-                        retry_after: None,
-                    })?;
-                    self.attempt(&method, path, query, body, idempotency_key)
+                    let token = self.renew(&token).await.map_err(Attempt::from)?;
+                    self.attempt(&token, &method, path, query, body, idempotency_key)
                         .await
                 }
                 other => other,
@@ -143,16 +157,13 @@ impl DirectusClient {
 
     async fn attempt(
         &self,
+        token: &Secret,
         method: &Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, Attempt> {
-        let token = self.token().await.map_err(|error| Attempt {
-            error,
-            retry_after: None,
-        })?;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{}", self.base, path))
@@ -218,40 +229,52 @@ impl DirectusClient {
         match &self.auth {
             Auth::Token(token) => Ok(token.clone()),
             Auth::Login { .. } => {
-                if let Some(access) = self.session.lock().expect("session lock").access.clone() {
-                    return Ok(access);
+                let mut session = self.session.lock().await;
+                match &session.access {
+                    Some(access) => Ok(access.clone()),
+                    None => self.login(&mut session).await,
                 }
-                self.login().await
             }
         }
     }
 
-    async fn login(&self) -> Result<Secret, RemoteError> {
+    /// A fresh access token in place of `expired`, which the server refused. When the session
+    /// no longer holds `expired`, another request has renewed it already and its token is
+    /// the answer; refreshing again would spend the rotated refresh token for nothing.
+    async fn renew(&self, expired: &Secret) -> Result<Secret, RemoteError> {
+        let mut session = self.session.lock().await;
+        if let Some(access) = session.access.as_ref().filter(|a| *a != expired) {
+            return Ok(access.clone());
+        }
+        let Some(refresh) = session.refresh.clone() else {
+            return self.login(&mut session).await;
+        };
+        let body = json!({ "refresh_token": refresh.expose(), "mode": "json" });
+        match self
+            .session_request(&mut session, "/auth/refresh", &body)
+            .await
+        {
+            // A refresh token can expire too (7 days by default): log in again.
+            Err(e) if e.kind == RemoteErrorKind::Auth => self.login(&mut session).await,
+            other => other,
+        }
+    }
+
+    async fn login(&self, session: &mut Session) -> Result<Secret, RemoteError> {
         let Auth::Login { email, password } = &self.auth else {
             unreachable!("login is only used with email and password")
         };
         let body = json!({ "email": email, "password": password.expose(), "mode": "json" });
-        self.session_request("/auth/login", &body).await
+        self.session_request(session, "/auth/login", &body).await
     }
 
-    async fn refresh(&self) -> Result<Secret, RemoteError> {
-        let refresh = self.session.lock().expect("session lock").refresh.clone();
-        match refresh {
-            Some(token) => {
-                let body = json!({ "refresh_token": token.expose(), "mode": "json" });
-                match self.session_request("/auth/refresh", &body).await {
-                    Ok(access) => Ok(access),
-                    // A refresh token can expire too (7 days by default): log in again.
-                    Err(e) if e.kind == RemoteErrorKind::Auth => self.login().await,
-                    Err(e) => Err(e),
-                }
-            }
-            None => self.login().await,
-        }
-    }
-
-    /// Posts to an auth endpoint and keeps the (rotated) tokens it returns.
-    async fn session_request(&self, path: &str, body: &Value) -> Result<Secret, RemoteError> {
+    /// Posts to an auth endpoint and keeps the (rotated) tokens it returns in `session`.
+    async fn session_request(
+        &self,
+        session: &mut Session,
+        path: &str,
+        body: &Value,
+    ) -> Result<Secret, RemoteError> {
         let response = self
             .http
             .post(format!("{}{}", self.base, path))
@@ -275,7 +298,6 @@ impl DirectusClient {
                 format!("POST {path}: no access_token in the response"),
             ));
         };
-        let mut session = self.session.lock().expect("session lock");
         session.access = Some(access.clone());
         session.refresh = refresh;
         Ok(access)
