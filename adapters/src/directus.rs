@@ -15,7 +15,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use engine::error::{RemoteError, RemoteErrorKind};
-use engine::ports::{DeleteActivity, DeletePage, ListQuery, RawPage, Remote};
+use engine::ports::{Action, DeleteActivity, DeletePage, ListQuery, Permissions, RawPage, Remote};
 use engine::{Error as EngineError, Stamp};
 pub use reqwest::Method;
 use reqwest::StatusCode;
@@ -564,9 +564,51 @@ impl Remote for DirectusClient {
             .collect())
     }
 
+    async fn permissions(&self) -> Result<Option<Permissions>, EngineError> {
+        let body = match self
+            .request(Method::GET, "/permissions/me", &[], None, None)
+            .await
+        {
+            Ok(body) => body,
+            // Servers before policies (Directus 11) have no such endpoint.
+            Err(e) if matches!(e.status, Some(403 | 404)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(parse_permissions(&body["data"])))
+    }
+
     fn clock_skew(&self) -> chrono::Duration {
         chrono::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
     }
+}
+
+/// `GET /permissions/me`'s answer: per collection and action, `access` (`none`, `partial`,
+/// `full`) and the `fields` covered (`*` for all).
+fn parse_permissions(data: &Value) -> Permissions {
+    let mut permissions = Permissions::default();
+    let Some(collections) = data.as_object() else {
+        return permissions;
+    };
+    for (collection, actions) in collections {
+        for action in [Action::Create, Action::Read, Action::Update, Action::Delete] {
+            let grant = &actions[action.as_str()];
+            if grant["access"].as_str().unwrap_or("none") == "none" {
+                continue;
+            }
+            let fields: Vec<String> = grant["fields"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let fields = (!fields.iter().any(|f| f == "*")).then_some(fields);
+            permissions.grant(collection, action, fields);
+        }
+    }
+    permissions
 }
 
 /// Maps an error response to a classified [`RemoteError`] using Directus's `extensions.code`.
@@ -623,6 +665,24 @@ fn transport_message(error: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permissions_read_actions_and_fields() {
+        let p = parse_permissions(&json!({
+            "articles": {
+                "create": {"access": "none"},
+                "read": {"access": "full", "fields": ["*"]},
+                "update": {"access": "partial", "fields": ["title"]},
+                "delete": {"access": "full", "fields": ["*"]}
+            }
+        }));
+        assert!(!p.allows("articles", Action::Create));
+        assert!(p.covers("articles", Action::Read, "views"));
+        assert!(p.covers("articles", Action::Update, "title"));
+        assert!(!p.covers("articles", Action::Update, "views"));
+        assert!(p.allows("articles", Action::Delete));
+        assert!(!p.allows("other", Action::Read));
+    }
 
     #[test]
     fn classifies_directus_error_codes() {

@@ -13,7 +13,7 @@ use engine::ports::{
     Base, Changes, Checkpoint, CollectionStatus, ConflictRecord, Guard, LocalWrite, RowOp,
     RunRecord, Store,
 };
-use engine::{Key, LocalRow, RemoteRow, Row, Stamp, StoreError, SyncStatus};
+use engine::{Key, LocalRow, RemoteRow, Row, Stamp, StoreError, StoreErrorKind, SyncStatus};
 use migrations::Migrator;
 use migrations::MigratorTrait;
 use schema::{CollectionConfig, Config};
@@ -43,10 +43,36 @@ type Result<T, E = engine::Error> = std::result::Result<T, E>;
 fn db_err(context: impl std::fmt::Display) -> impl FnOnce(sea_orm::DbErr) -> engine::Error {
     move |e| {
         engine::Error::Store(StoreError {
+            kind: store_error_kind(&e),
             message: format!("{context}: {e}"),
             source: Some(Box::new(e)),
         })
     }
+}
+
+/// SQLite reports a database held by another connection as SQLITE_BUSY ("database is
+/// locked") once its busy timeout ran out; PostgreSQL as a lock or serialization failure.
+/// Retrying later may succeed.
+fn store_error_kind(e: &sea_orm::DbErr) -> StoreErrorKind {
+    let text = e.to_string();
+    let busy = [
+        "database is locked",
+        "database table is locked",
+        "could not obtain lock",
+        "deadlock detected",
+        "could not serialize access",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign));
+    if busy {
+        StoreErrorKind::Busy
+    } else {
+        StoreErrorKind::Other
+    }
+}
+
+fn invalid_value(message: String) -> engine::Error {
+    engine::Error::Store(StoreError::with_kind(StoreErrorKind::InvalidValue, message))
 }
 
 impl SqlStore {
@@ -221,12 +247,12 @@ impl SqlStore {
         let mut data = Row::new();
         for (i, f) in c.fields.iter().enumerate() {
             let value = sql::from_sql(backend, row, i + 1, f.kind).map_err(|e| {
-                engine::Error::Store(StoreError::new(format!(
+                invalid_value(format!(
                     "collection {}, key {key}, field {}: the local value is not a valid {}: {e}",
                     c.name,
                     f.name,
                     f.kind.as_str()
-                )))
+                ))
             })?;
             data.insert(f.name.clone(), value);
         }
@@ -286,10 +312,10 @@ impl SqlStore {
     ) -> Result<SqlValue> {
         let value = data.get(&field.name).unwrap_or(&Value::Null);
         sql::to_sql(self.backend(), field.kind, value).map_err(|message| {
-            engine::Error::Store(StoreError::new(format!(
+            invalid_value(format!(
                 "collection {}, key {key}, field {}: {message}",
                 c.name, field.name
-            )))
+            ))
         })
     }
 
@@ -425,6 +451,107 @@ impl SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Replaces the base snapshot of `key` with `data`, the server's content at `stamp`.
+    async fn save_snapshot(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        key: &Key,
+        stamp: Option<Stamp>,
+        data: &Row,
+    ) -> Result<()> {
+        let mut snapshot = data.clone();
+        snapshot.insert(
+            c.cursor.clone(),
+            stamp.map_or(Value::Null, |s| Value::from(s.to_wire())),
+        );
+        let mut q = Sql::new(self.backend());
+        q.push("INSERT INTO \"_deltasync_base\" (collection, key, data) VALUES (")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(", ")
+            .bind(SqlValue::from(key.as_str()))
+            .push(", ")
+            .bind(SqlValue::from(Value::Object(snapshot).to_string()))
+            .push(") ON CONFLICT (collection, key) DO UPDATE SET data = excluded.data");
+        tx.execute_raw(q.build())
+            .await
+            .map_err(db_err("saving a base snapshot"))?;
+        Ok(())
+    }
+
+    async fn forget_snapshot(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        key: &Key,
+    ) -> Result<()> {
+        let mut q = Sql::new(self.backend());
+        q.push("DELETE FROM \"_deltasync_base\" WHERE collection = ")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(" AND key = ")
+            .bind(SqlValue::from(key.as_str()));
+        tx.execute_raw(q.build())
+            .await
+            .map_err(db_err("clearing a base snapshot"))?;
+        Ok(())
+    }
+
+    async fn exists(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        key: &Key,
+    ) -> Result<bool> {
+        let mut q = Sql::new(self.backend());
+        q.push(&format!(
+            "SELECT 1 FROM {} WHERE {} = ",
+            ident(&c.table),
+            ident(&c.primary_key)
+        ))
+        .bind(self.key_value(c, key));
+        let found = tx
+            .query_one_raw(q.build())
+            .await
+            .map_err(db_err(format!("reading rows of {}", c.name)))?;
+        Ok(found.is_some())
+    }
+
+    /// Inserts a row the engine writes as pending, with a change key of its own.
+    async fn insert_pending(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        key: &Key,
+        status: SyncStatus,
+        stamp: Option<Stamp>,
+        data: &Row,
+    ) -> Result<bool> {
+        let mut columns = vec![ident(&c.primary_key)];
+        columns.extend(c.fields.iter().map(|f| ident(&f.name)));
+        columns.push(ident(&c.cursor));
+        columns.extend([STATUS, CHANGE_KEY, CHANGED_AT].map(str::to_owned));
+        let mut q = Sql::new(self.backend());
+        q.push(&format!(
+            "INSERT INTO {} ({}) VALUES (",
+            ident(&c.table),
+            columns.join(", ")
+        ))
+        .bind(self.key_value(c, key));
+        for f in &c.fields {
+            q.push(", ").bind(self.field_value(c, key, f, data)?);
+        }
+        q.push(", ").bind(self.stamp_value(stamp));
+        q.push(", ").bind(SqlValue::from(status.as_str()));
+        q.push(", ")
+            .bind(SqlValue::from(uuid::Uuid::new_v4().to_string()));
+        q.push(", ").bind(self.stamp_value(Some(Stamp(Utc::now()))));
+        q.push(")");
+        tx.execute_raw(q.build())
+            .await
+            .map_err(db_err(format!("writing to {}", c.name)))?;
+        Ok(true)
+    }
+
     async fn apply_op(
         &self,
         tx: &impl ConnectionTrait,
@@ -473,7 +600,52 @@ impl SqlStore {
                     self.forget_pending_states(tx, c, &[key]).await?;
                     return Ok(true);
                 }
-                self.move_base(tx, c, key, *stamp).await
+                let moved = self.move_base(tx, c, key, *stamp).await?;
+                if moved && let Some(data) = data {
+                    self.save_snapshot(tx, c, key, Some(*stamp), data).await?;
+                }
+                Ok(moved)
+            }
+            RowOp::Rebase {
+                key,
+                change_key,
+                status,
+                stamp,
+                data,
+                base,
+            } => {
+                let mut q = Sql::new(backend);
+                q.push(&format!("UPDATE {table} SET {STATUS} = "))
+                    .bind(SqlValue::from(status.as_str()))
+                    .push(&format!(", {ERROR} = NULL, {REV} = {REV} + 1"));
+                for f in &c.fields {
+                    q.push(", ")
+                        .push(&ident(&f.name))
+                        .push(" = ")
+                        .bind(self.field_value(c, key, f, data)?);
+                }
+                q.push(", ")
+                    .push(&ident(&c.cursor))
+                    .push(" = ")
+                    .bind(self.stamp_value(*stamp));
+                q.push(&format!(" WHERE {pk} = "))
+                    .bind(self.key_value(c, key))
+                    .push(" AND ");
+                q.null_safe_eq(CHANGE_KEY, SqlValue::String(change_key.clone()));
+                let mut done = run(q).await?;
+                if !done && change_key.is_none() && !self.exists(tx, c, key).await? {
+                    // Not held locally (a server row that did not fit): the row is made.
+                    done = self
+                        .insert_pending(tx, c, key, *status, *stamp, data)
+                        .await?;
+                }
+                if done {
+                    match base {
+                        Some(base) => self.save_snapshot(tx, c, key, *stamp, base).await?,
+                        None => self.forget_snapshot(tx, c, key).await?,
+                    }
+                }
+                Ok(done)
             }
             RowOp::Remove { key, guard } => {
                 let mut q = Sql::new(backend);
@@ -576,7 +748,7 @@ impl SqlStore {
             return Ok(()); // the same server row, read again (an overlap window)
         }
         let mut q = Sql::new(self.backend());
-        q.push("INSERT INTO \"_deltasync_conflict\" (collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at) VALUES (");
+        q.push("INSERT INTO \"_deltasync_conflict\" (collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, fields, created_at, resolved_at) VALUES (");
         q.bind(SqlValue::from(r.collection.as_str())).push(", ");
         q.bind(SqlValue::from(r.key.as_str())).push(", ");
         q.bind(SqlValue::from(r.kind.as_str())).push(", ");
@@ -593,6 +765,11 @@ impl SqlStore {
         q.bind(SqlValue::String(r.local_changed_at.map(time_text)))
             .push(", ");
         q.bind(SqlValue::String(r.message.clone())).push(", ");
+        let fields = r
+            .fields
+            .as_ref()
+            .map(|f| serde_json::to_string(f).expect("field sources serialize"));
+        q.bind(SqlValue::String(fields)).push(", ");
         q.bind(SqlValue::from(time_text(r.created_at))).push(", ");
         q.bind(SqlValue::String(r.resolved_at.map(time_text)))
             .push(")");
@@ -671,11 +848,10 @@ impl SqlStore {
                 .and_then(ConflictKind::parse)
                 .unwrap_or(ConflictKind::UpdateUpdate),
             strategy: text(4)?.unwrap_or_default(),
-            resolution: match text(5)?.as_deref() {
-                Some("local") => Some(Resolution::KeepLocal),
-                Some("remote") => Some(Resolution::TakeRemote),
-                _ => None,
-            },
+            resolution: text(5)?
+                .as_deref()
+                .and_then(Resolution::parse)
+                .filter(|r| *r != Resolution::Park),
             base: object(6)?,
             local: object(7)?,
             remote: object(8)?,
@@ -684,6 +860,7 @@ impl SqlStore {
             message: text(11)?,
             created_at: time(text(12)?).unwrap_or_default(),
             resolved_at: time(text(13)?),
+            fields: text(14)?.and_then(|s| serde_json::from_str(&s).ok()),
         })
     }
 }
@@ -706,7 +883,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at";
+const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at, fields";
 
 impl Store for SqlStore {
     async fn prepare(&self, config: &Config) -> Result<()> {
@@ -894,7 +1071,18 @@ impl Store for SqlStore {
             applied += self.settle_acknowledged(&tx, c, &acks).await?;
         }
         for op in rest {
-            applied += usize::from(self.apply_op(&tx, c, op).await?);
+            let done = self.apply_op(&tx, c, op).await?;
+            if changes.atomic && !done {
+                // Dropping the transaction rolls it back: nothing of these changes is kept.
+                return Err(engine::Error::Store(StoreError::with_kind(
+                    StoreErrorKind::Changed,
+                    format!(
+                        "collection {}: a row changed while the change to it was prepared; nothing was written",
+                        c.name
+                    ),
+                )));
+            }
+            applied += usize::from(done);
         }
         for record in &changes.records {
             self.insert_record(&tx, record).await?;
@@ -950,6 +1138,22 @@ impl Store for SqlStore {
             .await
             .map_err(db_err("reading a conflict"))?;
         row.as_ref().map(Self::decode_record).transpose()
+    }
+
+    async fn waiting(&self) -> Result<u64> {
+        let sql = "SELECT COUNT(*) FROM \"_deltasync_conflict\" WHERE resolution IS NULL";
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(self.backend(), sql))
+            .await
+            .map_err(db_err("counting conflicts"))?;
+        let n: i64 = match row {
+            Some(row) => row
+                .try_get_by_index(0)
+                .map_err(db_err("counting conflicts"))?,
+            None => 0,
+        };
+        Ok(n as u64)
     }
 
     async fn status(&self, c: &CollectionConfig) -> Result<CollectionStatus> {

@@ -40,7 +40,7 @@ pub use engine::{
 pub use refserver;
 pub use schema::{
     Auth, CollectionConfig, Config, ConfigError, ConfigErrorKind, Deletes, FieldConfig, FieldType,
-    KeyType, Secret, Strategy,
+    KeyType, Merge, Secret, Strategy,
 };
 pub use serde_json;
 

@@ -308,7 +308,7 @@ async fn open(path: &std::path::Path) -> Result<Deltasync, Failure> {
 fn sync_exit(report: &SyncReport) -> u8 {
     if report.failed() {
         exit::SYNC_FAILED
-    } else if report.waiting > 0 {
+    } else if report.waiting.is_some_and(|n| n > 0) {
         exit::CONFLICTS
     } else {
         exit::OK
@@ -324,6 +324,7 @@ fn print_report(report: &SyncReport) {
         "deleted",
         "conflicts",
         "parked",
+        "merged",
         "quarantined",
         "ms",
         "error",
@@ -336,6 +337,7 @@ fn print_report(report: &SyncReport) {
             c.deleted.to_string(),
             c.conflicts.to_string(),
             c.parked.to_string(),
+            c.merged.to_string(),
             c.quarantined.to_string(),
             c.duration_ms.to_string(),
             c.error.clone().unwrap_or_default(),
@@ -344,14 +346,11 @@ fn print_report(report: &SyncReport) {
     println!("{table}");
     if report.failed() {
         println!(
-            "Sync did not finish; nothing was lost. Run it again when the server is reachable."
+            "Sync did not finish; nothing was lost. Run it again once the error above is fixed (or the server is reachable)."
         );
     }
-    if report.waiting > 0 {
-        println!(
-            "{} conflict(s) wait for a person: deltasync conflicts list",
-            report.waiting
-        );
+    if let Some(waiting) = report.waiting.filter(|n| *n > 0) {
+        println!("{waiting} conflict(s) wait for a person: deltasync conflicts list");
     }
 }
 

@@ -92,6 +92,9 @@ pub enum Resolution {
     TakeRemote,
     /// Neither: the row is parked for a person.
     Park,
+    /// Fields of both versions were merged (see [`crate::merge`]); the record says which
+    /// field came from where.
+    Merged,
 }
 
 impl Resolution {
@@ -100,17 +103,64 @@ impl Resolution {
             Resolution::KeepLocal => "local",
             Resolution::TakeRemote => "remote",
             Resolution::Park => "parked",
+            Resolution::Merged => "merged",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Resolution> {
+        [
+            Resolution::KeepLocal,
+            Resolution::TakeRemote,
+            Resolution::Park,
+            Resolution::Merged,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
+/// One field changed on both sides, to different values, since the base.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldConflict<'a> {
+    pub name: &'a str,
+    /// The field's value in the base version, when the base is known and has the field.
+    pub base: Option<&'a serde_json::Value>,
+    pub local: &'a serde_json::Value,
+    pub remote: &'a serde_json::Value,
+}
+
+/// Which value a colliding field keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldChoice {
+    Local,
+    Remote,
+    /// A person decides: the row is parked.
+    Park,
 }
 
 /// A conflict strategy. Deciding is not IO, so the trait is synchronous and object safe.
 pub trait Resolver: Send + Sync + std::fmt::Debug {
+    /// Decides for the whole row: deletes against updates, and every update with
+    /// `merge: rows`.
     fn resolve(&self, conflict: &Conflict<'_>) -> Resolution;
+
+    /// Decides one field changed on both sides to different values (`merge: fields`, the
+    /// default). Fields changed on one side only never reach a strategy. By default the
+    /// row's decision applies to each colliding field.
+    fn resolve_field(&self, conflict: &Conflict<'_>, field: &FieldConflict<'_>) -> FieldChoice {
+        let _ = field;
+        match self.resolve(conflict) {
+            Resolution::KeepLocal => FieldChoice::Local,
+            Resolution::Park => FieldChoice::Park,
+            Resolution::TakeRemote | Resolution::Merged => FieldChoice::Remote,
+        }
+    }
 }
 
 /// The later change wins: the local change time against the server stamp (or delete time).
-/// Ties, and server deletes of unknown time, go to the server.
+/// Ties, and server deletes of unknown time, go to the server. Per field, the times are the
+/// rows' (a row's last change on each side), as neither side keeps a time per field.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LastWriteWins;
 

@@ -21,12 +21,64 @@ pub enum Error {
     Usage(String),
 }
 
+/// What kind of failure an [`Error`] is, for reports and callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    Unreachable,
+    Unavailable,
+    Auth,
+    Forbidden,
+    NotUnique,
+    Rejected,
+    Protocol,
+    StoreBusy,
+    StoreChanged,
+    InvalidLocalValue,
+    Store,
+    Usage,
+}
+
+impl ErrorKind {
+    /// Whether retrying later may succeed without anyone changing anything.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unreachable | ErrorKind::Unavailable | ErrorKind::StoreBusy
+        )
+    }
+}
+
 impl Error {
+    /// The kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Remote(e) => match e.kind {
+                RemoteErrorKind::Unreachable => ErrorKind::Unreachable,
+                RemoteErrorKind::Unavailable => ErrorKind::Unavailable,
+                RemoteErrorKind::Auth => ErrorKind::Auth,
+                RemoteErrorKind::Forbidden => ErrorKind::Forbidden,
+                RemoteErrorKind::NotUnique => ErrorKind::NotUnique,
+                RemoteErrorKind::Rejected => ErrorKind::Rejected,
+                RemoteErrorKind::Protocol => ErrorKind::Protocol,
+            },
+            Error::Store(e) => match e.kind {
+                StoreErrorKind::Busy => ErrorKind::StoreBusy,
+                StoreErrorKind::Changed => ErrorKind::StoreChanged,
+                StoreErrorKind::InvalidValue => ErrorKind::InvalidLocalValue,
+                StoreErrorKind::Other => ErrorKind::Store,
+            },
+            Error::Usage(_) => ErrorKind::Usage,
+        }
+    }
+
     /// Whether retrying the whole operation later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Remote(e) => e.kind.is_transient(),
-            Error::Store(_) | Error::Usage(_) => false,
+            Error::Store(e) => e.kind == StoreErrorKind::Busy,
+            Error::Usage(_) => false,
         }
     }
 }
@@ -83,10 +135,26 @@ impl RemoteError {
     }
 }
 
+/// How a local database failure should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// Another connection or process holds the database; retrying later may succeed.
+    Busy,
+    /// A guarded all-or-nothing write found a row changed since it was read; nothing was
+    /// written.
+    Changed,
+    /// A local value does not fit its configured field.
+    InvalidValue,
+    /// Anything else the database refused.
+    Other,
+}
+
 /// A failure of the local database.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct StoreError {
+    pub kind: StoreErrorKind,
     pub message: String,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -94,7 +162,12 @@ pub struct StoreError {
 
 impl StoreError {
     pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError::with_kind(StoreErrorKind::Other, message)
+    }
+
+    pub fn with_kind(kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
         StoreError {
+            kind,
             message: message.into(),
             source: None,
         }

@@ -6,6 +6,7 @@
 //! - [`decode`]: server rows checked against the configured types (pure).
 //! - [`plan`]: what a pulled row or a logged delete does locally (pure).
 //! - [`conflict`]: conflicts and the strategies that resolve them (pure).
+//! - [`merge`]: the field-by-field three-way merge of a row changed on both sides (pure).
 //! - [`ports`]: the [`Remote`](ports::Remote) and [`Store`](ports::Store) traits adapters implement.
 //! - [`handle`]: local writes through Rust, same meaning as the plain-SQL contract.
 //! - [`sync`]: the driver that sequences push, pull and reconcile through the ports.
@@ -17,14 +18,18 @@ pub mod cursor;
 pub mod decode;
 pub mod error;
 pub mod handle;
+pub mod merge;
 pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod sync;
 pub mod verify;
 
-pub use conflict::{Conflict, ConflictKind, Resolution, Resolver};
-pub use error::{Error, RemoteError, RemoteErrorKind, Result, StoreError};
+pub use conflict::{Conflict, ConflictKind, FieldChoice, FieldConflict, Resolution, Resolver};
+pub use error::{
+    Error, ErrorKind, RemoteError, RemoteErrorKind, Result, StoreError, StoreErrorKind,
+};
 pub use handle::Collection;
+pub use merge::{FieldSource, FieldSources};
 pub use model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
 pub use sync::{Choice, CollectionReport, Engine, SyncOptions, SyncReport};

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
-use crate::ports::{Base, Guard, RowOp};
+use crate::ports::{Guard, RowOp};
 
 /// What a pulled server row means for the local row with the same key.
 pub fn pull_row(local: Option<&LocalRow>, remote: RemoteRow, archived: bool) -> Option<RowOp> {
@@ -76,10 +76,14 @@ pub fn is_archived(raw: &Value, archive: Option<(&str, &Value)>) -> bool {
 /// Whether the server content equals the local content on every synced field, so that a
 /// failed compare-and-set can be recognised as this client's own earlier write.
 pub fn same_content(local: &Row, remote: &Row) -> bool {
-    remote.iter().all(|(field, value)| {
-        let mine = local.get(field).unwrap_or(&Value::Null);
-        mine == value || same_number(mine, value) || same_instant(mine, value)
-    })
+    remote
+        .iter()
+        .all(|(field, value)| same_value(local.get(field).unwrap_or(&Value::Null), value))
+}
+
+/// Whether two field values are equal, whatever the spelling of numbers and timestamps.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    a == b || same_number(a, b) || same_instant(a, b)
 }
 
 fn same_number(a: &Value, b: &Value) -> bool {
@@ -166,10 +170,16 @@ pub fn batches_by_size<T>(
     out
 }
 
-/// The fields of `data` whose values differ from `base`: what an update changes.
-pub fn changed_fields(data: &Row, base: &Row) -> Row {
+/// What an update sends: the fields of `data` that differ from `base`, the server version
+/// the change started from. A field the base does not know (added to the schema file after
+/// the base was taken) counts as changed only once it holds a value: until then it was
+/// never written here, and the server's value stands.
+pub fn update_patch(data: &Row, base: &Row) -> Row {
     data.iter()
-        .filter(|(field, value)| base.get(*field) != Some(*value))
+        .filter(|(field, value)| match base.get(*field) {
+            Some(b) => !same_value(value, b),
+            None => !value.is_null(),
+        })
         .map(|(field, value)| (field.clone(), value.clone()))
         .collect()
 }
@@ -182,30 +192,15 @@ pub struct UpdateGroup {
     pub rows: Vec<LocalRow>,
 }
 
-/// Groups pending updates by what they change from their base snapshot, at most `max_rows`
-/// per group. A row goes one by one (the second list) when its snapshot is not of the
-/// version its compare-and-set is against (the base moved while the row stayed pending, as
-/// after an edit during a push or a conflict kept local), when it changes nothing, or when
-/// no other row shares its change.
+/// Groups updates, each with its patch, by patch: at most `max_rows` per group. A patch no
+/// other row shares goes one by one (the second list).
 pub fn group_updates(
-    rows: Vec<LocalRow>,
-    bases: &HashMap<Key, Base>,
+    rows: Vec<(LocalRow, Row)>,
     max_rows: usize,
-) -> (Vec<UpdateGroup>, Vec<LocalRow>) {
+) -> (Vec<UpdateGroup>, Vec<(LocalRow, Row)>) {
     let mut by_patch: Vec<UpdateGroup> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut singles = Vec::new();
-    for row in rows {
-        let patch = match bases.get(&row.key) {
-            Some(base) if row.base.is_some() && base.stamp == row.base => {
-                changed_fields(&row.data, &base.data)
-            }
-            _ => Row::new(),
-        };
-        if patch.is_empty() {
-            singles.push(row);
-            continue;
-        }
+    for (row, patch) in rows {
         let at = *index
             .entry(Value::Object(patch.clone()).to_string())
             .or_insert_with(|| {
@@ -218,9 +213,10 @@ pub fn group_updates(
         by_patch[at].rows.push(row);
     }
     let mut groups = Vec::new();
+    let mut singles = Vec::new();
     for group in by_patch {
         if group.rows.len() < 2 {
-            singles.extend(group.rows);
+            singles.extend(group.rows.into_iter().map(|r| (r, group.patch.clone())));
             continue;
         }
         for chunk in group.rows.chunks(max_rows.max(1)) {
@@ -231,6 +227,108 @@ pub fn group_updates(
         }
     }
     (groups, singles)
+}
+
+/// What to do with the local delete of a row the server never acknowledged (created, then
+/// deleted before a push was answered).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UnacknowledgedDelete {
+    /// The server does not hold the key: nothing to delete, the local tombstone goes.
+    Forget,
+    /// The server holds this row's content: an earlier create landed. Delete it, compared on
+    /// this stamp.
+    Delete(Stamp),
+    /// The server holds other content under the key: changed since the create landed, or,
+    /// with keys that are not uuids, another client's row. Never deleted by key alone: the
+    /// strategy decides, as for a delete against an update.
+    Conflict,
+}
+
+/// Decides an unacknowledged delete from the server's version of the key, if any.
+pub fn unacknowledged_delete(
+    local: &LocalRow,
+    remote: Option<(Stamp, &Row)>,
+) -> UnacknowledgedDelete {
+    match remote {
+        None => UnacknowledgedDelete::Forget,
+        Some((stamp, data)) if same_content(&local.data, data) => {
+            UnacknowledgedDelete::Delete(stamp)
+        }
+        Some(_) => UnacknowledgedDelete::Conflict,
+    }
+}
+
+/// Which version a person chose for a recorded conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    Local,
+    Remote,
+    /// Content the person supplied.
+    Given,
+}
+
+/// Which content a row left pending by a person's decision carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    Local,
+    Given,
+}
+
+/// What a person's decision does to the local row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonDecision {
+    /// The server version stands (its absence, when the server deleted the row).
+    TakeRemote,
+    /// The content stays pending with `status` on the current server version (none: the
+    /// server does not hold the row), and the next sync pushes it.
+    Pending {
+        status: SyncStatus,
+        content: Content,
+    },
+    /// A local delete of a row the server no longer holds: done, the tombstone goes.
+    Forget,
+    /// Nothing local to keep (a server row that did not fit, never written here): closing
+    /// the record is all.
+    Close,
+}
+
+/// Decides what a person's choice on a record of `kind` does, given the local row and the
+/// server version's stamp (`None`: the server does not hold the row).
+pub fn person_decision(
+    kind: crate::conflict::ConflictKind,
+    chosen: Chosen,
+    local: Option<&LocalRow>,
+    remote: Option<Stamp>,
+) -> PersonDecision {
+    use crate::conflict::ConflictKind as K;
+    let on_server = remote.is_some();
+    match (chosen, local) {
+        (Chosen::Remote, _) => PersonDecision::TakeRemote,
+        // Given content replaces whatever was pending, a local delete included.
+        (Chosen::Given, _) => PersonDecision::Pending {
+            status: if on_server {
+                SyncStatus::Updated
+            } else {
+                SyncStatus::Created
+            },
+            content: Content::Given,
+        },
+        (Chosen::Local, None) => PersonDecision::Close,
+        (Chosen::Local, Some(l)) => {
+            let deleted = kind == K::LocalDeleteRemoteUpdate || l.status == SyncStatus::Deleted;
+            let status = match () {
+                _ if deleted && !on_server => return PersonDecision::Forget,
+                _ if deleted => SyncStatus::Deleted,
+                _ if !on_server => SyncStatus::Created,
+                _ if kind == K::Rejected && l.status.is_pending() => l.status,
+                _ => SyncStatus::Updated,
+            };
+            PersonDecision::Pending {
+                status,
+                content: Content::Local,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -387,52 +485,186 @@ mod tests {
         }
     }
 
-    fn snapshot(at: i64, data: &Row) -> Base {
-        Base {
-            stamp: Some(stamp(at)),
-            data: data.clone(),
-        }
-    }
-
     fn row(v: serde_json::Value) -> Row {
         v.as_object().cloned().unwrap_or_default()
     }
 
     #[test]
-    fn updates_changing_the_same_fields_alike_share_a_request() {
-        let base = row(json!({"title": "t", "views": 1}));
-        let mut rows = vec![
-            edited("a", json!({"title": "t", "views": 2})),
-            edited("b", json!({"title": "t", "views": 2})),
-            edited("c", json!({"title": "t", "views": 2})),
-            edited("d", json!({"title": "u", "views": 2})), // a change of its own
-            edited("e", json!({"title": "t", "views": 1})), // changes nothing
-            edited("f", json!({"title": "t", "views": 2})), // no base snapshot
+    fn an_update_sends_what_differs_from_its_base() {
+        let base = row(json!({"title": "t", "views": 1, "n": 2}));
+        let cases = [
+            (
+                json!({"title": "u", "views": 1, "n": 2}),
+                json!({"title": "u"}),
+            ),
+            (json!({"title": "t", "views": 1, "n": 2.0}), json!({})),
+            // A field the base does not know: sent once it holds a value, not before.
+            (
+                json!({"title": "t", "views": 1, "n": 2, "new": null}),
+                json!({}),
+            ),
+            (
+                json!({"title": "t", "views": 1, "n": 2, "new": 5}),
+                json!({"new": 5}),
+            ),
         ];
-        let mut bases: HashMap<Key, Base> = ["a", "b", "c", "d", "e"]
-            .into_iter()
-            .map(|k| (Key::from(k), snapshot(1, &base)))
-            .collect();
-        // "g" shares the change, but its snapshot is of an older version than its base.
-        rows.push(edited("g", json!({"title": "t", "views": 2})));
-        bases.insert("g".into(), snapshot(0, &base));
-        let (groups, singles) = group_updates(rows, &bases, 2);
-        let keys = |rows: &[LocalRow]| rows.iter().map(|r| r.key.to_string()).collect::<Vec<_>>();
-        assert_eq!(groups.len(), 2, "{groups:?}");
-        assert!(groups.iter().all(|g| g.patch == row(json!({"views": 2}))));
-        assert_eq!(keys(&groups[0].rows), ["a", "b"]);
-        assert_eq!(keys(&groups[1].rows), ["c"]);
-        let mut singles = keys(&singles);
-        singles.sort();
-        assert_eq!(singles, ["d", "e", "f", "g"]);
+        for (data, patch) in cases {
+            assert_eq!(
+                update_patch(&row(data.clone()), &base),
+                row(patch),
+                "{data}"
+            );
+        }
     }
 
     #[test]
-    fn a_change_no_other_row_shares_goes_alone() {
-        let bases: HashMap<Key, Base> =
-            [("a".into(), snapshot(1, &row(json!({"views": 1}))))].into();
-        let (groups, singles) = group_updates(vec![edited("a", json!({"views": 2}))], &bases, 200);
-        assert!(groups.is_empty());
+    fn updates_changing_the_same_fields_alike_share_a_request() {
+        let views = row(json!({"views": 2}));
+        let rows = vec![
+            (edited("a", json!({})), views.clone()),
+            (edited("b", json!({})), views.clone()),
+            (edited("c", json!({})), views.clone()),
+            (
+                edited("d", json!({})),
+                row(json!({"title": "u", "views": 2})),
+            ),
+        ];
+        let (groups, singles) = group_updates(rows, 2);
+        let keys = |rows: &[LocalRow]| rows.iter().map(|r| r.key.to_string()).collect::<Vec<_>>();
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert!(groups.iter().all(|g| g.patch == views));
+        assert_eq!(keys(&groups[0].rows), ["a", "b"]);
+        assert_eq!(keys(&groups[1].rows), ["c"]);
         assert_eq!(singles.len(), 1);
+        assert_eq!(singles[0].0.key, "d");
+    }
+
+    #[test]
+    fn an_unacknowledged_delete_never_goes_by_key_alone() {
+        let mine = LocalRow {
+            base: None,
+            ..edited("k", json!({"title": "mine"}))
+        };
+        let cases = [
+            (None, UnacknowledgedDelete::Forget),
+            (
+                Some(row(json!({"title": "mine"}))),
+                UnacknowledgedDelete::Delete(stamp(3)),
+            ),
+            (
+                Some(row(json!({"title": "someone else's"}))),
+                UnacknowledgedDelete::Conflict,
+            ),
+        ];
+        for (remote, want) in cases {
+            let got = unacknowledged_delete(&mine, remote.as_ref().map(|r| (stamp(3), r)));
+            assert_eq!(got, want, "{remote:?}");
+        }
+    }
+
+    #[test]
+    fn a_persons_decision_by_kind_choice_and_server_version() {
+        use crate::conflict::ConflictKind as K;
+        use PersonDecision as D;
+        let parked = local(SyncStatus::Conflict, 1);
+        let deleted = local(SyncStatus::Deleted, 1);
+        let pending = |status| D::Pending {
+            status,
+            content: Content::Local,
+        };
+        let given = |status| D::Pending {
+            status,
+            content: Content::Given,
+        };
+        let at = Some(stamp(5));
+        let cases = [
+            (
+                K::UpdateUpdate,
+                Chosen::Remote,
+                Some(&parked),
+                at,
+                D::TakeRemote,
+            ),
+            (
+                K::UpdateUpdate,
+                Chosen::Local,
+                Some(&parked),
+                at,
+                pending(SyncStatus::Updated),
+            ),
+            (
+                K::UpdateUpdate,
+                Chosen::Given,
+                Some(&parked),
+                at,
+                given(SyncStatus::Updated),
+            ),
+            (
+                K::LocalUpdateRemoteDelete,
+                Chosen::Local,
+                Some(&parked),
+                None,
+                pending(SyncStatus::Created),
+            ),
+            (
+                K::LocalDeleteRemoteUpdate,
+                Chosen::Local,
+                Some(&parked),
+                at,
+                pending(SyncStatus::Deleted),
+            ),
+            (
+                K::LocalDeleteRemoteUpdate,
+                Chosen::Local,
+                Some(&parked),
+                None,
+                D::Forget,
+            ),
+            // Content given on a local delete replaces the delete.
+            (
+                K::LocalDeleteRemoteUpdate,
+                Chosen::Given,
+                Some(&parked),
+                at,
+                given(SyncStatus::Updated),
+            ),
+            (
+                K::LocalDeleteRemoteUpdate,
+                Chosen::Given,
+                Some(&parked),
+                None,
+                given(SyncStatus::Created),
+            ),
+            (
+                K::Rejected,
+                Chosen::Local,
+                Some(&deleted),
+                at,
+                pending(SyncStatus::Deleted),
+            ),
+            (
+                K::Rejected,
+                Chosen::Local,
+                Some(&local(SyncStatus::Created, 1)),
+                at,
+                pending(SyncStatus::Created),
+            ),
+            (K::InvalidRemote, Chosen::Local, None, at, D::Close),
+            (
+                K::InvalidRemote,
+                Chosen::Given,
+                None,
+                at,
+                given(SyncStatus::Updated),
+            ),
+        ];
+        for (kind, chosen, l, remote, want) in cases {
+            assert_eq!(
+                person_decision(kind, chosen, l, remote),
+                want,
+                "{kind:?} {chosen:?} {:?} {remote:?}",
+                l.map(|l| l.status)
+            );
+        }
     }
 }

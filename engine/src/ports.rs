@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::conflict::{ConflictKind, Resolution};
 use crate::cursor::PullPosition;
 use crate::error::Result;
+use crate::merge::FieldSources;
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
 
 /// A list request (`GET /items/:collection`).
@@ -62,6 +63,55 @@ pub struct DeletePage {
     pub last_id: Option<i64>,
     /// The page was full: more deletes may follow `last_id`.
     pub full: bool,
+}
+
+/// An action a token may be allowed on a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Read,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Read => "read",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// What the token may do, as the server reports it: the actions allowed per collection, each
+/// with the fields it covers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Permissions {
+    /// Allowed actions; `None` fields: every field.
+    grants: HashMap<(String, Action), Option<Vec<String>>>,
+}
+
+impl Permissions {
+    /// Allows `action` on `collection` for `fields` (`None`: every field).
+    pub fn grant(&mut self, collection: &str, action: Action, fields: Option<Vec<String>>) {
+        self.grants.insert((collection.to_owned(), action), fields);
+    }
+
+    pub fn allows(&self, collection: &str, action: Action) -> bool {
+        self.grants.contains_key(&(collection.to_owned(), action))
+    }
+
+    /// Whether `action` on `collection` may touch `field`.
+    pub fn covers(&self, collection: &str, action: Action, field: &str) -> bool {
+        match self.grants.get(&(collection.to_owned(), action)) {
+            None => false,
+            Some(None) => true,
+            Some(Some(fields)) => fields.iter().any(|f| f == field || f == "*"),
+        }
+    }
 }
 
 /// What the engine needs from a Directus server.
@@ -135,6 +185,10 @@ pub trait Remote: Send + Sync {
     /// activity (its accountability is on). One request for all collections.
     fn activity_logging(&self) -> impl Future<Output = Result<HashMap<String, bool>>> + Send;
 
+    /// What the token may do; `None` when the server cannot say (no such endpoint, or not
+    /// readable with this token). One request.
+    fn permissions(&self) -> impl Future<Output = Result<Option<Permissions>>> + Send;
+
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;
 }
@@ -161,11 +215,12 @@ pub enum Guard {
 pub enum RowOp {
     /// Write a server version as synced where the local row is absent or synced.
     Pull(RemoteRow),
-    /// The server now holds `stamp` for this row. If the row still carries `change_key` it
-    /// becomes synced (with `data`, when given, as its content); otherwise only its base moves
-    /// to `stamp` and the newer local change stays pending on top of it (a `created` row
-    /// becomes `updated`). A row that becomes synced has its open `rejected` records closed
-    /// as kept: a later change went through.
+    /// The server now holds `stamp` for this row, with content `data` where the engine knows
+    /// it differs from the local content. If the row still carries `change_key` it becomes
+    /// synced (with `data`, when given, as its content); otherwise only its base moves to
+    /// `stamp`, `data` (when given) becomes its base snapshot, and the newer local change
+    /// stays pending on top of it (a `created` row becomes `updated`). A row that becomes
+    /// synced has its open `rejected` records closed as kept: a later change went through.
     Settle {
         key: Key,
         change_key: Option<String>,
@@ -180,6 +235,19 @@ pub enum RowOp {
         change_key: Option<String>,
         status: SyncStatus,
         base: Option<Option<Stamp>>,
+    },
+    /// Carry the pending change of a row still carrying `change_key` (or of a row not held
+    /// locally) onto server version `stamp` (`None`: the server does not hold the row), whose
+    /// content is `base`: the row's content becomes `data`, it is pending as `status`, and
+    /// `base` becomes its base snapshot. A merge writes the merged row this way before
+    /// pushing it; a person's decision writes the version it keeps.
+    Rebase {
+        key: Key,
+        change_key: Option<String>,
+        status: SyncStatus,
+        stamp: Option<Stamp>,
+        data: Row,
+        base: Option<Row>,
     },
     /// Keep the pending change but stop pushing it: the server rejected it for good.
     Quarantine {
@@ -210,6 +278,10 @@ pub struct ConflictRecord {
     /// with `remote_stamp`.
     pub local_changed_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
+    /// For a merged row: where each field changed since the base came from; for a row
+    /// parked by a merge, the colliding fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<FieldSources>,
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
 }
@@ -233,6 +305,11 @@ pub struct Changes {
     /// Conflict records this step closes with a resolution.
     pub closes: Vec<Close>,
     pub checkpoint: Option<Checkpoint>,
+    /// All or nothing: when a guarded row operation finds the row changed since it was
+    /// read, nothing is applied and the store fails with [`StoreErrorKind::Changed`].
+    ///
+    /// [`StoreErrorKind::Changed`]: crate::error::StoreErrorKind::Changed
+    pub atomic: bool,
 }
 
 impl Changes {
@@ -317,6 +394,9 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Vec<ConflictRecord>>> + Send;
 
     fn conflict(&self, id: i64) -> impl Future<Output = Result<Option<ConflictRecord>>> + Send;
+
+    /// How many conflicts and rejected changes wait for a person, all collections.
+    fn waiting(&self) -> impl Future<Output = Result<u64>> + Send;
 
     fn status(
         &self,

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{Instrument, info_span, warn};
 
-use crate::decode::remote_row;
 use crate::error::Result;
 use crate::model::{Key, key_to_json};
 use crate::ports::{Changes, Guard, Remote, RowOp, Store};
@@ -164,11 +163,19 @@ impl<S: Store, R: Remote> Engine<S, R> {
         };
         repaired += self.store().apply(c, changes).await? as u64;
         for chunk in refetch.chunks(c.page_size.max(1) as usize) {
-            let rows = self.fetch_remotes(c, chunk, remote_row).await?;
-            let changes = Changes {
-                ops: rows.into_values().map(RowOp::Pull).collect(),
-                ..Default::default()
-            };
+            let mut changes = Changes::default();
+            // A row that does not fit is recorded, as the pull does, and left alone.
+            for (key, fetched) in self.fetch_remotes(c, chunk).await? {
+                match fetched {
+                    Ok(row) => changes.ops.push(RowOp::Pull(row)),
+                    Err(invalid) => changes.records.push(crate::sync::read::invalid_record(
+                        c,
+                        &key,
+                        invalid.stamp,
+                        &invalid.error,
+                    )),
+                }
+            }
             repaired += self.store().apply(c, changes).await? as u64;
         }
         Ok(repaired)

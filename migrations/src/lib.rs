@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_engine_tables::Migration),
             Box::new(m0002_conflict_local_time::Migration),
+            Box::new(m0003_conflict_fields::Migration),
         ]
     }
 
@@ -170,6 +171,45 @@ mod m0002_conflict_local_time {
                     Table::alter()
                         .table("_deltasync_conflict")
                         .drop_column("local_changed_at")
+                        .to_owned(),
+                )
+                .await
+        }
+    }
+}
+
+/// Conflict records say which field of a merged row came from where (JSON object).
+mod m0003_conflict_fields {
+    use sea_orm_migration::prelude::*;
+
+    #[derive(Debug)]
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m0003_conflict_fields"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("_deltasync_conflict")
+                        .add_column(ColumnDef::new("fields").text().null())
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("_deltasync_conflict")
+                        .drop_column("fields")
                         .to_owned(),
                 )
                 .await

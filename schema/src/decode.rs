@@ -13,7 +13,7 @@ use crate::locate::{Locations, Site};
 use crate::model::{
     Auth, CollectionConfig, Config, DEFAULT_CURSOR, DEFAULT_DATABASE, DEFAULT_MAX_RETRIES,
     DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_SECONDS, Deletes, FieldConfig,
-    FieldType, KeyType, LocalConfig, RemoteConfig, Secret, Strategy,
+    FieldType, KeyType, LocalConfig, Merge, RemoteConfig, Secret, Strategy,
 };
 use crate::validate::{MAX_RETRIES, OVERLAP_SECONDS, PAGE_SIZE, TIMEOUT_SECONDS};
 use crate::yaml::{Node, Value};
@@ -41,6 +41,7 @@ pub(crate) const COLLECTION_KEYS: &[&str] = &[
     "key_type",
     "cursor",
     "conflict",
+    "merge",
     "deletes",
     "page_size",
     "overlap_seconds",
@@ -331,6 +332,15 @@ impl Decoder<'_> {
         }
         if let Some(n) = map.get("conflict") {
             c.conflict = self.strategy(n, &map.path_of("conflict"))?;
+        }
+        if let Some(n) = map.get("merge") {
+            c.merge = self.spelled(
+                n,
+                &map.path_of("merge"),
+                "merge",
+                Merge::from_name,
+                &Merge::expected(),
+            )?;
         }
         if let Some(n) = map.get("deletes") {
             c.deletes = self.deletes(n, &map.path_of("deletes"))?;

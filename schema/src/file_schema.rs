@@ -139,6 +139,11 @@ struct Collection {
     cursor: Option<String>,
     /// How a row changed on both sides is resolved. Default from defaults.conflict.
     conflict: Option<StrategyName>,
+    /// fields: edits of different fields of one row are merged, and only fields changed on
+    /// both sides go to the strategy; rows: the strategy decides for the whole row.
+    /// Default fields.
+    #[schemars(extend("default" = "fields"))]
+    merge: Option<MergeName>,
     /// How remote deletions are learned. Default from defaults.deletes.
     deletes: Option<DeletesSpec>,
     /// Rows per pulled page, 1 to 10000. Default from defaults.page_size.
@@ -220,6 +225,15 @@ enum StrategyName {
     FirstWriteWins,
     /// Both versions are parked as a conflict for a person to resolve.
     Manual,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum MergeName {
+    /// Merge edits of different fields; only colliding fields go to the strategy.
+    Fields,
+    /// The strategy decides for the whole row.
+    Rows,
 }
 
 #[derive(JsonSchema)]

@@ -57,8 +57,8 @@ pub use file_schema::json_schema;
 pub use model::{
     Auth, CollectionConfig, Config, DEFAULT_CURSOR, DEFAULT_DATABASE, DEFAULT_MAX_RETRIES,
     DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_PRIMARY_KEY, DEFAULT_TIMEOUT_SECONDS,
-    Deletes, FieldConfig, FieldType, KeyType, LocalConfig, MAX_PAGE_SIZE, RemoteConfig, Secret,
-    Strategy,
+    Deletes, FieldConfig, FieldType, KeyType, LocalConfig, MAX_PAGE_SIZE, Merge, RemoteConfig,
+    Secret, Strategy,
 };
 pub use validate::{
     MAX_IDENTIFIER_LEN, RESERVED_COLUMN_PREFIX, RESERVED_TABLE_PREFIX, is_safe_identifier,

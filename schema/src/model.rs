@@ -172,6 +172,8 @@ pub struct CollectionConfig {
     pub fields: Vec<FieldConfig>,
     /// How a row changed on both sides is resolved.
     pub conflict: Strategy,
+    /// Whether edits of different fields of one row are merged before the strategy decides.
+    pub merge: Merge,
     /// How remote deletions are learned.
     pub deletes: Deletes,
     /// Rows per pulled page.
@@ -195,6 +197,7 @@ impl CollectionConfig {
             cursor: DEFAULT_CURSOR.to_owned(),
             fields: Vec::new(),
             conflict: Strategy::LastWriteWins,
+            merge: Merge::Fields,
             deletes: Deletes::Activity,
             page_size: DEFAULT_PAGE_SIZE,
             overlap_seconds: DEFAULT_OVERLAP_SECONDS,
@@ -350,6 +353,17 @@ spelled_enum! {
         FirstWriteWins => "first_write_wins",
         /// Both versions are parked as a conflict for a person to resolve.
         Manual => "manual",
+    }
+}
+
+spelled_enum! {
+    /// What a conflict compares: fields, or whole rows.
+    pub enum Merge {
+        /// Fields changed on one side only are taken from that side; only fields changed
+        /// on both sides to different values go to the strategy.
+        Fields => "fields",
+        /// The strategy decides for the whole row, whichever fields changed.
+        Rows => "rows",
     }
 }
 

@@ -359,6 +359,9 @@ impl engine::ports::Remote for Hooked {
     async fn activity_logging(&self) -> engine::Result<std::collections::HashMap<String, bool>> {
         self.inner.activity_logging().await
     }
+    async fn permissions(&self) -> engine::Result<Option<engine::ports::Permissions>> {
+        self.inner.permissions().await
+    }
     fn clock_skew(&self) -> chrono::Duration {
         self.inner.clock_skew()
     }

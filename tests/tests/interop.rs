@@ -175,7 +175,7 @@ async fn each_strategy_settles_update_versus_update_as_configured() {
                     assert_eq!(by_key(&keys[1]), "server", "{what}");
                 }
                 Strategy::Manual => {
-                    assert_eq!(report.waiting, 2, "{what}");
+                    assert_eq!(report.waiting, Some(2), "{what}");
                     let parked = local_rows(&a, &c.name).await;
                     assert!(
                         parked

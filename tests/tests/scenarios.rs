@@ -283,7 +283,7 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
                 report.collections[0].parked,
                 report.waiting
             ),
-            (1, 1, 1)
+            (1, 1, Some(1))
         );
         // Parked: keeps local data, neither pushed nor overwritten.
         let local = a
@@ -314,7 +314,7 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
         assert_eq!(record.base.as_ref().unwrap()["title"], json!("a0"));
         a.resolve(record.id, Choice::Local).await.unwrap();
         let report = a.sync(None).await.unwrap();
-        assert_eq!(report.waiting, 0);
+        assert_eq!(report.waiting, Some(0));
         assert_eq!(world.server_rows("articles")[0]["title"], json!("local"));
         assert_eq!(
             world.server_rows("articles")[0]["views"],
@@ -378,7 +378,7 @@ async fn a_parked_row_deleted_in_sql_is_decided_as_a_delete() {
             let edit = handle.update(&key, row(json!({"title": "local"})));
             assert!(edit.await.unwrap());
             edit_on_server(&world, &key, row(json!({"title": "server"})));
-            assert_eq!(a.sync(None).await.unwrap().waiting, 1);
+            assert_eq!(a.sync(None).await.unwrap().waiting, Some(1));
             assert!(
                 !handle.delete(&key).await.unwrap(),
                 "the library does not delete a parked row"
@@ -414,7 +414,7 @@ async fn a_parked_local_delete_cannot_be_edited() {
         let handle = a.collection("articles").unwrap();
         assert!(handle.delete(&key).await.unwrap());
         edit_on_server(&world, &key, row(json!({"title": "server"})));
-        assert_eq!(a.sync(None).await.unwrap().waiting, 1);
+        assert_eq!(a.sync(None).await.unwrap().waiting, Some(1));
         let edit = handle.update(&key, row(json!({"title": "too late"})));
         assert!(
             !edit.await.unwrap(),
@@ -555,7 +555,7 @@ async fn a_rejected_change_edited_and_pushed_closes_its_record() {
         world.reject_next("PATCH", "/items/articles", "FAILED_VALIDATION");
         let report = a.sync(None).await.unwrap();
         assert_eq!(report.collections[0].quarantined, 1, "{report:?}");
-        assert_eq!(report.waiting, 1);
+        assert_eq!(report.waiting, Some(1));
 
         // The application fixes the row; the fix goes through and the rejection is settled.
         articles
@@ -565,7 +565,7 @@ async fn a_rejected_change_edited_and_pushed_closes_its_record() {
         let report = a.sync(None).await.unwrap();
         assert_eq!(
             (report.collections[0].pushed, report.waiting),
-            (1, 0),
+            (1, Some(0)),
             "{report:?}"
         );
         let all = a.conflicts(false).await.unwrap();

@@ -1,0 +1,741 @@
+//! The push phase: pending local creates, updates and deletes sent to the server.
+//!
+//! Owns the order and batching of push requests and what an answer means for the pushed
+//! rows. It must not decide conflicts (see `conflicts`) or speak HTTP or SQL.
+
+use super::*;
+
+impl<S: Store, R: Remote> Engine<S, R> {
+    pub(super) async fn push_writes(
+        &self,
+        c: &CollectionConfig,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let statuses = [SyncStatus::Created, SyncStatus::Updated];
+        self.for_pending(
+            c,
+            &statuses,
+            async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
+                let rows = self.without_held_back(c, rows).await?;
+                let (creates, updates): (Vec<_>, Vec<_>) = rows
+                    .into_iter()
+                    .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
+                self.push_creates(c, creates, run, report).await?;
+                self.push_updates(c, updates, run, report).await
+            },
+            report,
+        )
+        .await
+    }
+
+    /// Leaves out rows that refer, through a configured relation, to a parent that never
+    /// reached the server (rejected, parked, or not pushed): pushing them would only meet a
+    /// foreign-key error. They stay pending and go once the parent does. A parent in the
+    /// same collection that is pushed in this same chunk does not hold its children back:
+    /// `push_creates` orders parents first.
+    pub(super) async fn without_held_back(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+    ) -> Result<Vec<LocalRow>> {
+        let mut held: HashSet<Key> = HashSet::new();
+        for field in &c.fields {
+            let Some(parent) = field.references.as_deref() else {
+                continue;
+            };
+            let Some(parent_c) = self.config.collection(parent) else {
+                continue;
+            };
+            let in_chunk: HashSet<&Key> = if parent_c.name == c.name {
+                rows.iter().map(|r| &r.key).collect()
+            } else {
+                HashSet::new()
+            };
+            let wanted: Vec<Key> = rows
+                .iter()
+                .filter_map(|r| {
+                    r.data
+                        .get(&field.name)
+                        .and_then(crate::model::key_from_json)
+                })
+                .collect();
+            let unplaced: HashSet<Key> = self
+                .store
+                .rows(parent_c, &wanted)
+                .await?
+                .into_iter()
+                .filter(|p| p.base.is_none() && p.status != SyncStatus::Synced)
+                .filter(|p| !in_chunk.contains(&p.key))
+                .map(|p| p.key)
+                .collect();
+            for r in &rows {
+                let parent_key = r
+                    .data
+                    .get(&field.name)
+                    .and_then(crate::model::key_from_json);
+                if let Some(k) = parent_key.filter(|k| unplaced.contains(k)) {
+                    warn!(collection = %c.name, key = %r.key, parent = %parent, parent_key = %k,
+                        "held back: its parent has not reached the server");
+                    held.insert(r.key.clone());
+                }
+            }
+        }
+        // Within the collection, a row whose parent is held back waits with it.
+        let self_references = self_references(c);
+        while let Some(key) = rows
+            .iter()
+            .filter(|r| !held.contains(&r.key))
+            .find(|r| unplaced_parent(r, &self_references, &held).is_some())
+            .map(|r| r.key.clone())
+        {
+            held.insert(key);
+        }
+        Ok(rows
+            .into_iter()
+            .filter(|r| !held.contains(&r.key))
+            .collect())
+    }
+
+    pub(super) async fn push_deletes(
+        &self,
+        c: &CollectionConfig,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        self.for_pending(
+            c,
+            &[SyncStatus::Deleted],
+            async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
+                self.check_allowed(c, Action::Delete, run).await?;
+                // Rows the server never acknowledged: whether it holds them is asked first.
+                let (unacknowledged, rows): (Vec<_>, Vec<_>) =
+                    rows.into_iter().partition(|r| r.base.is_none());
+                let rows = self
+                    .unacknowledged_deletes(c, unacknowledged, report)
+                    .await?
+                    .into_iter()
+                    .chain(rows)
+                    .collect();
+                // A delete by query reaches at most QUERY_LIMIT_MAX rows, which the page
+                // size must not exceed either.
+                let most = MAX_DELETE_ROWS.min(c.page_size.max(1) as usize);
+                for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
+                    self.push_delete_batch(c, batch, run, report).await?;
+                }
+                Ok(())
+            },
+            report,
+        )
+        .await
+    }
+
+    /// Feeds pending rows of the given statuses to `push`, a chunk at a time, in key order.
+    pub(super) async fn for_pending(
+        &self,
+        c: &CollectionConfig,
+        statuses: &[SyncStatus],
+        push: impl AsyncFn(Vec<LocalRow>, &mut CollectionReport) -> Result<()>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let mut after: Option<Key> = None;
+        loop {
+            let rows = self.store.pending(c, after.as_ref(), PENDING_CHUNK).await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = Some(last.key.clone());
+            let full = rows.len() == PENDING_CHUNK;
+            let rows: Vec<LocalRow> = rows
+                .into_iter()
+                .filter(|r| statuses.contains(&r.status))
+                .collect();
+            if !rows.is_empty() {
+                push(rows, report).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Creates rows in batches, parents first. A batch the server refuses is retried one by
+    /// one, to find the row it refuses.
+    pub(super) async fn push_creates(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.check_allowed(c, Action::Create, run).await?;
+        let permissions = self.permissions(run).await?;
+        let self_references = self_references(c);
+        // Directus inserts a batch row by row: a parent must come before its children.
+        let mut payloads: Vec<(LocalRow, Value)> = Vec::new();
+        for r in plan::parents_first(rows, &self_references) {
+            let denied = denied_fields(c, Action::Create, permissions.as_ref(), &r.data, true);
+            if !denied.is_empty() {
+                warn!(collection = %c.name, key = %r.key, fields = %denied.join(", "),
+                    "held back: the token may not create these fields");
+                continue;
+            }
+            let body = create_body(c, &r, permissions.as_ref());
+            payloads.push((r, body));
+        }
+        let size = |(_, body): &(LocalRow, Value)| body.to_string().len();
+        // Rows rejected here, and rows held back because a parent of theirs was.
+        let mut unplaced: HashSet<Key> = HashSet::new();
+        for batch in plan::batches_by_size(payloads, size, MAX_BODY_BYTES, MAX_CREATE_ROWS) {
+            let (locals, bodies): (Vec<LocalRow>, Vec<Value>) = batch.into_iter().unzip();
+            let idem = batch_key(&locals);
+            match self
+                .remote
+                .create(&c.name, bodies, &read_fields(c), &idem)
+                .await
+            {
+                Ok(created) => {
+                    let changes = Changes {
+                        ops: settle_pushed(c, &locals, &created)?,
+                        ..Default::default()
+                    };
+                    report.pushed += locals.len() as u64;
+                    self.store.apply(c, changes).await?;
+                }
+                Err(Error::Remote(e)) if e.kind.is_transient() => return Err(Error::Remote(e)),
+                Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
+                    // Stops here when the token lost the permission; one by one otherwise.
+                    let e = self.refusal(c, Action::Create, &[], e, run).await?;
+                    self.create_one_by_one(c, locals, Error::Remote(e), run, &mut unplaced, report)
+                        .await?;
+                }
+                Err(e) => {
+                    self.create_one_by_one(c, locals, e, run, &mut unplaced, report)
+                        .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One bad row fails a whole batch and Directus does not say which: the rows go one by
+    /// one, children of a row that did not reach the server held back.
+    async fn create_one_by_one(
+        &self,
+        c: &CollectionConfig,
+        locals: Vec<LocalRow>,
+        error: Error,
+        run: &RunCache,
+        unplaced: &mut HashSet<Key>,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        if locals.len() == 1 {
+            let local = &locals[0];
+            if !self.create_failed(c, local, error, run, report).await? {
+                unplaced.insert(local.key.clone());
+            }
+            return Ok(());
+        }
+        tracing::debug!(%error, "batch create failed, retrying one by one");
+        let self_references = self_references(c);
+        for local in locals {
+            if let Some(parent) = unplaced_parent(&local, &self_references, unplaced) {
+                warn!(collection = %c.name, key = %local.key, parent_key = %parent,
+                    "held back: its parent has not reached the server");
+                unplaced.insert(local.key);
+                continue;
+            }
+            if !self.push_one_create(c, &local, run, report).await? {
+                unplaced.insert(local.key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates one row; returns whether it reached the server (`false`: quarantined).
+    async fn push_one_create(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<bool> {
+        let permissions = self.permissions(run).await?;
+        let body = create_body(c, local, permissions.as_ref());
+        let idem = local.change_key.clone().unwrap_or_default();
+        match self
+            .remote
+            .create(&c.name, vec![body], &read_fields(c), &idem)
+            .await
+        {
+            Ok(created) => {
+                report.pushed += 1;
+                let changes = Changes {
+                    ops: settle_pushed(c, std::slice::from_ref(local), &created)?,
+                    ..Default::default()
+                };
+                self.store.apply(c, changes).await?;
+                Ok(true)
+            }
+            Err(e) => self.create_failed(c, local, e, run, report).await,
+        }
+    }
+
+    /// A single create failed: an earlier attempt may have landed (RECORD_NOT_UNIQUE), or
+    /// the server refuses the row for good (quarantine, returns `false`), or the failure is
+    /// transient or the collection's (the token may not create).
+    async fn create_failed(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        error: Error,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<bool> {
+        match error {
+            Error::Remote(e) if e.kind == RemoteErrorKind::NotUnique => {
+                match self.fetch_remote(c, &local.key).await? {
+                    Some(fetched) => {
+                        self.compare_and_settle(c, local, Some(fetched), run, report)
+                            .await?;
+                        Ok(true)
+                    }
+                    None => Err(Error::Remote(e)),
+                }
+            }
+            Error::Remote(e) if is_permanent(e.kind) => {
+                let e = self.refusal(c, Action::Create, &[], e, run).await?;
+                self.quarantine(c, local, e.to_string(), report).await?;
+                Ok(false)
+            }
+            error => Err(error),
+        }
+    }
+
+    /// Pushes updates: each sends the fields that differ from its base version, compared and
+    /// set on the base stamp. Updates that change the same fields alike share one request.
+    pub(super) async fn push_updates(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.check_allowed(c, Action::Update, run).await?;
+        let permissions = self.permissions(run).await?;
+        let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+        let mut bases = self.store.bases(c, &keys).await?;
+        // A snapshot of another version than the row's base cannot tell what changed; the
+        // server's version at that stamp can, while the server still holds it.
+        let stale: Vec<Key> = rows
+            .iter()
+            .filter(|r| bases.get(&r.key).map(|b| b.stamp) != Some(r.base))
+            .map(|r| r.key.clone())
+            .collect();
+        let mut current = if stale.is_empty() {
+            HashMap::new()
+        } else {
+            self.fetch_remotes(c, &stale).await?
+        };
+        let mut moved = Vec::new();
+        let mut planned = Vec::new();
+        let mut unchanged = Changes::default();
+        for local in rows {
+            let base = match bases.remove(&local.key) {
+                Some(b) if b.stamp == local.base => b.data,
+                _ => match current.remove(&local.key) {
+                    Some(Ok(r)) if Some(r.stamp) == local.base => r.data,
+                    Some(Err(r)) if r.stamp == local.base => r.data,
+                    other => {
+                        moved.push((local, other));
+                        continue;
+                    }
+                },
+            };
+            let patch = plan::update_patch(&local.data, &base);
+            if patch.is_empty() {
+                // Written back to what the server holds: nothing to send.
+                let stamp = local.base.expect("updates have a base");
+                unchanged.ops.push(settle_op(&local, stamp, None));
+                continue;
+            }
+            let denied = denied_fields(c, Action::Update, permissions.as_ref(), &patch, false);
+            if !denied.is_empty() {
+                warn!(collection = %c.name, key = %local.key, fields = %denied.join(", "),
+                    "held back: the token may not update these fields");
+                continue;
+            }
+            planned.push((local, patch));
+        }
+        self.store.apply(c, unchanged).await?;
+        let (groups, mut singles) = plan::group_updates(planned, MAX_GROUP_ROWS);
+        let mut outcomes: Vec<(LocalRow, Result<Option<Value>>)> = Vec::new();
+        let mut first_error = None;
+        for group in groups {
+            let fields: Vec<&str> = group.patch.keys().map(String::as_str).collect();
+            match self.compare_and_set_group(c, &group).await {
+                Ok(updated) => {
+                    let mut by_key = rows_by_key(c, updated);
+                    outcomes.extend(group.rows.into_iter().map(|local| {
+                        let answer = by_key.remove(&local.key);
+                        (local, Ok(answer))
+                    }))
+                }
+                // One by one, the server tells which of the rows it refuses.
+                Err(Error::Remote(e)) if is_permanent(e.kind) => {
+                    self.refusal(c, Action::Update, &fields, e, run).await?;
+                    let patch = group.patch;
+                    singles.extend(group.rows.into_iter().map(|r| (r, patch.clone())));
+                }
+                // The rows stay pending for the next sync.
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let one_by_one: Vec<_> = futures::stream::iter(singles)
+            .map(|(local, patch)| async move {
+                let base = local.base.expect("updates have a base");
+                let result = self.compare_and_set(c, &local, base, patch.clone()).await;
+                (local, patch, result)
+            })
+            .buffer_unordered(UPDATE_CONCURRENCY)
+            .collect()
+            .await;
+        for (local, patch, result) in one_by_one {
+            let result = match result {
+                Err(Error::Remote(e)) if is_permanent(e.kind) => {
+                    let fields: Vec<&str> = patch.keys().map(String::as_str).collect();
+                    match self.refusal(c, Action::Update, &fields, e, run).await {
+                        Ok(e) => Err(Error::Remote(e)),
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                            continue;
+                        }
+                    }
+                }
+                other => other,
+            };
+            outcomes.push((local, result));
+        }
+        // What the server acknowledged is settled first, so that a failure while handling
+        // the rest cannot leave an applied write looking pending.
+        let mut acknowledged = Vec::new();
+        let mut answers = Vec::new();
+        let mut rest = Vec::new();
+        for (local, result) in outcomes {
+            match result {
+                Ok(Some(answer)) => {
+                    acknowledged.push(local);
+                    answers.push(answer);
+                }
+                other => rest.push((local, other)),
+            }
+        }
+        report.pushed += acknowledged.len() as u64;
+        let changes = Changes {
+            ops: settle_pushed(c, &acknowledged, &answers)?,
+            ..Default::default()
+        };
+        self.store.apply(c, changes).await?;
+        for (local, result) in rest {
+            match result {
+                Ok(_) => {
+                    let fetched = self.fetch_remote(c, &local.key).await?;
+                    self.compare_and_settle(c, &local, fetched, run, report)
+                        .await?;
+                }
+                Err(Error::Remote(e)) if is_permanent(e.kind) => {
+                    self.quarantine(c, &local, e.to_string(), report).await?;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for (local, fetched) in moved {
+            self.compare_and_settle(c, &local, fetched, run, report)
+                .await?;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// One PATCH by query for rows that change the same fields alike, each row compared on
+    /// its key and base stamp; returns the rows the server updated.
+    async fn compare_and_set_group(
+        &self,
+        c: &CollectionConfig,
+        group: &plan::UpdateGroup,
+    ) -> Result<Vec<Value>> {
+        let each: Vec<Value> = group
+            .rows
+            .iter()
+            .map(|local| {
+                let base = local.base.expect("grouped updates have a base");
+                json!({ "_and": [
+                    { &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } },
+                    { &c.cursor: { "_eq": base.to_wire() } },
+                ]})
+            })
+            .collect();
+        self.remote
+            .update_where(
+                &c.name,
+                json!({ "_or": each }),
+                Value::Object(group.patch.clone()),
+                &read_fields(c),
+                &batch_key(&group.rows),
+            )
+            .await
+    }
+
+    /// PATCH by query on key and base stamp; the updated row, or `None` when the server row
+    /// moved on.
+    pub(super) async fn compare_and_set(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        base: Stamp,
+        patch: Row,
+    ) -> Result<Option<Value>> {
+        let filter = json!({ "_and": [
+            { &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } },
+            { &c.cursor: { "_eq": base.to_wire() } },
+        ]});
+        let idem = local.change_key.clone().unwrap_or_default();
+        let updated = self
+            .remote
+            .update_where(
+                &c.name,
+                filter,
+                Value::Object(patch),
+                &read_fields(c),
+                &idem,
+            )
+            .await?;
+        Ok(rows_by_key(c, updated).remove(&local.key))
+    }
+
+    /// Deletes of rows the server never acknowledged (created, then deleted before a push
+    /// was answered): an earlier create may have landed, so the server is asked. What it
+    /// does not hold is forgotten; what it holds goes on to be deleted on its stamp, or is a
+    /// conflict (see [`plan::unacknowledged_delete`]). Returns the rows to delete.
+    async fn unacknowledged_deletes(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        report: &mut CollectionReport,
+    ) -> Result<Vec<LocalRow>> {
+        if rows.is_empty() {
+            return Ok(rows);
+        }
+        let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+        let mut server = self.fetch_remotes(c, &keys).await?;
+        let mut forget = Changes::default();
+        let mut to_delete = Vec::new();
+        for local in rows {
+            let fetched = server.remove(&local.key);
+            let remote = match &fetched {
+                Some(Ok(r)) => Some((r.stamp, &r.data)),
+                Some(Err(r)) => r.stamp.map(|s| (s, &r.data)),
+                None => None,
+            };
+            match plan::unacknowledged_delete(&local, remote) {
+                plan::UnacknowledgedDelete::Forget => forget.ops.push(remove_op(&local)),
+                plan::UnacknowledgedDelete::Delete(stamp) => to_delete.push(LocalRow {
+                    base: Some(stamp),
+                    ..local
+                }),
+                plan::UnacknowledgedDelete::Conflict => match fetched {
+                    Some(Ok(remote)) => {
+                        self.resolve_conflict(c, &local, Some(remote), None, report)
+                            .await?
+                    }
+                    Some(Err(invalid)) => {
+                        self.record_invalid(c, &local.key, &invalid, report).await?
+                    }
+                    None => {}
+                },
+            }
+        }
+        report.pushed += self.store.apply(c, forget).await? as u64;
+        Ok(to_delete)
+    }
+
+    async fn push_delete_batch(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let conditions: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let base = r.base.expect("deletes pushed have a base");
+                json!({ "_and": [
+                    { &c.primary_key: { "_eq": key_to_json(&r.key, c.key_type) } },
+                    { &c.cursor: { "_eq": base.to_wire() } },
+                ]})
+            })
+            .collect();
+        let idem = batch_key(&rows);
+        let deleted = self
+            .remote
+            .delete_where(&c.name, json!({ "_or": conditions }), &idem)
+            .await;
+        match deleted {
+            Ok(()) => {}
+            Err(Error::Remote(e)) if is_permanent(e.kind) => {
+                let e = self.refusal(c, Action::Delete, &[], e, run).await?;
+                if rows.len() == 1 {
+                    return self.quarantine(c, &rows[0], e.to_string(), report).await;
+                }
+                for row in rows {
+                    Box::pin(self.push_delete_batch(c, vec![row], run, report)).await?;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        // A delete by query says nothing about what it matched: read back what survived.
+        let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+        let survivors = self.fetch_remotes(c, &keys).await?;
+        let mut changes = Changes::default();
+        let mut conflicted = Vec::new();
+        for local in &rows {
+            match survivors.get(&local.key) {
+                None => {
+                    report.pushed += 1;
+                    changes.ops.push(remove_op(local));
+                }
+                // Untouched at the base it was deleted against: the server's query limit cut
+                // the batch short. It stays pending for the next sync.
+                Some(Ok(remote)) if local.base == Some(remote.stamp) => {
+                    warn!(collection = %c.name, key = %local.key, "delete not applied by the server; retried at the next sync");
+                }
+                Some(Err(invalid)) if local.base == invalid.stamp => {
+                    warn!(collection = %c.name, key = %local.key, "delete not applied by the server; retried at the next sync");
+                }
+                Some(fetched) => conflicted.push((local, fetched.clone())),
+            }
+        }
+        self.store.apply(c, changes).await?;
+        for (local, fetched) in conflicted {
+            match fetched {
+                Ok(remote) => {
+                    self.resolve_conflict(c, local, Some(remote), None, report)
+                        .await?
+                }
+                Err(invalid) => self.record_invalid(c, &local.key, &invalid, report).await?,
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn quarantine(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        error: String,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        warn!(collection = %c.name, key = %local.key, %error, "change rejected, quarantined");
+        report.quarantined += 1;
+        let record = self.record(
+            c,
+            local,
+            ConflictKind::Rejected,
+            None,
+            None,
+            Some(error.clone()),
+        );
+        let changes = Changes {
+            ops: vec![RowOp::Quarantine {
+                key: local.key.clone(),
+                change_key: local.change_key.clone(),
+                error,
+            }],
+            records: vec![record],
+            ..Default::default()
+        };
+        self.store.apply(c, changes).await?;
+        Ok(())
+    }
+}
+
+/// The fields of `data` that the token may not write with `action`; empty when the server
+/// cannot say. For a create, empty values of such fields are simply left out of the body.
+fn denied_fields(
+    c: &CollectionConfig,
+    action: Action,
+    permissions: Option<&Permissions>,
+    data: &Row,
+    create: bool,
+) -> Vec<String> {
+    let Some(p) = permissions else {
+        return Vec::new();
+    };
+    data.iter()
+        .filter(|(_, value)| !(create && value.is_null()))
+        .filter(|(field, _)| !p.covers(&c.name, action, field))
+        .map(|(field, _)| field.clone())
+        .collect()
+}
+
+/// A create's body: key and synced fields, without empty fields the token may not create.
+fn create_body(c: &CollectionConfig, local: &LocalRow, permissions: Option<&Permissions>) -> Value {
+    let mut data = local.data.clone();
+    if let Some(p) = permissions {
+        data.retain(|field, value| !value.is_null() || p.covers(&c.name, Action::Create, field));
+    }
+    wire_row(c, &local.key, &data)
+}
+
+/// The rows of a write's answer by key.
+fn rows_by_key(c: &CollectionConfig, rows: Vec<Value>) -> HashMap<Key, Value> {
+    rows.into_iter()
+        .filter_map(|raw| Some((key_from_json(raw.get(&c.primary_key)?)?, raw)))
+        .collect()
+}
+
+/// Settles pushed rows on the server's answer: each on the stamp the server gave it, taking
+/// the server's content where it differs from the local one (values the server filled in,
+/// fields added to the schema file since the row was last pulled).
+pub(super) fn settle_pushed(
+    c: &CollectionConfig,
+    locals: &[LocalRow],
+    answer: &[Value],
+) -> Result<Vec<RowOp>> {
+    let by_key: HashMap<Key, read::Fetched> = answer
+        .iter()
+        .filter_map(|raw| read::fetched(c, raw))
+        .collect();
+    locals
+        .iter()
+        .map(|local| match by_key.get(&local.key) {
+            Some(Ok(server)) => {
+                let differs = !plan::same_content(&local.data, &server.data);
+                Ok(settle_op(
+                    local,
+                    server.stamp,
+                    differs.then(|| server.data.clone()),
+                ))
+            }
+            // The answer does not fit: the stamp settles the push, the pull records the row.
+            Some(Err(InvalidRow {
+                stamp: Some(stamp), ..
+            })) => Ok(settle_op(local, *stamp, None)),
+            _ => Err(protocol(format!(
+                "the write of {}/{} was answered without it",
+                c.name, local.key
+            ))),
+        })
+        .collect()
+}

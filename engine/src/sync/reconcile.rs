@@ -1,0 +1,278 @@
+//! The reconcile phase: server deletes applied locally, from the activity log or by
+//! comparing keys.
+//!
+//! Owns when the activity log is trusted and the delete cursor. It must not speak HTTP or
+//! SQL.
+
+use super::*;
+
+impl<S: Store, R: Remote> Engine<S, R> {
+    pub(super) async fn reconcile(
+        &self,
+        c: &CollectionConfig,
+        keys: bool,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        match c.deletes {
+            Deletes::None => return Ok(()), // remote deletes are not synced
+            // Archived rows arrive through the pull; hard deletes only through the keys.
+            Deletes::Archive { .. } if keys => return self.reconcile_keys(c, report).await,
+            Deletes::Archive { .. } => return Ok(()),
+            Deletes::Activity => {}
+        }
+        let mut checkpoint = self.store.checkpoint(&c.name).await?;
+        let after = checkpoint.delete_cursor.unwrap_or(0);
+        // Read before the deletes, so that the read below covers every entry up to it.
+        let settled = self.settled_activity(run).await?;
+        let first = match self.first_delete_page(c, after, run).await? {
+            Ok(page) => page,
+            Err(reason) => {
+                warn!(collection = %c.name, %reason, "the activity log cannot be trusted; comparing keys");
+                // Read from here on: deletes logged while the keys are compared are seen next time.
+                let latest = self.remote.latest_activity(&c.name).await.ok().flatten();
+                let oldest = self.remote.oldest_activity().await.ok().flatten();
+                let restart = latest.unwrap_or(0).max(oldest.map_or(0, |o| o - 1));
+                self.reconcile_keys(c, report).await?;
+                checkpoint.delete_cursor = Some(restart);
+                let changes = Changes {
+                    checkpoint: Some(checkpoint),
+                    ..Default::default()
+                };
+                return self.store.apply(c, changes).await.map(drop);
+            }
+        };
+        if keys {
+            self.reconcile_keys(c, report).await?;
+        }
+        let mut page = first;
+        loop {
+            if !page.full {
+                // Every delete up to the settled entry has been read: the cursor moves past
+                // the other collections' entries too, so the next read starts there.
+                let covered = settled.filter(|s| Some(*s) > checkpoint.delete_cursor);
+                if page.deletes.is_empty() && covered.is_none() {
+                    return Ok(());
+                }
+                checkpoint.delete_cursor = checkpoint.delete_cursor.max(covered);
+            }
+            checkpoint.delete_cursor = page.last_id.max(checkpoint.delete_cursor);
+            let keys: Vec<Key> = page.deletes.iter().map(|d| d.key.clone()).collect();
+            let locals: HashMap<Key, LocalRow> = self
+                .store
+                .rows(c, &keys)
+                .await?
+                .into_iter()
+                .map(|l| (l.key.clone(), l))
+                .collect();
+            let mut changes = Changes::default();
+            let mut conflicted = Vec::new();
+            for delete in &page.deletes {
+                let local = locals.get(&delete.key);
+                match plan::remote_delete(local, delete.at) {
+                    RemoteDelete::Ignore => {}
+                    RemoteDelete::Remove(op) => {
+                        report.deleted += 1;
+                        changes.ops.push(op);
+                    }
+                    RemoteDelete::Purge(op) => changes.ops.push(op),
+                    RemoteDelete::Conflict => {
+                        conflicted.push((local.expect("conflicts have a local row"), delete.at))
+                    }
+                }
+            }
+            for (local, at) in conflicted {
+                // The row may have come back since the logged delete: ask the server.
+                let remote = self.fetch_remote(c, &local.key).await?;
+                if remote.is_some() {
+                    continue; // the push compares against it at the next sync
+                }
+                self.resolve_conflict(c, local, None, at, report).await?;
+            }
+            changes.checkpoint = Some(checkpoint.clone());
+            self.store.apply(c, changes).await?;
+            if !page.full {
+                return Ok(());
+            }
+            let after = checkpoint.delete_cursor.unwrap_or(0);
+            page = self
+                .remote
+                .deletes_after(&c.name, after, c.page_size)
+                .await?;
+        }
+    }
+
+    /// The first page of deletes after `after`, or why the activity log cannot tell every
+    /// delete since then: the collection is not logged, the log is not readable, or
+    /// retention removed entries after the cursor.
+    pub(super) async fn first_delete_page(
+        &self,
+        c: &CollectionConfig,
+        after: i64,
+        run: &RunCache,
+    ) -> Result<Result<DeletePage, String>> {
+        if self.activity_logging(&c.name, run).await? == Some(false) {
+            return Ok(Err("the collection's accountability is off".into()));
+        }
+        let page = match self.remote.deletes_after(&c.name, after, c.page_size).await {
+            Ok(page) => page,
+            Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
+                return Ok(Err(
+                    "the activity log is not readable with this token".into()
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        if page.anchored {
+            return Ok(Ok(page));
+        }
+        // Neither entry `after` nor `after + 1` is left: retention may have removed entries
+        // after the cursor, unless the log holds nothing older than them at all.
+        Ok(match self.remote.oldest_activity().await? {
+            Some(oldest) if oldest > after + 1 => Err(format!(
+                "retention removed activity after the stored cursor ({after}); the oldest entry is {oldest}"
+            )),
+            _ => Ok(page),
+        })
+    }
+
+    /// The newest activity id logged more than the longest overlap window ago, read once per
+    /// run; `None` when there is none or the log is not readable. Entries commit within that
+    /// window (the same bound the pull's overlap relies on), so none with a smaller id can
+    /// still appear.
+    pub(super) async fn settled_activity(&self, run: &RunCache) -> Result<Option<i64>> {
+        let mut cached = run.settled_activity.lock().await;
+        if let Some(settled) = *cached {
+            return Ok(settled);
+        }
+        let window = self
+            .config
+            .collections
+            .iter()
+            .map(|c| c.overlap_seconds)
+            .max()
+            .unwrap_or(0);
+        let at = Utc::now() + self.remote.clock_skew() - chrono::Duration::seconds(window.into());
+        let settled = match self.remote.settled_activity(at).await {
+            Ok(settled) => settled,
+            Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => None,
+            Err(e) => return Err(e),
+        };
+        *cached = Some(settled);
+        Ok(settled)
+    }
+
+    /// Whether the server logs the activity of `c`, read once per run for all collections;
+    /// `None` when the token may not read its settings (the log itself is then the evidence).
+    pub(super) async fn activity_logging(
+        &self,
+        collection: &str,
+        run: &RunCache,
+    ) -> Result<Option<bool>> {
+        let mut cached = run.activity_logging.lock().await;
+        if cached.is_none() {
+            *cached = Some(match self.remote.activity_logging().await {
+                Ok(logging) => logging,
+                Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => HashMap::new(),
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(cached.as_ref().and_then(|m| m.get(collection).copied()))
+    }
+
+    /// Removes local synced rows whose keys the server no longer has, or no longer shows
+    /// through the collection's filter, or has archived. Page by page of local keys, each
+    /// checked with one `_in` query: no offsets to shift while the server changes.
+    pub(super) async fn reconcile_keys(
+        &self,
+        c: &CollectionConfig,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let page = c.page_size.max(1) as usize;
+        let mut after: Option<Key> = None;
+        loop {
+            let keys: Vec<Key> = self
+                .store
+                .synced(c, after.as_ref(), page)
+                .await?
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect();
+            let Some(last) = keys.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            let present = self.present_keys(c, &keys).await?;
+            let gone: Vec<RowOp> = keys
+                .iter()
+                .filter(|k| !present.contains(*k))
+                .map(|k| RowOp::Remove {
+                    key: k.clone(),
+                    guard: Guard::IfSynced,
+                })
+                .collect();
+            if !gone.is_empty() {
+                info!(collection = %c.name, removed = gone.len(), "rows the server no longer has");
+            }
+            let changes = Changes {
+                ops: gone,
+                ..Default::default()
+            };
+            report.deleted += self.store.apply(c, changes).await? as u64;
+            if keys.len() < page {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Which of `keys` the server shows, through the collection's filter, unarchived.
+    pub(super) async fn present_keys(
+        &self,
+        c: &CollectionConfig,
+        keys: &[Key],
+    ) -> Result<HashSet<Key>> {
+        let wire_keys: Vec<Value> = keys.iter().map(|k| key_to_json(k, c.key_type)).collect();
+        let by_key = json!({ &c.primary_key: { "_in": wire_keys } });
+        let (rows, _) = self.key_stamps(c, by_key, keys.len(), 0).await?;
+        Ok(rows.into_iter().map(|(key, _)| key).collect())
+    }
+
+    /// Keys and stamps of the server rows matching `condition` and the collection's filter,
+    /// in key order, archived rows left out; also how many rows the server returned.
+    pub(crate) async fn key_stamps(
+        &self,
+        c: &CollectionConfig,
+        condition: Value,
+        limit: usize,
+        offset: u64,
+    ) -> Result<(Vec<(Key, Option<Stamp>)>, usize)> {
+        let archive = archive_of(c);
+        let filter = match &c.filter {
+            Some(own) => json!({ "_and": [condition, own] }),
+            None => condition,
+        };
+        let mut fields = ident_fields(c);
+        fields.extend(archive.map(|(field, _)| field.to_owned()));
+        let query = ListQuery {
+            filter,
+            sort: vec![c.primary_key.clone()],
+            fields,
+            limit: limit as i64,
+            offset,
+        };
+        let page = self.remote.list(&c.name, &query).await?;
+        let rows = page
+            .rows
+            .iter()
+            .filter(|raw| !plan::is_archived(raw, archive))
+            .filter_map(|raw| {
+                let key = raw
+                    .get(&c.primary_key)
+                    .and_then(crate::model::key_from_json)?;
+                let stamp = raw[&c.cursor].as_str().and_then(Stamp::parse);
+                Some((key, stamp))
+            })
+            .collect();
+        Ok((rows, page.rows.len()))
+    }
+}
