@@ -435,6 +435,20 @@ async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
     })
 }
 
+/// Where each field of a merged row came from: `title: local, views: remote`.
+fn field_sources(record: &deltasync::ConflictRecord) -> String {
+    record
+        .fields
+        .iter()
+        .flatten()
+        .map(|(field, source)| {
+            let source = serde_json::to_value(source).unwrap_or_default();
+            format!("{field}: {}", source.as_str().unwrap_or_default())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, Failure> {
     match command {
         ConflictsCommand::List { all, json } => {
@@ -450,6 +464,7 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
                     "kind",
                     "strategy",
                     "resolution",
+                    "fields",
                     "message",
                 ]);
                 for r in &records {
@@ -460,6 +475,7 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
                         r.kind.as_str().to_owned(),
                         r.strategy.clone(),
                         r.resolution.map_or("waiting", |x| x.as_str()).to_owned(),
+                        field_sources(r),
                         r.message.clone().unwrap_or_default(),
                     ]);
                 }
@@ -489,6 +505,9 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
                 );
                 if let Some(m) = &record.message {
                     println!("message: {m}");
+                }
+                if record.fields.is_some() {
+                    println!("fields: {}", field_sources(&record));
                 }
                 let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
                     t.map_or("unknown".to_owned(), |t| t.to_rfc3339())

@@ -58,8 +58,9 @@ pub enum MergeOutcome {
         sources: FieldSources,
         resolution: Resolution,
     },
-    /// A person decides: these fields collided (all differing fields with `merge: rows`).
-    Park { fields: Vec<String> },
+    /// A person decides: the fields that changed, the colliding ones (all of them with
+    /// `merge: rows`) marked [`FieldSource::Collided`].
+    Park { sources: FieldSources },
 }
 
 /// How one field compares across the three versions.
@@ -125,7 +126,7 @@ pub fn merge(conflict: &Conflict<'_>, resolver: &dyn Resolver, mode: Merge) -> M
     }
     let mut row = remote.clone();
     let mut sources = FieldSources::new();
-    let mut parked = Vec::new();
+    let mut parked = false;
     for (field, change) in changes {
         let l = local.get(field).unwrap_or(&null);
         let source = match change {
@@ -144,8 +145,8 @@ pub fn merge(conflict: &Conflict<'_>, resolver: &dyn Resolver, mode: Merge) -> M
                     FieldChoice::Local => FieldSource::CollidedLocal,
                     FieldChoice::Remote => FieldSource::CollidedRemote,
                     FieldChoice::Park => {
-                        parked.push(field.clone());
-                        continue;
+                        parked = true;
+                        FieldSource::Collided
                     }
                 }
             }
@@ -155,8 +156,8 @@ pub fn merge(conflict: &Conflict<'_>, resolver: &dyn Resolver, mode: Merge) -> M
         }
         sources.insert(field.clone(), source);
     }
-    if !parked.is_empty() {
-        return MergeOutcome::Park { fields: parked };
+    if parked {
+        return MergeOutcome::Park { sources };
     }
     // A merge that keeps one side whole is recorded as that side winning.
     let resolution = if same_row(&row, &remote) {
@@ -190,9 +191,17 @@ fn merge_rows(
     let resolution = resolver.resolve(conflict);
     let keep_local = match resolution {
         Resolution::Park => {
-            return MergeOutcome::Park {
-                fields: changes.iter().map(|(f, _)| (*f).clone()).collect(),
-            };
+            let sources = changes
+                .iter()
+                .map(|(field, change)| {
+                    let source = match change {
+                        Change::Same => FieldSource::Same,
+                        _ => FieldSource::Collided,
+                    };
+                    ((*field).clone(), source)
+                })
+                .collect();
+            return MergeOutcome::Park { sources };
         }
         Resolution::KeepLocal => true,
         Resolution::TakeRemote | Resolution::Merged => false,
@@ -486,9 +495,13 @@ mod tests {
                         .collect();
                     assert_eq!(sources, want_sources, "{}", case.name);
                 }
-                (Expect::Park(want), MergeOutcome::Park { mut fields }) => {
-                    fields.sort();
-                    assert_eq!(fields, *want, "{}", case.name);
+                (Expect::Park(want), MergeOutcome::Park { sources }) => {
+                    let collided: Vec<&str> = sources
+                        .iter()
+                        .filter(|(_, s)| **s == Collided)
+                        .map(|(f, _)| f.as_str())
+                        .collect();
+                    assert_eq!(collided, *want, "{}", case.name);
                 }
                 (_, other) => panic!("{}: unexpected {other:?}", case.name),
             }

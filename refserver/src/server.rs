@@ -64,6 +64,9 @@ pub struct Server {
     auth: Mutex<Auth>,
     faults: Mutex<FaultBook>,
     stats: Mutex<Stats>,
+    /// (collection, action) pairs taken away from the admin token, as when its policy loses
+    /// a permission.
+    revoked: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// Locks a mutex; a panic in another request must not take the server down with it.
@@ -87,11 +90,28 @@ impl Server {
             auth: Mutex::new(auth),
             faults: Mutex::new(FaultBook::default()),
             stats: Mutex::new(Stats::default()),
+            revoked: Mutex::new(Default::default()),
         }
     }
 
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// Takes `action` (`create`, `read`, `update`, `delete`) on `collection` away from the
+    /// admin token: its requests are then refused with 403 FORBIDDEN, as Directus refuses a
+    /// token whose policy lacks the permission, and `/permissions/me` says so.
+    pub fn revoke(&self, collection: &str, action: &str) {
+        lock(&self.revoked).insert((collection.to_owned(), action.to_owned()));
+    }
+
+    /// Gives back what [`Server::revoke`] took.
+    pub fn restore(&self, collection: &str, action: &str) {
+        lock(&self.revoked).remove(&(collection.to_owned(), action.to_owned()));
+    }
+
+    pub(crate) fn allows(&self, collection: &str, action: &str) -> bool {
+        !lock(&self.revoked).contains(&(collection.to_owned(), action.to_owned()))
     }
 
     /// "Now" by the server clock, in milliseconds.

@@ -27,6 +27,8 @@ pub struct Site {
     client: DirectusClient,
     /// Collections made here, dropped by [`Site::cleanup`].
     created: std::sync::Mutex<Vec<String>>,
+    /// The user and policy behind [`Site::limited_token`], removed by [`Site::cleanup`].
+    limited: std::sync::Mutex<Option<Limited>>,
     reference: Option<ServerHandle>,
 }
 
@@ -82,6 +84,7 @@ impl Site {
             token,
             client,
             created: Default::default(),
+            limited: Default::default(),
             reference,
         }
     }
@@ -116,6 +119,24 @@ impl Site {
         let created = std::mem::take(&mut *self.created.lock().unwrap());
         if self.reference.is_some() {
             return;
+        }
+        let limited = self.limited.lock().unwrap().take();
+        if let Some(limited) = limited {
+            // Users count against the server's seats.
+            self.call(
+                Method::DELETE,
+                &format!("/users/{}", limited.user),
+                &[],
+                None,
+            )
+            .await;
+            self.call(
+                Method::DELETE,
+                &format!("/policies/{}", limited.policy),
+                &[],
+                None,
+            )
+            .await;
         }
         for name in created {
             self.call(Method::DELETE, &format!("/collections/{name}"), &[], None)
@@ -258,6 +279,114 @@ impl Site {
     ) {
         let server = self.rows(collection).await;
         crate::assert_same_rows(&server, replica, collection).await;
+    }
+}
+
+/// A non-admin user of a real Directus whose policy allows every action on one collection.
+#[derive(Debug)]
+struct Limited {
+    user: String,
+    policy: String,
+    collection: String,
+    /// The permission row of each action, while it exists.
+    permissions: std::collections::HashMap<String, String>,
+}
+
+const ACTIONS: [&str; 4] = ["create", "read", "update", "delete"];
+
+impl Site {
+    /// A token that may do everything on `collection` and read the activity log, and no
+    /// more: on a real Directus a user with a policy of its own; on the reference server the
+    /// admin token. [`Site::revoke`] takes one action away from it, as an administrator
+    /// editing the policy would.
+    pub async fn limited_token(&self, collection: &str) -> String {
+        if self.reference.is_some() {
+            return self.token.clone();
+        }
+        let post = Method::POST;
+        let policy = self
+            .call(
+                post.clone(),
+                "/policies",
+                &[],
+                Some(&json!({"name": collection, "app_access": false, "admin_access": false})),
+            )
+            .await["data"]["id"]
+            .as_str()
+            .expect("policy id")
+            .to_owned();
+        let mut limited = Limited {
+            user: String::new(),
+            policy,
+            collection: collection.to_owned(),
+            permissions: Default::default(),
+        };
+        for action in ACTIONS {
+            let id = self.grant(&limited.policy, collection, action).await;
+            limited.permissions.insert(action.to_owned(), id);
+        }
+        self.grant(&limited.policy, "directus_activity", "read")
+            .await;
+        let token = format!("limited-{}", uuid::Uuid::new_v4().simple());
+        limited.user = self
+            .call(
+                post,
+                "/users",
+                &[],
+                Some(&json!({
+                    "email": format!("{token}@example.com"),
+                    "token": token,
+                    "policies": [{"policy": limited.policy}],
+                })),
+            )
+            .await["data"]["id"]
+            .as_str()
+            .expect("user id")
+            .to_owned();
+        *self.limited.lock().unwrap() = Some(limited);
+        token
+    }
+
+    async fn grant(&self, policy: &str, collection: &str, action: &str) -> String {
+        let body = json!({"policy": policy, "collection": collection, "action": action, "fields": ["*"], "permissions": {}});
+        let created = self
+            .call(Method::POST, "/permissions", &[], Some(&body))
+            .await;
+        created["data"]["id"].to_string()
+    }
+
+    /// Takes `action` on `collection` away from the token of [`Site::limited_token`].
+    pub async fn revoke(&self, collection: &str, action: &str) {
+        if let Some(server) = &self.reference {
+            return server.state().revoke(collection, action);
+        }
+        let id = {
+            let mut limited = self.limited.lock().unwrap();
+            let limited = limited.as_mut().expect("a limited token was made");
+            assert_eq!(limited.collection, collection);
+            limited.permissions.remove(action).expect("granted")
+        };
+        self.call(Method::DELETE, &format!("/permissions/{id}"), &[], None)
+            .await;
+    }
+
+    /// Gives back what [`Site::revoke`] took.
+    pub async fn restore(&self, collection: &str, action: &str) {
+        if let Some(server) = &self.reference {
+            return server.state().restore(collection, action);
+        }
+        let policy = self
+            .limited
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("a limited token was made")
+            .policy
+            .clone();
+        let id = self.grant(&policy, collection, action).await;
+        if let Some(limited) = self.limited.lock().unwrap().as_mut() {
+            limited.permissions.insert(action.to_owned(), id);
+        }
     }
 }
 

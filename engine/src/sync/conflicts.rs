@@ -6,7 +6,7 @@
 
 use super::read::Fetched;
 use super::*;
-use crate::merge::{FieldSource, MergeOutcome, merge};
+use crate::merge::{MergeOutcome, merge};
 
 impl<S: Store, R: Remote> Engine<S, R> {
     /// The compare-and-set failed (or a create met an existing key): if the server already
@@ -102,13 +102,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let mut changes = Changes::default();
         let mut push_merged = None;
         match (merged, resolution) {
-            (Some(MergeOutcome::Park { fields }), _) => {
-                record.fields = Some(
-                    fields
-                        .into_iter()
-                        .map(|f| (f, FieldSource::Collided))
-                        .collect(),
-                );
+            (Some(MergeOutcome::Park { sources }), _) => {
+                record.fields = Some(sources);
                 report.parked += 1;
                 changes.ops.push(park_op(local));
             }

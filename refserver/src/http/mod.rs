@@ -48,6 +48,7 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
         .route("/auth/refresh", post(system::refresh))
         .route("/auth/logout", post(system::logout))
         .route("/users/me", get(system::me))
+        .route("/permissions/me", get(system::permissions_me))
         .route(
             "/collections",
             get(system::list_collections).post(system::create_collection),

@@ -204,6 +204,31 @@ pub(super) async fn me(
     })))
 }
 
+/// What the caller may do, per collection and action, as Directus's `GET /permissions/me`
+/// answers it: the admin everything (but what a test revoked), the public role nothing.
+pub(super) async fn permissions_me(
+    State(s): State<Arc<Server>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Reply {
+    let mut out = Map::new();
+    if ctx.acc.is_admin() {
+        let names: Vec<String> = s.with_db(|db| db.collections().map(|c| c.name.clone()).collect());
+        for name in names {
+            let mut actions = Map::new();
+            for action in ["create", "read", "update", "delete", "share"] {
+                let grant = if s.allows(&name, action) {
+                    json!({"access": "full", "fields": ["*"]})
+                } else {
+                    json!({"access": "none"})
+                };
+                actions.insert(action.to_owned(), grant);
+            }
+            out.insert(name, Value::Object(actions));
+        }
+    }
+    Ok(data(Value::Object(out)))
+}
+
 pub(super) async fn list_collections(
     State(s): State<Arc<Server>>,
     Extension(ctx): Extension<RequestCtx>,

@@ -1,0 +1,441 @@
+//! Field-level sync through the `deltasync` binary, as a user runs it: against the reference
+//! server and, when `DELTASYNC_TEST_DIRECTUS` is set, a real Directus; on SQLite and, when
+//! `DELTASYNC_TEST_PG` is set, PostgreSQL. Local edits are plain SQL, as an application's.
+//!
+//! Each case is one the engine used to lose data on: a field added to the schema file while a
+//! row waited, edits of different fields on both sides, a token that lost a permission, a
+//! server row that does not fit.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tests::{Databases, FIELDS, Site, backends, row, sites};
+
+/// Every (site, backend) pair.
+async fn pairs() -> Vec<(Site, Databases)> {
+    let mut out = Vec::new();
+    for backend in backends() {
+        for site in sites().await {
+            out.push((site, Databases::new(backend.clone())));
+        }
+    }
+    out
+}
+
+/// A schema file for one collection of `site`, with `fields` of the test collection.
+struct SchemaFile {
+    dir: tempfile::TempDir,
+    url: String,
+    token: String,
+    database: String,
+    collection: String,
+}
+
+impl SchemaFile {
+    async fn new(site: &Site, token: String, dbs: &mut Databases, collection: &str) -> SchemaFile {
+        SchemaFile {
+            dir: tempfile::tempdir().unwrap(),
+            url: site.url.clone(),
+            token,
+            database: dbs.fresh().await,
+            collection: collection.to_owned(),
+        }
+    }
+
+    /// Writes the file with `fields` and `options` (extra collection keys) and returns it.
+    fn write(&self, fields: &[&str], options: &str) -> PathBuf {
+        let types: std::collections::HashMap<&str, &str> =
+            [("title", "string"), ("views", "integer"), ("meta", "json")].into();
+        let fields: Vec<String> = fields
+            .iter()
+            .map(|f| format!("      {f}: {}", types[f]))
+            .collect();
+        let text = format!(
+            "remote:\n  url: {}\n  token: ${{DELTASYNC_FIELD_SYNC_TOKEN}}\n  max_retries: 1\nlocal:\n  database: {}\ncollections:\n  {}:\n{options}    fields:\n{}\n",
+            self.url,
+            self.database,
+            self.collection,
+            fields.join("\n")
+        );
+        let path = self.dir.path().join("deltasync.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs `deltasync -c FILE args…`; returns the exit code and stdout as JSON.
+    fn run(&self, file: &Path, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+            .env("DELTASYNC_FIELD_SYNC_TOKEN", &self.token)
+            .arg("-c")
+            .arg(file)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+            panic!(
+                "deltasync {args:?} printed no JSON: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), json)
+    }
+
+    fn sync(&self, file: &Path) -> (i32, Value) {
+        self.run(file, &["sync", "--json"])
+    }
+
+    /// Runs plain SQL on the local database, as an application would.
+    async fn sql(&self, statement: &str) {
+        let db = Database::connect(self.database.as_str()).await.unwrap();
+        db.execute_unprepared(statement).await.unwrap();
+        db.close().await.unwrap();
+    }
+
+    /// The local rows: key -> (status, title, views).
+    async fn local(&self) -> std::collections::BTreeMap<String, (String, Value, Value)> {
+        let db = Database::connect(self.database.as_str()).await.unwrap();
+        let text_key = if self.database.starts_with("postgres") {
+            "id::text"
+        } else {
+            "id"
+        };
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT {text_key}, _sync_status, title, views FROM \"{}\"",
+                    self.collection
+                ),
+            ))
+            .await
+            .unwrap();
+        let out = rows
+            .iter()
+            .map(|r| {
+                let key: String = r.try_get_by_index(0).unwrap();
+                let status: String = r.try_get_by_index(1).unwrap();
+                let title: Option<String> = r.try_get_by_index(2).unwrap();
+                let views: Option<i64> = r.try_get_by_index(3).unwrap();
+                (key, (status, json!(title), json!(views)))
+            })
+            .collect();
+        db.close().await.unwrap();
+        out
+    }
+}
+
+fn key(row: &deltasync::Row) -> String {
+    row["id"].as_str().unwrap().to_owned()
+}
+
+async fn server_row(site: &Site, collection: &str, key: &str) -> deltasync::Row {
+    site.rows(collection)
+        .await
+        .into_iter()
+        .find(|r| r["id"] == json!(key))
+        .unwrap_or_else(|| panic!("{}: {key} is on the server", site.label))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_added_while_a_row_waits_is_pulled_and_never_written_as_empty() {
+    for (site, mut dbs) in pairs().await {
+        let c = site.collection("added", &FIELDS).await;
+        let rows = site
+            .insert(
+                &c.name,
+                (0..2)
+                    .map(|i| row(json!({"title": format!("a{i}"), "views": 3})))
+                    .collect(),
+            )
+            .await;
+        let k0 = key(&rows[0]);
+        let file =
+            SchemaFile::new(&site, site.limited_token(&c.name).await, &mut dbs, &c.name).await;
+        let before = file.write(&["title"], "");
+        assert_eq!(file.sync(&before).0, 0, "{}", site.label);
+        file.sql(&format!(
+            "UPDATE \"{}\" SET title = 'mine' WHERE id = '{k0}'",
+            c.name
+        ))
+        .await;
+
+        let after = file.write(&["title", "views"], "");
+        let (code, report) = file.sync(&after);
+        assert_eq!(code, 0, "{}: {report}", site.label);
+        let server = server_row(&site, &c.name, &k0).await;
+        assert_eq!(server["title"], json!("mine"), "{}", site.label);
+        assert_eq!(
+            server["views"],
+            json!(3),
+            "{}: not written as empty",
+            site.label
+        );
+        let local = file.local().await;
+        for (k, (status, _, views)) in &local {
+            assert_eq!(
+                (status.as_str(), views),
+                ("synced", &json!(3)),
+                "{}: {k}",
+                site.label
+            );
+        }
+        site.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_of_different_fields_merge_under_every_strategy() {
+    for (site, mut dbs) in pairs().await {
+        for strategy in ["last_write_wins", "first_write_wins", "manual"] {
+            let c = site.collection("merged", &FIELDS).await;
+            let rows = site
+                .insert(
+                    &c.name,
+                    vec![
+                        row(json!({"title": "t0", "views": 1})),
+                        row(json!({"title": "t1", "views": 1})),
+                    ],
+                )
+                .await;
+            let (k0, k1) = (key(&rows[0]), key(&rows[1]));
+            let file =
+                SchemaFile::new(&site, site.limited_token(&c.name).await, &mut dbs, &c.name).await;
+            let path = file.write(&["title", "views"], &format!("    conflict: {strategy}\n"));
+            assert_eq!(file.sync(&path).0, 0);
+            // k0: different fields on each side. k1 (manual only): the same field.
+            site.update(&c.name, &k0, row(json!({"views": 5}))).await;
+            file.sql(&format!(
+                "UPDATE \"{}\" SET title = 'mine' WHERE id = '{k0}'",
+                c.name
+            ))
+            .await;
+            let label = format!("{} {strategy}", site.label);
+
+            let (code, report) = file.sync(&path);
+            assert_eq!(code, 0, "{label}: nothing waits for a person: {report}");
+            assert_eq!(
+                report["collections"][0]["merged"],
+                json!(1),
+                "{label}: {report}"
+            );
+            let server = server_row(&site, &c.name, &k0).await;
+            assert_eq!(
+                (&server["title"], &server["views"]),
+                (&json!("mine"), &json!(5)),
+                "{label}"
+            );
+            assert_eq!(
+                file.local().await[&k0],
+                ("synced".to_owned(), json!("mine"), json!(5)),
+                "{label}"
+            );
+            let (_, records) = file.run(&path, &["conflicts", "list", "--all", "--json"]);
+            assert_eq!(
+                records[0]["resolution"],
+                json!("merged"),
+                "{label}: {records}"
+            );
+            assert_eq!(
+                records[0]["fields"],
+                json!({"title": "local", "views": "remote"}),
+                "{label}: {records}"
+            );
+            let (_, runs) = file.run(&path, &["status", "--json"]);
+            assert_eq!(
+                runs["last_run"]["summary"]["collections"][0]["merged"],
+                json!(1),
+                "{label}: the run history shows the merge: {runs}"
+            );
+
+            if strategy == "manual" {
+                site.update(&c.name, &k1, row(json!({"title": "theirs", "views": 9})))
+                    .await;
+                file.sql(&format!(
+                    "UPDATE \"{}\" SET title = 'ours' WHERE id = '{k1}'",
+                    c.name
+                ))
+                .await;
+                let (code, report) = file.sync(&path);
+                assert_eq!(code, 3, "{label}: a collision waits for a person: {report}");
+                let (_, open) = file.run(&path, &["conflicts", "list", "--json"]);
+                assert_eq!(
+                    open[0]["fields"],
+                    json!({"title": "collided", "views": "remote"}),
+                    "{label}: {open}"
+                );
+                let server = server_row(&site, &c.name, &k1).await;
+                assert_eq!(server["title"], json!("theirs"), "{label}");
+            }
+            site.cleanup().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_lost_a_permission_fails_the_sync_and_keeps_every_change() {
+    for (site, mut dbs) in pairs().await {
+        let c = site.collection("revoked", &FIELDS).await;
+        let rows = site
+            .insert(
+                &c.name,
+                (0..21)
+                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                    .collect(),
+            )
+            .await;
+        let file =
+            SchemaFile::new(&site, site.limited_token(&c.name).await, &mut dbs, &c.name).await;
+        let path = file.write(&["title", "views"], "");
+        assert_eq!(file.sync(&path).0, 0, "{}", site.label);
+
+        let (edited, other) = rows.split_at(20);
+        // A server edit still arrives: the failed push does not stop the pull.
+        site.update(
+            &c.name,
+            &key(&other[0]),
+            row(json!({"title": "from the server"})),
+        )
+        .await;
+        site.revoke(&c.name, "update").await;
+        for r in edited {
+            file.sql(&format!(
+                "UPDATE \"{}\" SET title = 'offline {}' WHERE id = '{}'",
+                c.name,
+                r["title"].as_str().unwrap(),
+                key(r)
+            ))
+            .await;
+        }
+        let (code, report) = file.sync(&path);
+        assert_eq!(code, 1, "{}: {report}", site.label);
+        let collection = &report["collections"][0];
+        assert_eq!(
+            collection["error_kind"],
+            json!("forbidden"),
+            "{}: {report}",
+            site.label
+        );
+        assert!(
+            collection["error"]
+                .as_str()
+                .unwrap()
+                .contains("may not update"),
+            "{}: names the action: {report}",
+            site.label
+        );
+        assert_eq!(
+            collection["quarantined"],
+            json!(0),
+            "{}: {report}",
+            site.label
+        );
+        let local = file.local().await;
+        let pending = local.values().filter(|(s, _, _)| s == "updated").count();
+        assert_eq!(pending, 20, "{}: every change waits", site.label);
+        assert_eq!(
+            local[&key(&other[0])].1,
+            json!("from the server"),
+            "{}",
+            site.label
+        );
+        let (_, records) = file.run(&path, &["conflicts", "list", "--all", "--json"]);
+        assert_eq!(records, json!([]), "{}: nothing for a person", site.label);
+
+        site.restore(&c.name, "update").await;
+        let (code, report) = file.sync(&path);
+        assert_eq!(code, 0, "{}: {report}", site.label);
+        assert_eq!(
+            report["collections"][0]["pushed"],
+            json!(20),
+            "{}: {report}",
+            site.label
+        );
+        let server = site.rows(&c.name).await;
+        let offline = server
+            .iter()
+            .filter(|r| r["title"].as_str().unwrap().starts_with("offline "))
+            .count();
+        assert_eq!(offline, 20, "{}", site.label);
+        site.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_row_that_does_not_fit_stops_nothing_else() {
+    for (site, mut dbs) in pairs().await {
+        let c = site.collection("unfit", &FIELDS).await;
+        let rows = site
+            .insert(
+                &c.name,
+                (0..3)
+                    .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                    .collect(),
+            )
+            .await;
+        let (k0, k1) = (key(&rows[0]), key(&rows[1]));
+        let file =
+            SchemaFile::new(&site, site.limited_token(&c.name).await, &mut dbs, &c.name).await;
+        let path = file.write(&["title", "views"], "");
+        assert_eq!(file.sync(&path).0, 0, "{}", site.label);
+        file.sql(&format!(
+            "UPDATE \"{}\" SET title = 'mine' WHERE id = '{k0}'",
+            c.name
+        ))
+        .await;
+        // Directus on SQLite stores text in an integer field.
+        site.update(&c.name, &k0, row(json!({"views": "many"})))
+            .await;
+        site.update(&c.name, &k1, row(json!({"title": "server edit"})))
+            .await;
+
+        for attempt in 0..2 {
+            let (code, report) = file.sync(&path);
+            let label = format!("{} attempt {attempt}", site.label);
+            assert!(
+                report["collections"][0]["error"].is_null(),
+                "{label}: {report}"
+            );
+            assert_eq!(
+                code, 3,
+                "{label}: the row that does not fit is recorded: {report}"
+            );
+            let local = file.local().await;
+            assert_eq!(
+                local[&k1].1,
+                json!("server edit"),
+                "{label}: other rows sync"
+            );
+            assert_eq!(local[&k0].0, "updated", "{label}: the local change waits");
+            let (_, open) = file.run(&path, &["conflicts", "list", "--json"]);
+            assert_eq!(
+                open.as_array().unwrap().len(),
+                1,
+                "{label}: recorded once: {open}"
+            );
+            assert_eq!(open[0]["kind"], json!("invalid_remote"), "{label}: {open}");
+        }
+        let untouched = &rows[0]["title"];
+        assert_eq!(
+            &server_row(&site, &c.name, &k0).await["title"],
+            untouched,
+            "{}",
+            site.label
+        );
+
+        // Once the server row fits again, the local edit merges with it.
+        site.update(&c.name, &k0, row(json!({"views": 7}))).await;
+        let (_, report) = file.sync(&path);
+        assert!(report["collections"][0]["error"].is_null(), "{report}");
+        let server = server_row(&site, &c.name, &k0).await;
+        assert_eq!(
+            (&server["title"], &server["views"]),
+            (&json!("mine"), &json!(7)),
+            "{}",
+            site.label
+        );
+        site.cleanup().await;
+    }
+}
