@@ -34,8 +34,9 @@ pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
 pub use engine::ports::{CollectionStatus, ConflictRecord};
 pub use engine::verify::CollectionDrift;
 pub use engine::{
-    Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, Key, LocalRow,
-    RemoteError, RemoteErrorKind, Resolution, Resolver, Row, SyncOptions, SyncReport, SyncStatus,
+    Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, ErrorKind, FieldChoice,
+    FieldConflict, FieldSource, FieldSources, Key, LocalRow, RemoteError, RemoteErrorKind,
+    Resolution, Resolver, Row, StoreError, StoreErrorKind, SyncOptions, SyncReport, SyncStatus,
 };
 pub use refserver;
 pub use schema::{

@@ -235,6 +235,10 @@ pub fn edit_before_next(
 pub enum Call {
     Create,
     Update,
+    /// An item list (a page, or rows read back by key).
+    List,
+    /// The read of a collection's newest activity id.
+    LatestActivity,
 }
 
 type Hook = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -246,6 +250,7 @@ pub struct Hooked {
     before: std::sync::Mutex<Option<(Call, Hook)>>,
     lists: std::sync::atomic::AtomicUsize,
     fail_lists_after: std::sync::Mutex<Option<usize>>,
+    fail_next: std::sync::Mutex<Option<Call>>,
 }
 
 impl std::fmt::Debug for Hooked {
@@ -261,6 +266,7 @@ impl Hooked {
             before: std::sync::Mutex::new(None),
             lists: Default::default(),
             fail_lists_after: std::sync::Mutex::new(None),
+            fail_next: std::sync::Mutex::new(None),
         }
     }
 
@@ -285,6 +291,23 @@ impl Hooked {
         }
     }
 
+    /// Fails the next request of kind `call` as unavailable (after retries).
+    pub fn fail_next(&self, call: Call) {
+        *self.fail_next.lock().unwrap() = Some(call);
+    }
+
+    fn injected_failure(&self, call: Call) -> engine::Result<()> {
+        let mut armed = self.fail_next.lock().unwrap();
+        if *armed == Some(call) {
+            *armed = None;
+            return Err(engine::Error::Remote(engine::RemoteError::new(
+                engine::RemoteErrorKind::Unavailable,
+                "service unavailable (injected)",
+            )));
+        }
+        Ok(())
+    }
+
     /// Lets `n` more item list requests through, then fails every one as unreachable.
     pub fn fail_lists_after(&self, n: Option<usize>) {
         self.lists.store(0, std::sync::atomic::Ordering::SeqCst);
@@ -298,6 +321,8 @@ impl engine::ports::Remote for Hooked {
         collection: &str,
         query: &engine::ports::ListQuery,
     ) -> engine::Result<engine::ports::RawPage> {
+        self.run_hook(Call::List).await;
+        self.injected_failure(Call::List)?;
         let seen = self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(limit) = *self.fail_lists_after.lock().unwrap()
             && seen >= limit
@@ -345,6 +370,7 @@ impl engine::ports::Remote for Hooked {
         self.inner.delete_time(c, key).await
     }
     async fn latest_activity(&self, c: &str) -> engine::Result<Option<i64>> {
+        self.injected_failure(Call::LatestActivity)?;
         self.inner.latest_activity(c).await
     }
     async fn oldest_activity(&self) -> engine::Result<Option<i64>> {

@@ -180,3 +180,38 @@ async fn the_delete_cursor_moves_past_other_collections_activity_once_it_settled
         assert_converged(&world, &a, "articles").await;
     }
 }
+
+#[tokio::test]
+async fn a_failed_read_of_the_activity_log_never_moves_the_delete_cursor_back() {
+    for backend in backends() {
+        let mut world = World::new(backend).await;
+        world.collection("articles", &FIELDS).await;
+        world.seed("articles", vec![row(json!({"title": "a"}))]);
+        let a = world
+            .hooked_replica(vec![World::config("articles", &FIELDS)])
+            .await;
+        a.sync(None).await.unwrap();
+        let cursor = || async { a.status().await.unwrap()[0].checkpoint.delete_cursor };
+        let before = cursor().await;
+        assert!(before.is_some_and(|c| c > 0), "{before:?}");
+
+        // The log cannot be trusted, and reading its newest entry fails.
+        world
+            .server
+            .state()
+            .set_accountability("articles", None)
+            .unwrap();
+        a.remote().fail_next(tests::Call::LatestActivity);
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(
+            report.collections[0].error_kind,
+            Some(deltasync::ErrorKind::Unavailable),
+            "{report:?}"
+        );
+        assert_eq!(cursor().await, before, "the cursor stays where it was");
+
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert!(cursor().await >= before);
+    }
+}

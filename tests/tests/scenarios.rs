@@ -869,3 +869,151 @@ async fn a_server_row_of_the_wrong_type_is_reported_and_the_others_applied() {
         assert_converged(&world, &a, "articles").await;
     }
 }
+
+#[tokio::test]
+async fn a_delete_of_a_row_the_server_never_acknowledged_never_goes_by_key_alone() {
+    for backend in backends() {
+        let (mut world, _) = world_with_articles(backend, 0).await;
+        let a = world
+            .replica(vec![articles(Strategy::FirstWriteWins)])
+            .await;
+        a.sync(None).await.unwrap();
+        let config = a.collection_config("articles").unwrap().clone();
+        let (landed, never_sent) = (
+            uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
+        );
+        for key in [&landed, &never_sent] {
+            let insert = engine::ports::LocalWrite::Insert {
+                key: key.clone(),
+                data: row(json!({"title": "mine"})),
+            };
+            engine::ports::Store::write(a.store(), &config, insert)
+                .await
+                .unwrap();
+        }
+        // The create of `landed` reached the server, its answer did not, and someone edited
+        // the row since; then the application deleted both rows.
+        world
+            .server
+            .state()
+            .insert(
+                "articles",
+                vec![row(json!({"id": landed, "title": "edited on the server"}))],
+            )
+            .unwrap();
+        for key in [&landed, &never_sent] {
+            assert!(a.collection("articles").unwrap().delete(key).await.unwrap());
+        }
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        let server = world.server_rows("articles");
+        assert_eq!(
+            server.len(),
+            1,
+            "the edited row is not deleted by its key alone"
+        );
+        assert_eq!(server[0]["title"], json!("edited on the server"));
+        let records = a.conflicts(false).await.unwrap();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].kind, ConflictKind::LocalDeleteRemoteUpdate);
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn content_given_for_a_parked_local_delete_is_kept_and_pushed() {
+    for backend in backends() {
+        let (world, a, key) = conflict_world(Strategy::Manual, backend).await;
+        edit_on_server(&world, &key, row(json!({"title": "server"})));
+        a.collection("articles")
+            .unwrap()
+            .delete(&key)
+            .await
+            .unwrap();
+        let report = a.sync(None).await.unwrap();
+        assert_eq!(report.collections[0].parked, 1, "{report:?}");
+        let record = a.conflicts(true).await.unwrap().remove(0);
+        assert_eq!(record.kind, ConflictKind::LocalDeleteRemoteUpdate);
+
+        let given = row(json!({"title": "given", "views": 7, "meta": null}));
+        a.resolve(record.id, Choice::With(given)).await.unwrap();
+        let local = local_rows(&a, "articles").await;
+        assert_eq!(local[0].1, SyncStatus::Updated, "{local:?}");
+        assert_eq!(local[0].2["title"], json!("given"));
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        let server = world.server_rows("articles");
+        assert_eq!(server.len(), 1, "the given content replaces the delete");
+        assert_eq!(server[0]["title"], json!("given"));
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
+async fn a_decision_on_a_row_written_meanwhile_changes_nothing() {
+    for backend in backends() {
+        let (mut world, keys) = world_with_articles(backend, 1).await;
+        world
+            .server
+            .state()
+            .set_clock(Clock::Manual(chrono::Utc::now()));
+        let a = world.hooked_replica(vec![articles(Strategy::Manual)]).await;
+        a.sync(None).await.unwrap();
+        world.server.state().advance_clock(TICK);
+        edit_on_server(&world, &keys[0], row(json!({"title": "server"})));
+        a.collection("articles")
+            .unwrap()
+            .update(&keys[0], row(json!({"title": "local"})))
+            .await
+            .unwrap();
+        a.sync(None).await.unwrap();
+        let record = a.conflicts(true).await.unwrap().remove(0);
+
+        // The application writes the row while the decision reads the server.
+        edit_before_next(
+            &a,
+            Call::List,
+            "articles",
+            &keys[0],
+            row(json!({"title": "newer"})),
+        );
+        let error = a
+            .resolve(record.id, Choice::With(row(json!({"title": "given"}))))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), deltasync::ErrorKind::StoreChanged, "{error}");
+        let local = local_rows(&a, "articles").await;
+        assert_eq!(
+            local[0].2["title"],
+            json!("newer"),
+            "nothing of the decision is written"
+        );
+        let open = a.conflicts(true).await.unwrap();
+        assert_eq!(
+            open.len(),
+            1,
+            "the record waits for a decision on what is there now"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_report_of_committed_work_survives_a_failed_count_of_what_waits() {
+    for backend in backends() {
+        let (mut world, keys) = world_with_articles(backend, 1).await;
+        let a = world.replica(vec![articles(Strategy::Manual)]).await;
+        a.sync(None).await.unwrap();
+        edit_on_server(&world, &keys[0], row(json!({"title": "server"})));
+        // The conflict records cannot be read: counting what waits fails.
+        sea_orm::ConnectionTrait::execute_unprepared(
+            a.store().connection(),
+            "ALTER TABLE \"_deltasync_conflict\" RENAME TO \"_deltasync_conflict_away\"",
+        )
+        .await
+        .unwrap();
+        let report = a.sync(None).await.expect("the report of the work done");
+        assert_eq!(report.collections[0].pulled, 1, "{report:?}");
+        assert_eq!(report.waiting, None, "{report:?}");
+    }
+}

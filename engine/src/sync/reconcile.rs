@@ -29,12 +29,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
             Ok(page) => page,
             Err(reason) => {
                 warn!(collection = %c.name, %reason, "the activity log cannot be trusted; comparing keys");
-                // Read from here on: deletes logged while the keys are compared are seen next time.
-                let latest = self.remote.latest_activity(&c.name).await.ok().flatten();
-                let oldest = self.remote.oldest_activity().await.ok().flatten();
+                // Read from here on: deletes logged while the keys are compared are seen next
+                // time. A log the token may not read gives no position; any other failure
+                // stops here, and the cursor never moves back.
+                let latest = readable(self.remote.latest_activity(&c.name).await)?;
+                let oldest = readable(self.remote.oldest_activity().await)?;
                 let restart = latest.unwrap_or(0).max(oldest.map_or(0, |o| o - 1));
                 self.reconcile_keys(c, report).await?;
-                checkpoint.delete_cursor = Some(restart);
+                checkpoint.delete_cursor = checkpoint.delete_cursor.max(Some(restart));
                 let changes = Changes {
                     checkpoint: Some(checkpoint),
                     ..Default::default()
@@ -274,5 +276,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
             })
             .collect();
         Ok((rows, page.rows.len()))
+    }
+}
+
+/// An activity id read from the log, `None` when the token may not read it.
+fn readable(read: Result<Option<i64>>) -> Result<Option<i64>> {
+    match read {
+        Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => Ok(None),
+        other => other,
     }
 }
