@@ -155,6 +155,7 @@ impl SqlStore {
                 .map(drop)
                 .map_err(db_err(context()))
         };
+        Self::check_field_types(&txn, c).await?;
         let existing = Self::existing_columns(&txn, &c.table).await?;
         if existing.is_empty() {
             exec(&sql::create_table(backend, c)).await?;
@@ -200,6 +201,54 @@ impl SqlStore {
             exec(&statement).await?;
         }
         txn.commit().await.map_err(db_err(context()))
+    }
+
+    /// Refuses a field whose configured type differs from the one its column was made for,
+    /// and records the types of fields new to the table. A field removed from the schema
+    /// file keeps its record, so that bringing it back under another type is refused too.
+    async fn check_field_types(db: &impl ConnectionTrait, c: &CollectionConfig) -> Result<()> {
+        let backend = db.get_database_backend();
+        let context = || format!("reading the field types of {}", c.name);
+        let mut q = Sql::new(backend);
+        q.push("SELECT field, type FROM \"_deltasync_field\" WHERE collection = ")
+            .bind(SqlValue::from(c.name.as_str()));
+        let rows = db
+            .query_all_raw(q.build())
+            .await
+            .map_err(db_err(context()))?;
+        let mut recorded = HashMap::new();
+        for row in rows {
+            let field: String = row.try_get_by_index(0).map_err(db_err(context()))?;
+            let kind: String = row.try_get_by_index(1).map_err(db_err(context()))?;
+            recorded.insert(field, kind);
+        }
+        for f in &c.fields {
+            match recorded.get(&f.name) {
+                Some(was) if was != f.kind.as_str() => {
+                    return Err(engine::Error::SchemaChanged(engine::SchemaChange {
+                        collection: c.name.clone(),
+                        field: f.name.clone(),
+                        was: was.clone(),
+                        now: f.kind.as_str().to_owned(),
+                    }));
+                }
+                Some(_) => {}
+                None => {
+                    let mut q = Sql::new(backend);
+                    q.push("INSERT INTO \"_deltasync_field\" (collection, field, table_name, type) VALUES ")
+                        .bind_list([
+                            SqlValue::from(c.name.as_str()),
+                            SqlValue::from(f.name.as_str()),
+                            SqlValue::from(c.table.as_str()),
+                            SqlValue::from(f.kind.as_str()),
+                        ]);
+                    db.execute_raw(q.build())
+                        .await
+                        .map_err(db_err(format!("recording the field types of {}", c.name)))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `SELECT columns FROM table WHERE condition [AND key > after] ORDER BY key LIMIT limit`.
@@ -1183,7 +1232,38 @@ impl Store for SqlStore {
             conflicts: get("conflict").0,
             quarantined: counts.values().map(|(_, e)| e).sum(),
             checkpoint: self.checkpoint(&c.name).await?,
+            removed_from_file: false,
         })
+    }
+
+    async fn removed(&self, config: &Config) -> Result<Vec<CollectionStatus>> {
+        let sql =
+            "SELECT DISTINCT collection, table_name FROM \"_deltasync_field\" ORDER BY collection";
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(self.backend(), sql))
+            .await
+            .map_err(db_err("reading the collections synced before"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let name: String = row
+                .try_get_by_index(0)
+                .map_err(db_err("reading a collection"))?;
+            let table: String = row
+                .try_get_by_index(1)
+                .map_err(db_err("reading a collection"))?;
+            if config.collection(&name).is_some()
+                || Self::existing_columns(&self.db, &table).await?.is_empty()
+            {
+                continue;
+            }
+            let mut c = CollectionConfig::new(name);
+            c.table = table;
+            let mut status = self.status(&c).await?;
+            status.removed_from_file = true;
+            out.push(status);
+        }
+        Ok(out)
     }
 
     async fn record_run(&self, run: &RunRecord) -> Result<()> {

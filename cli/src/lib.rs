@@ -66,7 +66,16 @@ pub async fn open(config: Config) -> Result<Deltasync, OpenError> {
     config.validate()?;
     let store = SqlStore::connect(&config.local.database).await?;
     let remote = DirectusClient::new(&config.remote)?;
-    Ok(engine::Engine::open(config, store, remote).await?)
+    let located = config.clone();
+    match engine::Engine::open(config, store, remote).await {
+        // The file asks for something the local tables cannot follow: point at it.
+        Err(Error::SchemaChanged(change)) => Err(OpenError::Config(located.error_at(
+            ConfigErrorKind::Incompatible,
+            &format!("collections.{}.fields.{}", change.collection, change.field),
+            change.to_string(),
+        ))),
+        opened => Ok(opened?),
+    }
 }
 
 /// Loads a schema file and opens it (see [`open`]).

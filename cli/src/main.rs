@@ -305,6 +305,26 @@ async fn open(path: &std::path::Path) -> Result<Deltasync, Failure> {
         .context("cannot open the local database")?)
 }
 
+/// What the last run said per collection that a person may need to act on: its error, and
+/// fields the token may not write.
+fn print_last_run_notes(run: &deltasync::engine_ports::RunRecord) {
+    let Ok(report) = serde_json::from_value::<SyncReport>(run.summary.clone()) else {
+        return;
+    };
+    for c in &report.collections {
+        if let Some(error) = &c.error {
+            println!("  {}: {error}", c.collection);
+        }
+        if !c.read_only_fields.is_empty() {
+            println!(
+                "  {}: the token may not update {}; local changes to them are held back",
+                c.collection,
+                c.read_only_fields.join(", ")
+            );
+        }
+    }
+}
+
 fn sync_exit(report: &SyncReport) -> u8 {
     if report.failed() {
         exit::SYNC_FAILED
@@ -406,8 +426,16 @@ async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
             "cursor",
         ]);
         for s in &rows {
+            let name = if s.removed_from_file {
+                format!(
+                    "{} (not in the schema file: table kept, not synced)",
+                    s.collection
+                )
+            } else {
+                s.collection.clone()
+            };
             table.add_row([
-                s.collection.clone(),
+                name,
                 s.rows.to_string(),
                 s.created.to_string(),
                 s.updated.to_string(),
@@ -418,12 +446,15 @@ async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
             ]);
         }
         println!("{table}");
-        match last {
-            Some(run) => println!(
-                "last run: {} ({})",
-                run.finished_at.to_rfc3339(),
-                if run.ok { "ok" } else { "failed" }
-            ),
+        match &last {
+            Some(run) => {
+                println!(
+                    "last run: {} ({})",
+                    run.finished_at.to_rfc3339(),
+                    if run.ok { "ok" } else { "failed" }
+                );
+                print_last_run_notes(run);
+            }
             None => println!("last run: never"),
         }
         println!("waiting for a person: {waiting}");

@@ -37,8 +37,10 @@ pub async fn check(config: &Config) -> Result<Vec<String>, OpenError> {
                 c.name, c.page_size
             ));
         }
-        check_collection(&client, c, &mut problems).await;
-        if let Some(permissions) = &permissions {
+        // A collection that cannot be seen at all is one problem, not one per action.
+        if check_collection(&client, c, &mut problems).await
+            && let Some(permissions) = &permissions
+        {
             check_permissions(permissions, c, &mut problems);
         }
     }
@@ -96,11 +98,12 @@ fn check_permissions(permissions: &Value, c: &CollectionConfig, problems: &mut V
     }
 }
 
+/// Checks the collection's fields against the file; `false` when they cannot be read.
 async fn check_collection(
     client: &DirectusClient,
     c: &CollectionConfig,
     problems: &mut Vec<String>,
-) {
+) -> bool {
     let fields = match client.fields(&c.name).await {
         Ok(body) => body["data"].as_array().cloned().unwrap_or_default(),
         Err(e) if e.kind == RemoteErrorKind::Forbidden => {
@@ -108,11 +111,11 @@ async fn check_collection(
                 "{}: collection missing, or no permission to read its fields ({e})",
                 c.name
             ));
-            return;
+            return false;
         }
         Err(e) => {
             problems.push(format!("{}: cannot read fields: {e}", c.name));
-            return;
+            return false;
         }
     };
     let find = |name: &str| fields.iter().find(|f| f["field"] == name);
@@ -207,6 +210,7 @@ async fn check_collection(
             ));
         }
     }
+    true
 }
 
 /// Whether a Directus field type can hold a configured field type.

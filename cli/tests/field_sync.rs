@@ -46,33 +46,51 @@ impl SchemaFile {
 
     /// Writes the file with `fields` and `options` (extra collection keys) and returns it.
     fn write(&self, fields: &[&str], options: &str) -> PathBuf {
+        self.write_with(fields, options, "")
+    }
+
+    /// Like [`SchemaFile::write`], with `more` (further collections) appended.
+    fn write_with(&self, fields: &[&str], options: &str, more: &str) -> PathBuf {
         let types: std::collections::HashMap<&str, &str> =
             [("title", "string"), ("views", "integer"), ("meta", "json")].into();
         let fields: Vec<String> = fields
             .iter()
-            .map(|f| format!("      {f}: {}", types[f]))
+            .map(|f| match f.split_once(':') {
+                Some((name, kind)) => format!("      {name}: {kind}"),
+                None => format!("      {f}: {}", types[f]),
+            })
             .collect();
+        let this = match fields.is_empty() {
+            true => String::new(),
+            false => format!(
+                "  {}:\n{options}    fields:\n{}\n",
+                self.collection,
+                fields.join("\n")
+            ),
+        };
         let text = format!(
-            "remote:\n  url: {}\n  token: ${{DELTASYNC_FIELD_SYNC_TOKEN}}\n  max_retries: 1\nlocal:\n  database: {}\ncollections:\n  {}:\n{options}    fields:\n{}\n",
-            self.url,
-            self.database,
-            self.collection,
-            fields.join("\n")
+            "remote:\n  url: {}\n  token: ${{DELTASYNC_FIELD_SYNC_TOKEN}}\n  max_retries: 1\nlocal:\n  database: {}\ncollections:\n{this}{more}",
+            self.url, self.database,
         );
         let path = self.dir.path().join("deltasync.yaml");
         std::fs::write(&path, text).unwrap();
         path
     }
 
-    /// Runs `deltasync -c FILE args…`; returns the exit code and stdout as JSON.
-    fn run(&self, file: &Path, args: &[&str]) -> (i32, Value) {
-        let out = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+    /// Runs `deltasync -c FILE args…`.
+    fn output(&self, file: &Path, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_deltasync"))
             .env("DELTASYNC_FIELD_SYNC_TOKEN", &self.token)
             .arg("-c")
             .arg(file)
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs `deltasync -c FILE args…`; returns the exit code and stdout as JSON.
+    fn run(&self, file: &Path, args: &[&str]) -> (i32, Value) {
+        let out = self.output(file, args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let json = serde_json::from_str(&stdout).unwrap_or_else(|_| {
             panic!(
@@ -434,6 +452,94 @@ async fn a_server_row_that_does_not_fit_stops_nothing_else() {
             (&server["title"], &server["views"]),
             (&json!("mine"), &json!(7)),
             "{}",
+            site.label
+        );
+        site.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_file_changes_with_rows_pending_lose_nothing() {
+    for (site, mut dbs) in pairs().await {
+        let c = site.collection("evolving", &FIELDS).await;
+        let other = site.collection("other", &FIELDS).await;
+        let rows = site
+            .insert(&c.name, vec![row(json!({"title": "a", "views": 1}))])
+            .await;
+        let k = key(&rows[0]);
+        let file = SchemaFile::new(&site, site.admin_token(), &mut dbs, &c.name).await;
+        let other_block = format!("  {}:\n    fields:\n      title: string\n", other.name);
+        let both = file.write_with(&["title", "views"], "", &other_block);
+        assert_eq!(file.sync(&both).0, 0, "{}", site.label);
+        file.sql(&format!(
+            "UPDATE \"{}\" SET title = 'mine', views = 99 WHERE id = '{k}'",
+            c.name
+        ))
+        .await;
+
+        // A field removed from the file: its column stays, its pending value is not sent.
+        let without_views = file.write_with(&["title"], "", &other_block);
+        let (code, report) = file.sync(&without_views);
+        assert_eq!(code, 0, "{}: {report}", site.label);
+        let server = server_row(&site, &c.name, &k).await;
+        assert_eq!(
+            (&server["title"], &server["views"]),
+            (&json!("mine"), &json!(1)),
+            "{}",
+            site.label
+        );
+        assert_eq!(
+            file.local().await[&k].2,
+            json!(99),
+            "{}: the column keeps its value",
+            site.label
+        );
+
+        // The field back under another type: refused, naming file, line and field.
+        let retyped = file.write_with(&["title", "views:string"], "", &other_block);
+        let out = file.output(&retyped, &["sync", "--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", site.label);
+        let path = retyped.display().to_string();
+        assert!(
+            stderr.contains(&format!("{path}:11:"))
+                && stderr.contains(&format!("collections.{}.fields.views", c.name)),
+            "{}: {stderr}",
+            site.label
+        );
+        assert!(
+            stderr.contains("integer") && stderr.contains("string"),
+            "{stderr}"
+        );
+
+        // A collection removed from the file: its table is kept and `status` says so.
+        file.sql(&format!(
+            "UPDATE \"{}\" SET title = 'waits' WHERE id = '{k}'",
+            c.name
+        ))
+        .await;
+        let only_other = file.write_with(&[], "", &other_block);
+        let (code, status) = file.run(&only_other, &["status", "--json"]);
+        assert_eq!(code, 0, "{status}");
+        let removed = status["collections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["collection"] == json!(c.name))
+            .unwrap_or_else(|| panic!("{}: {status}", site.label))
+            .clone();
+        assert_eq!(removed["removed_from_file"], json!(true), "{removed}");
+        assert_eq!(
+            removed["updated"],
+            json!(1),
+            "{}: the pending change is kept: {removed}",
+            site.label
+        );
+        assert_eq!(file.sync(&only_other).0, 0, "{}", site.label);
+        assert_eq!(
+            server_row(&site, &c.name, &k).await["title"],
+            json!("mine"),
+            "{}: not synced",
             site.label
         );
         site.cleanup().await;

@@ -19,6 +19,26 @@ pub enum Error {
     /// The caller named something the configuration does not have.
     #[error("{0}")]
     Usage(String),
+    /// The schema file changed a field in a way the local table cannot follow.
+    #[error("{0}")]
+    SchemaChanged(SchemaChange),
+}
+
+/// A field whose type in the schema file differs from the type its local column was made
+/// for. Nothing is changed: the file must go back to the old type, or the field must get a
+/// new name (or the table be dropped and pulled again).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "collection {collection}, field {field}: the schema file says {now}, but the local column holds {was}; \
+     keep {was}, or sync the field under a new name (a type change is not migrated)"
+)]
+pub struct SchemaChange {
+    pub collection: String,
+    pub field: String,
+    /// The type the local column was made for.
+    pub was: String,
+    /// The type the schema file now gives.
+    pub now: String,
 }
 
 /// What kind of failure an [`Error`] is, for reports and callers that branch on it.
@@ -38,6 +58,7 @@ pub enum ErrorKind {
     InvalidLocalValue,
     Store,
     Usage,
+    SchemaChanged,
 }
 
 impl ErrorKind {
@@ -70,6 +91,7 @@ impl Error {
                 StoreErrorKind::Other => ErrorKind::Store,
             },
             Error::Usage(_) => ErrorKind::Usage,
+            Error::SchemaChanged(_) => ErrorKind::SchemaChanged,
         }
     }
 
@@ -78,7 +100,7 @@ impl Error {
         match self {
             Error::Remote(e) => e.kind.is_transient(),
             Error::Store(e) => e.kind == StoreErrorKind::Busy,
-            Error::Usage(_) => false,
+            Error::Usage(_) | Error::SchemaChanged(_) => false,
         }
     }
 }

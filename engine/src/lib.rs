@@ -27,7 +27,8 @@ pub mod verify;
 
 pub use conflict::{Conflict, ConflictKind, FieldChoice, FieldConflict, Resolution, Resolver};
 pub use error::{
-    Error, ErrorKind, RemoteError, RemoteErrorKind, Result, StoreError, StoreErrorKind,
+    Error, ErrorKind, RemoteError, RemoteErrorKind, Result, SchemaChange, StoreError,
+    StoreErrorKind,
 };
 pub use handle::Collection;
 pub use merge::{FieldSource, FieldSources};

@@ -332,6 +332,10 @@ pub struct CollectionStatus {
     pub conflicts: u64,
     pub quarantined: u64,
     pub checkpoint: Checkpoint,
+    /// The collection is no longer in the schema file: its table is kept as it is and no
+    /// longer synced, pending changes included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed_from_file: bool,
 }
 
 /// A finished sync run as kept in the run history.
@@ -402,6 +406,13 @@ pub trait Store: Send + Sync {
         &self,
         collection: &CollectionConfig,
     ) -> impl Future<Output = Result<CollectionStatus>> + Send;
+
+    /// The status of collections synced here before that `config` no longer has; their
+    /// tables are kept.
+    fn removed(
+        &self,
+        config: &Config,
+    ) -> impl Future<Output = Result<Vec<CollectionStatus>>> + Send;
 
     /// Records a finished sync; the last write of every run, where a store may also tidy up
     /// (the SQL store checkpoints SQLite's write-ahead log).

@@ -1,4 +1,5 @@
-//! The engine's own tables: checkpoints, conflicts, run history and base snapshots.
+//! The engine's own tables: checkpoints, conflicts, run history, base snapshots and the
+//! configured field types.
 //!
 //! Owns their shape and its evolution as sea-orm migrations. Collection tables are not here:
 //! they follow the schema file and are created by the store adapter.
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_engine_tables::Migration),
             Box::new(m0002_conflict_local_time::Migration),
             Box::new(m0003_conflict_fields::Migration),
+            Box::new(m0004_field_types::Migration),
         ]
     }
 
@@ -212,6 +214,47 @@ mod m0003_conflict_fields {
                         .drop_column("fields")
                         .to_owned(),
                 )
+                .await
+        }
+    }
+}
+
+/// The configured type of every synced field, per collection and local table: a field whose
+/// type changes in the schema file is refused, and a collection dropped from the file is
+/// still known.
+mod m0004_field_types {
+    use sea_orm_migration::prelude::*;
+
+    #[derive(Debug)]
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m0004_field_types"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table("_deltasync_field")
+                        .if_not_exists()
+                        .col(ColumnDef::new("collection").text().not_null())
+                        .col(ColumnDef::new("field").text().not_null())
+                        .col(ColumnDef::new("table_name").text().not_null())
+                        .col(ColumnDef::new("type").text().not_null())
+                        .primary_key(Index::create().col("collection").col("field"))
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table("_deltasync_field").to_owned())
                 .await
         }
     }

@@ -43,6 +43,9 @@ pub enum ConfigErrorKind {
     /// The configuration is well-formed but inconsistent: a required key is missing,
     /// options contradict each other, or a reference points nowhere.
     Invalid,
+    /// The file is valid on its own but asks for a change the local tables cannot follow
+    /// (a field's type changed).
+    Incompatible,
 }
 
 /// A configuration problem, worded so that the file can be fixed from the message alone.

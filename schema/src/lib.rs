@@ -109,6 +109,32 @@ impl Config {
         Ok(config)
     }
 
+    /// An error about the value at key `path` (`collections.articles.fields.views`), found
+    /// after loading, for example by comparing the local tables with the file: it points at
+    /// the key's line in the file this configuration was loaded from, when the file still
+    /// reads the same.
+    pub fn error_at(
+        &self,
+        kind: ConfigErrorKind,
+        path: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let Some(source) = &self.source else {
+            return locate::Reporter::detached().at_value(kind, path, message);
+        };
+        let file = source.display().to_string();
+        let locations = std::fs::read_to_string(source).ok().and_then(|text| {
+            let mut root = yaml::parse(&text, &file).ok()?;
+            let env = |name: &str| std::env::var_os(name).and_then(|v| v.into_string().ok());
+            env::expand_tree(&mut root, "", &file, &env).ok()?;
+            decode::decode(&root, &file)
+                .ok()
+                .map(|(_, locations)| locations)
+        });
+        let locations = locations.unwrap_or_default();
+        locate::Reporter::new(&file, &locations).at_value(kind, path, message)
+    }
+
     /// Checks a configuration built or changed in code. Errors name the key path but carry no
     /// position and show `<config>` as file name.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -355,6 +355,11 @@ impl Site {
         created["data"]["id"].to_string()
     }
 
+    /// The admin token.
+    pub fn admin_token(&self) -> String {
+        self.token.clone()
+    }
+
     /// Takes `action` on `collection` away from the token of [`Site::limited_token`].
     pub async fn revoke(&self, collection: &str, action: &str) {
         if let Some(server) = &self.reference {

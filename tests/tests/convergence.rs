@@ -654,8 +654,10 @@ fn check_merge(strategy: Strategy, r: &ConflictRecord, decided: &BTreeMap<i64, R
             "only a person decides a collision: {r:?}"
         );
         assert!(
-            fields.values().all(|s| *s == FieldSource::Collided),
-            "a parked row names only its colliding fields: {r:?}"
+            fields
+                .values()
+                .all(|s| !matches!(s, FieldSource::CollidedLocal | FieldSource::CollidedRemote)),
+            "a parked row decides no collision itself: {r:?}"
         );
         let choice = decided.get(&r.id).copied();
         assert!(
@@ -693,9 +695,14 @@ fn check_merge(strategy: Strategy, r: &ConflictRecord, decided: &BTreeMap<i64, R
             _ => None,
         };
         let truthful = match source {
-            FieldSource::Local => changed(local) != Some(false) && differ != Some(false),
-            FieldSource::Remote => changed(remote) != Some(false) && differ != Some(false),
-            FieldSource::Same => changed(local) != Some(false) && differ != Some(true),
+            // What a parked record shows of the local side may be newer than what was compared.
+            FieldSource::Local => {
+                parked || (changed(local) != Some(false) && differ != Some(false))
+            }
+            FieldSource::Remote => {
+                changed(remote) != Some(false) && (parked || differ != Some(false))
+            }
+            FieldSource::Same => parked || (changed(local) != Some(false) && differ != Some(true)),
             FieldSource::CollidedLocal | FieldSource::CollidedRemote => {
                 changed(local) != Some(false)
                     && changed(remote) != Some(false)

@@ -66,6 +66,10 @@ pub struct CollectionReport {
     /// Local changes the server rejected for good, and server rows that did not fit.
     pub quarantined: u64,
     pub duration_ms: u64,
+    /// Configured fields this token may read but not update, when the push read the token's
+    /// permissions: local changes to them are held back, never sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only_fields: Vec<String>,
     /// Why a phase of this collection failed; the next sync resumes where it stopped.
     pub error: Option<String>,
     /// What kind of failure that was.
@@ -89,6 +93,7 @@ impl CollectionReport {
             merged: self.merged - before.merged,
             quarantined: self.quarantined - before.quarantined,
             duration_ms: self.duration_ms - before.duration_ms,
+            read_only_fields: self.read_only_fields.clone(),
             error: self.error.clone(),
             error_kind: self.error_kind,
             error_phase: self.error_phase.clone(),
@@ -195,6 +200,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         for c in &self.config.collections {
             out.push(self.store.status(c).await?);
         }
+        out.extend(self.store.removed(&self.config).await?);
         Ok(out)
     }
 

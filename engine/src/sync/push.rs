@@ -329,6 +329,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
         self.check_allowed(c, Action::Update, run).await?;
         let permissions = self.permissions(run).await?;
+        if let Some(p) = &permissions {
+            report.read_only_fields = c
+                .fields
+                .iter()
+                .filter(|f| !p.covers(&c.name, Action::Update, &f.name))
+                .map(|f| f.name.clone())
+                .collect();
+        }
         let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
         let mut bases = self.store.bases(c, &keys).await?;
         // A snapshot of another version than the row's base cannot tell what changed; the

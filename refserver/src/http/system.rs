@@ -212,7 +212,16 @@ pub(super) async fn permissions_me(
 ) -> Reply {
     let mut out = Map::new();
     if ctx.acc.is_admin() {
-        let names: Vec<String> = s.with_db(|db| db.collections().map(|c| c.name.clone()).collect());
+        // The system collections served here, then the user's.
+        let mut names: Vec<String> = [
+            "directus_activity",
+            "directus_collections",
+            "directus_fields",
+            "directus_users",
+        ]
+        .map(str::to_owned)
+        .into();
+        names.extend(s.with_db(|db| db.collections().map(|c| c.name.clone()).collect::<Vec<_>>()));
         for name in names {
             let mut actions = Map::new();
             for action in ["create", "read", "update", "delete", "share"] {
