@@ -256,6 +256,24 @@ END",
     }
 }
 
+/// Adds `field` with the row's current value to the base snapshots of `c` that lack it.
+pub fn snapshot_field_backfill(backend: DbBackend, c: &CollectionConfig, field: &str) -> String {
+    let collection = c.name.replace('\'', "''");
+    let (table, pk, column) = (ident(&c.table), ident(&c.primary_key), ident(field));
+    match backend {
+        DbBackend::Postgres => format!(
+            "UPDATE \"_deltasync_base\" AS b SET data = (b.data::jsonb || jsonb_build_object('{field}', t.{column}))::text \
+             FROM {table} AS t WHERE b.collection = '{collection}' AND t.{pk}::text = b.key \
+             AND NOT (b.data::jsonb ? '{field}')"
+        ),
+        _ => format!(
+            "UPDATE \"_deltasync_base\" SET data = json_set(data, '$.{field}', \
+             (SELECT t.{column} FROM {table} AS t WHERE CAST(t.{pk} AS TEXT) = \"_deltasync_base\".key)) \
+             WHERE collection = '{collection}' AND json_type(data, '$.{field}') IS NULL"
+        ),
+    }
+}
+
 /// Converts a JSON value to the SQL value stored for a field of type `kind`.
 pub fn to_sql(backend: DbBackend, kind: FieldType, value: &Value) -> Result<SqlValue, String> {
     let pg = backend == DbBackend::Postgres;

@@ -155,7 +155,7 @@ impl SqlStore {
                 .map(drop)
                 .map_err(db_err(context()))
         };
-        Self::check_field_types(&txn, c).await?;
+        let returning = Self::check_field_types(&txn, c).await?;
         let existing = Self::existing_columns(&txn, &c.table).await?;
         if existing.is_empty() {
             exec(&sql::create_table(backend, c)).await?;
@@ -174,8 +174,8 @@ impl SqlStore {
                 ))
                 .await?;
             }
-            if !missing.is_empty() {
-                tracing::info!(collection = %c.name, added = missing.len(), "new fields: synced rows will be pulled again");
+            if !missing.is_empty() || !returning.is_empty() {
+                tracing::info!(collection = %c.name, added = missing.len() + returning.len(), "new fields: synced rows will be pulled again");
                 exec(&format!(
                     "UPDATE {} SET {} = NULL, {REV} = {REV} + 1 WHERE {STATUS} = 'synced'",
                     ident(&c.table),
@@ -195,6 +195,12 @@ impl SqlStore {
                     .await
                     .map_err(db_err("resetting the checkpoint"))?;
             }
+            // A field back in the file after rows were edited without it: their snapshots
+            // take its current local value, so that only a change made to it since the
+            // snapshot was taken is pushed, never the value it kept while out of the file.
+            for field in &returning {
+                exec(&sql::snapshot_field_backfill(backend, c, field)).await?;
+            }
         }
         exec(&sql::create_pending_index(c)).await?;
         for statement in sql::local_write_trigger(backend, c) {
@@ -204,13 +210,17 @@ impl SqlStore {
     }
 
     /// Refuses a field whose configured type differs from the one its column was made for,
-    /// and records the types of fields new to the table. A field removed from the schema
-    /// file keeps its record, so that bringing it back under another type is refused too.
-    async fn check_field_types(db: &impl ConnectionTrait, c: &CollectionConfig) -> Result<()> {
+    /// records the fields new to the table, and marks the fields no longer in the file. A
+    /// removed field keeps its record, so that bringing it back under another type is refused
+    /// too; returns the fields that come back, whose columns missed every change meanwhile.
+    async fn check_field_types(
+        db: &impl ConnectionTrait,
+        c: &CollectionConfig,
+    ) -> Result<Vec<String>> {
         let backend = db.get_database_backend();
         let context = || format!("reading the field types of {}", c.name);
         let mut q = Sql::new(backend);
-        q.push("SELECT field, type FROM \"_deltasync_field\" WHERE collection = ")
+        q.push("SELECT field, type, in_file FROM \"_deltasync_field\" WHERE collection = ")
             .bind(SqlValue::from(c.name.as_str()));
         let rows = db
             .query_all_raw(q.build())
@@ -220,35 +230,62 @@ impl SqlStore {
         for row in rows {
             let field: String = row.try_get_by_index(0).map_err(db_err(context()))?;
             let kind: String = row.try_get_by_index(1).map_err(db_err(context()))?;
-            recorded.insert(field, kind);
+            let in_file: bool = row.try_get_by_index(2).map_err(db_err(context()))?;
+            recorded.insert(field, (kind, in_file));
         }
+        let mut returning = Vec::new();
         for f in &c.fields {
-            match recorded.get(&f.name) {
-                Some(was) if was != f.kind.as_str() => {
+            let mut q = Sql::new(backend);
+            match recorded.remove(&f.name) {
+                Some((was, _)) if was != f.kind.as_str() => {
                     return Err(engine::Error::SchemaChanged(engine::SchemaChange {
                         collection: c.name.clone(),
                         field: f.name.clone(),
-                        was: was.clone(),
+                        was,
                         now: f.kind.as_str().to_owned(),
                     }));
                 }
-                Some(_) => {}
+                Some((_, true)) => continue,
+                Some((_, false)) => {
+                    returning.push(f.name.clone());
+                    q.push("UPDATE \"_deltasync_field\" SET in_file = ")
+                        .bind(SqlValue::from(true))
+                        .push(" WHERE collection = ")
+                        .bind(SqlValue::from(c.name.as_str()))
+                        .push(" AND field = ")
+                        .bind(SqlValue::from(f.name.as_str()));
+                }
                 None => {
-                    let mut q = Sql::new(backend);
-                    q.push("INSERT INTO \"_deltasync_field\" (collection, field, table_name, type) VALUES ")
+                    q.push("INSERT INTO \"_deltasync_field\" (collection, field, table_name, type, in_file) VALUES ")
                         .bind_list([
                             SqlValue::from(c.name.as_str()),
                             SqlValue::from(f.name.as_str()),
                             SqlValue::from(c.table.as_str()),
                             SqlValue::from(f.kind.as_str()),
+                            SqlValue::from(true),
                         ]);
-                    db.execute_raw(q.build())
-                        .await
-                        .map_err(db_err(format!("recording the field types of {}", c.name)))?;
                 }
             }
+            db.execute_raw(q.build())
+                .await
+                .map_err(db_err(format!("recording the field types of {}", c.name)))?;
         }
-        Ok(())
+        for (field, (_, in_file)) in recorded {
+            if !in_file {
+                continue;
+            }
+            let mut q = Sql::new(backend);
+            q.push("UPDATE \"_deltasync_field\" SET in_file = ")
+                .bind(SqlValue::from(false))
+                .push(" WHERE collection = ")
+                .bind(SqlValue::from(c.name.as_str()))
+                .push(" AND field = ")
+                .bind(SqlValue::from(field.as_str()));
+            db.execute_raw(q.build())
+                .await
+                .map_err(db_err(format!("recording the field types of {}", c.name)))?;
+        }
+        Ok(returning)
     }
 
     /// `SELECT columns FROM table WHERE condition [AND key > after] ORDER BY key LIMIT limit`.

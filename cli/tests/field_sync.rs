@@ -44,7 +44,8 @@ impl SchemaFile {
         }
     }
 
-    /// Writes the file with `fields` and `options` (extra collection keys) and returns it.
+    /// Writes the file with `fields` and `options` (extra collection keys) and returns it:
+    /// always the same path, so a file written earlier is replaced.
     fn write(&self, fields: &[&str], options: &str) -> PathBuf {
         self.write_with(fields, options, "")
     }
@@ -495,6 +496,26 @@ async fn schema_file_changes_with_rows_pending_lose_nothing() {
             site.label
         );
 
+        // Back in the file after a row was edited without it: the value it kept while out is
+        // not sent over the server's, and the row takes the server's value.
+        file.sql(&format!(
+            "UPDATE \"{}\" SET title = 'again' WHERE id = '{k}'",
+            c.name
+        ))
+        .await;
+        site.update(&c.name, &k, row(json!({"views": 5}))).await;
+        let both = file.write_with(&["title", "views"], "", &other_block);
+        let (code, report) = file.sync(&both);
+        assert_eq!(code, 0, "{}: {report}", site.label);
+        let server = server_row(&site, &c.name, &k).await;
+        assert_eq!(
+            (&server["title"], &server["views"]),
+            (&json!("again"), &json!(5)),
+            "{}",
+            site.label
+        );
+        assert_eq!(file.local().await[&k].2, json!(5), "{}", site.label);
+
         // The field back under another type: refused, naming file, line and field.
         let retyped = file.write_with(&["title", "views:string"], "", &other_block);
         let out = file.output(&retyped, &["sync", "--json"]);
@@ -538,7 +559,7 @@ async fn schema_file_changes_with_rows_pending_lose_nothing() {
         assert_eq!(file.sync(&only_other).0, 0, "{}", site.label);
         assert_eq!(
             server_row(&site, &c.name, &k).await["title"],
-            json!("mine"),
+            json!("again"),
             "{}: not synced",
             site.label
         );

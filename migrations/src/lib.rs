@@ -246,6 +246,7 @@ mod m0004_field_types {
                         .col(ColumnDef::new("field").text().not_null())
                         .col(ColumnDef::new("table_name").text().not_null())
                         .col(ColumnDef::new("type").text().not_null())
+                        .col(ColumnDef::new("in_file").boolean().not_null().default(true))
                         .primary_key(Index::create().col("collection").col("field"))
                         .to_owned(),
                 )
