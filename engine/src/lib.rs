@@ -6,6 +6,7 @@
 //! - [`decode`]: server rows checked against the configured types (pure).
 //! - [`plan`]: what a pulled row or a logged delete does locally (pure).
 //! - [`conflict`]: conflicts and the strategies that resolve them (pure).
+//! - [`decide`]: what a server's answer, the activity log or a person's choice means (pure).
 //! - [`merge`]: the field-by-field three-way merge of a row changed on both sides (pure).
 //! - [`ports`]: the [`Remote`](ports::Remote) and [`Store`](ports::Store) traits adapters implement.
 //! - [`handle`]: local writes through Rust, same meaning as the plain-SQL contract.
@@ -15,6 +16,7 @@
 
 pub mod conflict;
 pub mod cursor;
+pub mod decide;
 pub mod decode;
 pub mod error;
 pub mod handle;

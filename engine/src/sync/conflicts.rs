@@ -17,38 +17,29 @@ impl<S: Store, R: Remote> Engine<S, R> {
         c: &CollectionConfig,
         local: &LocalRow,
         fetched: Option<Fetched>,
-        run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let _ = run;
-        let remote = match fetched {
-            Some(Err(invalid)) => {
-                return self.record_invalid(c, &local.key, &invalid, report).await;
+        let server = fetched.as_ref().map(super::push::server_version);
+        let ops = match decide::read_back(local, server) {
+            decide::ReadBack::Settle(stamp) => vec![settle_op(local, stamp, None)],
+            decide::ReadBack::Forget => vec![remove_op(local)],
+            decide::ReadBack::RecordInvalid => {
+                let Some(Err(invalid)) = &fetched else {
+                    unreachable!("only a version that does not fit is recorded")
+                };
+                return self.record_invalid(c, &local.key, invalid, report).await;
             }
-            Some(Ok(remote)) => Some(remote),
-            None => None,
+            decide::ReadBack::Conflict => Vec::new(),
         };
-        if let Some(r) = &remote
-            && local.status != SyncStatus::Deleted
-            && plan::same_content(&local.data, &r.data)
-        {
+        if !ops.is_empty() {
             report.pushed += 1;
             let changes = Changes {
-                ops: vec![settle_op(local, r.stamp, None)],
+                ops,
                 ..Default::default()
             };
-            self.store.apply(c, changes).await?;
-            return Ok(());
+            return self.store.apply(c, changes).await.map(drop);
         }
-        if remote.is_none() && local.status == SyncStatus::Deleted {
-            report.pushed += 1;
-            let changes = Changes {
-                ops: vec![remove_op(local)],
-                ..Default::default()
-            };
-            self.store.apply(c, changes).await?;
-            return Ok(());
-        }
+        let remote = fetched.and_then(Result::ok);
         let deleted_at = match (&remote, &c.deletes) {
             (None, Deletes::Activity) => self.remote.delete_time(&c.name, &local.key).await?,
             _ => None, // unknown: last-write-wins gives the delete to the server
@@ -283,14 +274,14 @@ impl<S: Store, R: Remote> Engine<S, R> {
             )));
         }
         let chosen = match &choice {
-            Choice::Local => plan::Chosen::Local,
-            Choice::Remote => plan::Chosen::Remote,
-            Choice::With(_) => plan::Chosen::Given,
+            Choice::Local => decide::Chosen::Local,
+            Choice::Remote => decide::Chosen::Remote,
+            Choice::With(_) => decide::Chosen::Given,
         };
-        let decision = plan::person_decision(record.kind, chosen, local.as_ref(), remote_stamp);
+        let decision = decide::person_decision(record.kind, chosen, local.as_ref(), remote_stamp);
         let mut changes = Changes::default();
         let resolution = match decision {
-            plan::PersonDecision::TakeRemote => {
+            decide::PersonDecision::TakeRemote => {
                 match (&local, &remote) {
                     (Some(l), Some(Ok(r))) => changes.ops.push(take_remote_op(l, Some(r))),
                     (Some(l), None) => changes.ops.push(remove_op(l)),
@@ -299,19 +290,19 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 }
                 Resolution::TakeRemote
             }
-            plan::PersonDecision::Close => Resolution::KeepLocal,
-            plan::PersonDecision::Forget => {
+            decide::PersonDecision::Close => Resolution::KeepLocal,
+            decide::PersonDecision::Forget => {
                 if let Some(l) = &local {
                     changes.ops.push(remove_op(l));
                 }
                 Resolution::KeepLocal
             }
-            plan::PersonDecision::Pending { status, content } => {
+            decide::PersonDecision::Pending { status, content } => {
                 let data = match content {
-                    plan::Content::Local => {
+                    decide::Content::Local => {
                         local.as_ref().map(|l| l.data.clone()).unwrap_or_default()
                     }
-                    plan::Content::Given => match &choice {
+                    decide::Content::Given => match &choice {
                         Choice::With(data) => data.clone(),
                         _ => unreachable!("given content comes with a choice"),
                     },

@@ -17,6 +17,7 @@ use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for};
 use crate::cursor::{PageOutcome, page_outcome, page_request, settle};
+use crate::decide;
 use crate::decode::{RowError, remote_row, remote_row_unchecked};
 use crate::error::{Error, ErrorKind, RemoteError, RemoteErrorKind, Result};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};

@@ -39,58 +39,43 @@ impl<S: Store, R: Remote> Engine<S, R> {
         c: &CollectionConfig,
         rows: Vec<LocalRow>,
     ) -> Result<Vec<LocalRow>> {
-        let mut held: HashSet<Key> = HashSet::new();
+        // The parent rows the pushed rows name, per relation to a configured collection.
+        let mut parents: Vec<(&str, HashMap<Key, LocalRow>, bool)> = Vec::new();
         for field in &c.fields {
-            let Some(parent) = field.references.as_deref() else {
+            let Some(parent_c) = field
+                .references
+                .as_deref()
+                .and_then(|p| self.config.collection(p))
+            else {
                 continue;
-            };
-            let Some(parent_c) = self.config.collection(parent) else {
-                continue;
-            };
-            let in_chunk: HashSet<&Key> = if parent_c.name == c.name {
-                rows.iter().map(|r| &r.key).collect()
-            } else {
-                HashSet::new()
             };
             let wanted: Vec<Key> = rows
                 .iter()
-                .filter_map(|r| {
-                    r.data
-                        .get(&field.name)
-                        .and_then(crate::model::key_from_json)
-                })
+                .filter_map(|r| r.data.get(&field.name).and_then(key_from_json))
                 .collect();
-            let unplaced: HashSet<Key> = self
+            let found = self
                 .store
                 .rows(parent_c, &wanted)
                 .await?
                 .into_iter()
-                .filter(|p| p.base.is_none() && p.status != SyncStatus::Synced)
-                .filter(|p| !in_chunk.contains(&p.key))
-                .map(|p| p.key)
+                .map(|p| (p.key.clone(), p))
                 .collect();
-            for r in &rows {
-                let parent_key = r
-                    .data
-                    .get(&field.name)
-                    .and_then(crate::model::key_from_json);
-                if let Some(k) = parent_key.filter(|k| unplaced.contains(k)) {
-                    warn!(collection = %c.name, key = %r.key, parent = %parent, parent_key = %k,
-                        "held back: its parent has not reached the server");
-                    held.insert(r.key.clone());
-                }
-            }
+            parents.push((&field.name, found, parent_c.name == c.name));
         }
-        // Within the collection, a row whose parent is held back waits with it.
-        let self_references = self_references(c);
-        while let Some(key) = rows
+        let relations: Vec<decide::Relation<'_>> = parents
             .iter()
-            .filter(|r| !held.contains(&r.key))
-            .find(|r| unplaced_parent(r, &self_references, &held).is_some())
-            .map(|r| r.key.clone())
-        {
-            held.insert(key);
+            .map(|(field, parents, same_collection)| decide::Relation {
+                field,
+                parents,
+                same_collection: *same_collection,
+            })
+            .collect();
+        let held = decide::held_back(&rows, &relations, &self_references(c));
+        for (key, parent_key) in &held {
+            warn!(collection = %c.name, %key, %parent_key,
+                "held back: its parent has not reached the server");
         }
+        let held: HashSet<Key> = held.into_iter().map(|(key, _)| key).collect();
         Ok(rows
             .into_iter()
             .filter(|r| !held.contains(&r.key))
@@ -205,39 +190,45 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     report.pushed += locals.len() as u64;
                     self.store.apply(c, changes).await?;
                 }
-                Err(Error::Remote(e)) if e.kind.is_transient() => return Err(Error::Remote(e)),
-                Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
-                    // Stops here when the token lost the permission; one by one otherwise.
-                    let e = self.refusal(c, Action::Create, &[], e, run).await?;
-                    self.create_one_by_one(c, locals, Error::Remote(e), run, &mut unplaced, report)
-                        .await?;
-                }
-                Err(e) => {
-                    self.create_one_by_one(c, locals, e, run, &mut unplaced, report)
-                        .await?
-                }
+                Err(Error::Remote(e)) => match decide::create_failure(e.kind, locals.len()) {
+                    decide::CreateFailure::Stop => return Err(Error::Remote(e)),
+                    _ => {
+                        self.create_failed_batch(c, locals, e, run, &mut unplaced, report)
+                            .await?
+                    }
+                },
+                Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
-    /// One bad row fails a whole batch and Directus does not say which: the rows go one by
-    /// one, children of a row that did not reach the server held back.
-    async fn create_one_by_one(
+    /// A create request refused for good. One bad row fails a whole batch and Directus does
+    /// not say which: the rows go one by one, children of a row that did not reach the
+    /// server held back. A refusal that is the collection's stops the push first.
+    async fn create_failed_batch(
         &self,
         c: &CollectionConfig,
         locals: Vec<LocalRow>,
-        error: Error,
+        error: RemoteError,
         run: &RunCache,
         unplaced: &mut HashSet<Key>,
         report: &mut CollectionReport,
     ) -> Result<()> {
         if locals.len() == 1 {
             let local = &locals[0];
-            if !self.create_failed(c, local, error, run, report).await? {
+            if !self
+                .create_failed(c, local, Error::Remote(error), run, report)
+                .await?
+            {
                 unplaced.insert(local.key.clone());
             }
             return Ok(());
+        }
+        if decide::create_failure(error.kind, locals.len()) == decide::CreateFailure::AskPermissions
+        {
+            self.refusal(c, Action::Create, &[], error.clone(), run)
+                .await?;
         }
         tracing::debug!(%error, "batch create failed, retrying one by one");
         let self_references = self_references(c);
@@ -295,23 +286,34 @@ impl<S: Store, R: Remote> Engine<S, R> {
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<bool> {
-        match error {
-            Error::Remote(e) if e.kind == RemoteErrorKind::NotUnique => {
-                match self.fetch_remote(c, &local.key).await? {
-                    Some(fetched) => {
-                        self.compare_and_settle(c, local, Some(fetched), run, report)
-                            .await?;
-                        Ok(true)
-                    }
-                    None => Err(Error::Remote(e)),
+        let Error::Remote(e) = error else {
+            return Err(error);
+        };
+        let e = match decide::create_failure(e.kind, 1) {
+            decide::CreateFailure::AskPermissions => {
+                // The collection's refusal stops here; the row's is decided as rejected.
+                let e = self.refusal(c, Action::Create, &[], e, run).await?;
+                RemoteError {
+                    kind: RemoteErrorKind::Rejected,
+                    ..e
                 }
             }
-            Error::Remote(e) if is_permanent(e.kind) => {
-                let e = self.refusal(c, Action::Create, &[], e, run).await?;
+            _ => e,
+        };
+        match decide::create_failure(e.kind, 1) {
+            decide::CreateFailure::ReadBack => match self.fetch_remote(c, &local.key).await? {
+                Some(fetched) => {
+                    self.compare_and_settle(c, local, Some(fetched), report)
+                        .await?;
+                    Ok(true)
+                }
+                None => Err(Error::Remote(e)),
+            },
+            decide::CreateFailure::Quarantine => {
                 self.quarantine(c, local, e.to_string(), report).await?;
                 Ok(false)
             }
-            error => Err(error),
+            _ => Err(Error::Remote(e)),
         }
     }
 
@@ -456,8 +458,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             match result {
                 Ok(_) => {
                     let fetched = self.fetch_remote(c, &local.key).await?;
-                    self.compare_and_settle(c, &local, fetched, run, report)
-                        .await?;
+                    self.compare_and_settle(c, &local, fetched, report).await?;
                 }
                 Err(Error::Remote(e)) if is_permanent(e.kind) => {
                     self.quarantine(c, &local, e.to_string(), report).await?;
@@ -468,8 +469,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
         }
         for (local, fetched) in moved {
-            self.compare_and_settle(c, &local, fetched, run, report)
-                .await?;
+            self.compare_and_settle(c, &local, fetched, report).await?;
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -533,7 +533,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
     /// Deletes of rows the server never acknowledged (created, then deleted before a push
     /// was answered): an earlier create may have landed, so the server is asked. What it
     /// does not hold is forgotten; what it holds goes on to be deleted on its stamp, or is a
-    /// conflict (see [`plan::unacknowledged_delete`]). Returns the rows to delete.
+    /// conflict (see [`decide::unacknowledged_delete`]). Returns the rows to delete.
     async fn unacknowledged_deletes(
         &self,
         c: &CollectionConfig,
@@ -554,13 +554,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 Some(Err(r)) => r.stamp.map(|s| (s, &r.data)),
                 None => None,
             };
-            match plan::unacknowledged_delete(&local, remote) {
-                plan::UnacknowledgedDelete::Forget => forget.ops.push(remove_op(&local)),
-                plan::UnacknowledgedDelete::Delete(stamp) => to_delete.push(LocalRow {
+            match decide::unacknowledged_delete(&local, remote) {
+                decide::UnacknowledgedDelete::Forget => forget.ops.push(remove_op(&local)),
+                decide::UnacknowledgedDelete::Delete(stamp) => to_delete.push(LocalRow {
                     base: Some(stamp),
                     ..local
                 }),
-                plan::UnacknowledgedDelete::Conflict => match fetched {
+                decide::UnacknowledgedDelete::Conflict => match fetched {
                     Some(Ok(remote)) => {
                         self.resolve_conflict(c, &local, Some(remote), None, report)
                             .await?
@@ -618,20 +618,19 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let mut changes = Changes::default();
         let mut conflicted = Vec::new();
         for local in &rows {
-            match survivors.get(&local.key) {
-                None => {
+            let survivor = survivors.get(&local.key);
+            match decide::delete_outcome(local.base, survivor.map(server_version)) {
+                decide::DeleteOutcome::Deleted => {
                     report.pushed += 1;
                     changes.ops.push(remove_op(local));
                 }
-                // Untouched at the base it was deleted against: the server's query limit cut
-                // the batch short. It stays pending for the next sync.
-                Some(Ok(remote)) if local.base == Some(remote.stamp) => {
+                decide::DeleteOutcome::NotReached => {
                     warn!(collection = %c.name, key = %local.key, "delete not applied by the server; retried at the next sync");
                 }
-                Some(Err(invalid)) if local.base == invalid.stamp => {
-                    warn!(collection = %c.name, key = %local.key, "delete not applied by the server; retried at the next sync");
+                decide::DeleteOutcome::RecordInvalid | decide::DeleteOutcome::Conflict => {
+                    let fetched = survivor.expect("a survivor").clone();
+                    conflicted.push((local, fetched));
                 }
-                Some(fetched) => conflicted.push((local, fetched.clone())),
             }
         }
         self.store.apply(c, changes).await?;
@@ -746,4 +745,20 @@ pub(super) fn settle_pushed(
             ))),
         })
         .collect()
+}
+
+/// A server row read by key, as the decisions see it.
+pub(super) fn server_version(fetched: &read::Fetched) -> decide::ServerVersion<'_> {
+    match fetched {
+        Ok(r) => decide::ServerVersion {
+            stamp: Some(r.stamp),
+            data: &r.data,
+            fits: true,
+        },
+        Err(r) => decide::ServerVersion {
+            stamp: r.stamp,
+            data: &r.data,
+            fits: false,
+        },
+    }
 }

@@ -113,29 +113,31 @@ impl<S: Store, R: Remote> Engine<S, R> {
         after: i64,
         run: &RunCache,
     ) -> Result<Result<DeletePage, String>> {
-        if self.activity_logging(&c.name, run).await? == Some(false) {
-            return Ok(Err("the collection's accountability is off".into()));
-        }
-        let page = match self.remote.deletes_after(&c.name, after, c.page_size).await {
-            Ok(page) => page,
-            Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
-                return Ok(Err(
-                    "the activity log is not readable with this token".into()
-                ));
+        let logging = self.activity_logging(&c.name, run).await?;
+        let (mut read, mut page, mut oldest) = (None, None, None);
+        loop {
+            match decide::activity_log_trust(logging, read, oldest, after) {
+                decide::LogTrust::Trusted => return Ok(Ok(page.expect("trusted on a read page"))),
+                decide::LogTrust::Untrusted(reason) => return Ok(Err(reason)),
+                decide::LogTrust::ReadLog => {
+                    match self.remote.deletes_after(&c.name, after, c.page_size).await {
+                        Ok(first) => {
+                            read = Some(decide::LogRead::Read {
+                                anchored: first.anchored,
+                            });
+                            page = Some(first);
+                        }
+                        Err(Error::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
+                            read = Some(decide::LogRead::Forbidden);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                decide::LogTrust::AskOldest => {
+                    oldest = Some(self.remote.oldest_activity().await?);
+                }
             }
-            Err(e) => return Err(e),
-        };
-        if page.anchored {
-            return Ok(Ok(page));
         }
-        // Neither entry `after` nor `after + 1` is left: retention may have removed entries
-        // after the cursor, unless the log holds nothing older than them at all.
-        Ok(match self.remote.oldest_activity().await? {
-            Some(oldest) if oldest > after + 1 => Err(format!(
-                "retention removed activity after the stored cursor ({after}); the oldest entry is {oldest}"
-            )),
-            _ => Ok(page),
-        })
     }
 
     /// The newest activity id logged more than the longest overlap window ago, read once per
