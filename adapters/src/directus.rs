@@ -14,16 +14,21 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
+use engine::cursor::PageRequest;
 use engine::error::{RemoteError, RemoteErrorKind};
-use engine::ports::{Action, DeleteActivity, DeletePage, ListQuery, Permissions, RawPage, Remote};
-use engine::{Error as EngineError, Stamp};
+use engine::ports::{
+    Action, DeleteActivity, DeletePage, FilteredRows, Permissions, RawPage, Remote,
+};
+use engine::{Error as EngineError, Key, Row, Stamp};
 pub use reqwest::Method;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
-use schema::{Auth, RemoteConfig, Secret};
+use schema::{Auth, CollectionConfig, RemoteConfig, Secret};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
+
+use crate::query::{self, ListQuery};
 
 /// A Directus server, as the engine's [`Remote`].
 #[derive(Debug)]
@@ -374,23 +379,14 @@ fn data_rows(body: Value) -> Vec<Value> {
     }
 }
 
-fn list_params(query: &ListQuery) -> Vec<(&'static str, String)> {
-    vec![
-        ("filter", query.filter.to_string()),
-        ("sort", query.sort.join(",")),
-        ("fields", query.fields.join(",")),
-        ("limit", query.limit.to_string()),
-        ("offset", query.offset.to_string()),
-    ]
-}
-
-impl Remote for DirectusClient {
-    async fn list(&self, collection: &str, query: &ListQuery) -> Result<RawPage, EngineError> {
+impl DirectusClient {
+    /// One list request (`GET /items/:collection`).
+    async fn list(&self, collection: &str, query: ListQuery) -> Result<RawPage, EngineError> {
         let answer = self
             .send(
                 Method::GET,
                 &items_path(collection),
-                &list_params(query),
+                &query.params(),
                 None,
                 None,
             )
@@ -399,6 +395,43 @@ impl Remote for DirectusClient {
             rows: data_rows(answer.body),
             server_date: answer.date,
         })
+    }
+}
+
+impl Remote for DirectusClient {
+    async fn page(
+        &self,
+        c: &CollectionConfig,
+        request: &PageRequest,
+        fields: &[String],
+    ) -> Result<RawPage, EngineError> {
+        self.list(&c.name, query::page(c, request, fields)).await
+    }
+
+    async fn rows_by_keys(
+        &self,
+        c: &CollectionConfig,
+        keys: &[Key],
+        fields: &[String],
+    ) -> Result<RawPage, EngineError> {
+        if keys.is_empty() {
+            return Ok(RawPage::default());
+        }
+        self.list(&c.name, query::rows_by_keys(c, keys, fields))
+            .await
+    }
+
+    async fn filtered_rows(
+        &self,
+        c: &CollectionConfig,
+        which: FilteredRows<'_>,
+        fields: &[String],
+    ) -> Result<RawPage, EngineError> {
+        if matches!(which, FilteredRows::Among([])) {
+            return Ok(RawPage::default());
+        }
+        self.list(&c.name, query::filtered_rows(c, which, fields))
+            .await
     }
 
     async fn create(
@@ -422,21 +455,22 @@ impl Remote for DirectusClient {
         Ok(data_rows(answer))
     }
 
-    async fn update_where(
+    async fn update_if_unchanged(
         &self,
-        collection: &str,
-        filter: Value,
-        data: Value,
+        c: &CollectionConfig,
+        rows: &[(Key, Stamp)],
+        patch: Row,
         fields: &[String],
         idempotency_key: &str,
     ) -> Result<Vec<Value>, EngineError> {
+        let filter = query::unchanged(c, rows.iter().map(|(key, stamp)| (key, Some(*stamp))));
         // Without "limit": -1 an update by query touches at most 100 rows.
-        let body = json!({ "query": { "filter": filter, "limit": -1 }, "data": data });
+        let body = json!({ "query": { "filter": filter, "limit": -1 }, "data": patch });
         let query = [("fields", fields.join(","))];
         let answer = self
             .request(
                 Method::PATCH,
-                &items_path(collection),
+                &items_path(&c.name),
                 &query,
                 Some(&body),
                 Some(idempotency_key),
@@ -445,16 +479,17 @@ impl Remote for DirectusClient {
         Ok(data_rows(answer))
     }
 
-    async fn delete_where(
+    async fn delete_if_unchanged(
         &self,
-        collection: &str,
-        filter: Value,
+        c: &CollectionConfig,
+        rows: &[(Key, Option<Stamp>)],
         idempotency_key: &str,
     ) -> Result<(), EngineError> {
+        let filter = query::unchanged(c, rows.iter().map(|(key, stamp)| (key, *stamp)));
         let body = json!({ "query": { "filter": filter, "limit": -1 } });
         self.request(
             Method::DELETE,
-            &items_path(collection),
+            &items_path(&c.name),
             &[],
             Some(&body),
             Some(idempotency_key),

@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`directus`]: the Directus REST client, implementing [`engine::ports::Remote`].
+//! - `query`: the Directus filter dialect the client speaks for the engine's typed requests.
 //! - [`store`]: the SQLite/PostgreSQL store, implementing [`engine::ports::Store`].
 //! - [`sql`]: SQL text for both backends (quoting, placeholders, types, triggers).
 //!
 //! The engine never sees reqwest or sea-orm; these types are all it gets.
 
 pub mod directus;
+mod query;
 pub mod sql;
 pub mod store;
 

@@ -2,15 +2,14 @@
 //!
 //! Owns the cursor semantics documented in docs/sync-protocol.md. Pure: no IO, no clock.
 //!
-//! Directus refuses `_gt` on uuid keys, so the keyset `(stamp, key) > (S, K)` cannot be sent.
-//! Instead a position inside a group of rows sharing one stamp is held as "the first `seen`
+//! Directus cannot order-compare uuid keys, so the keyset `(stamp, key) > (S, K)` cannot be
+//! asked for. Instead a position inside a group of rows sharing one stamp is held as "the first `seen`
 //! rows at stamp S in key order", paged with `offset`, and checked with an anchor: the next
 //! request starts one row early and must return the last row already seen first. If it does
 //! not, the group changed under the pull and is re-read from its start (re-applying a row is
 //! a no-op), so no row is skipped however large the group is.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::model::{Key, RemoteRow, Stamp};
 
@@ -32,11 +31,22 @@ pub enum PullPosition {
     },
 }
 
-/// One page request, in Directus terms.
+/// Which rows a page is read from, by their stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StampRange {
+    /// Every row that has a stamp.
+    All,
+    /// Rows stamped after this stamp.
+    After(Stamp),
+    /// Rows stamped at or after this stamp.
+    From(Stamp),
+}
+
+/// One page request: `limit` rows from `offset` on, of the rows in `stamps` that pass the
+/// collection's own filter, in cursor order, then key order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageRequest {
-    /// The cursor condition, already combined with the collection's own filter.
-    pub filter: Value,
+    pub stamps: StampRange,
     pub offset: u64,
     pub limit: u32,
     /// The key the first returned row must have (the last row of the previous page).
@@ -57,39 +67,28 @@ pub enum PageOutcome {
 }
 
 /// The request for the page at `position`.
-pub fn page_request(
-    position: &PullPosition,
-    cursor_field: &str,
-    page_size: u32,
-    collection_filter: Option<&Value>,
-) -> PageRequest {
-    let (condition, offset, anchor) = match position {
-        PullPosition::Start => (json!({ cursor_field: { "_nnull": true } }), 0, None),
-        PullPosition::After { stamp } => {
-            (json!({ cursor_field: { "_gt": stamp.to_wire() } }), 0, None)
-        }
+pub fn page_request(position: &PullPosition, page_size: u32) -> PageRequest {
+    let (stamps, offset, anchor) = match position {
+        PullPosition::Start => (StampRange::All, 0, None),
+        PullPosition::After { stamp } => (StampRange::After(*stamp), 0, None),
         PullPosition::Within {
             stamp,
             seen,
             last_key,
         } => {
-            let condition = json!({ cursor_field: { "_gte": stamp.to_wire() } });
+            let stamps = StampRange::From(*stamp);
             match last_key {
-                Some(key) if *seen > 0 => (condition, seen - 1, Some(key.clone())),
-                _ => (condition, *seen, None),
+                Some(key) if *seen > 0 => (stamps, seen - 1, Some(key.clone())),
+                _ => (stamps, *seen, None),
             }
         }
-    };
-    let filter = match collection_filter {
-        Some(own) => json!({ "_and": [condition, own] }),
-        None => condition,
     };
     // The anchor row is part of the page, so a page never asks for more than the page size
     // (Directus refuses a limit above QUERY_LIMIT_MAX); an anchored page needs room for one
     // more row to make progress.
     let limit = page_size.max(1 + u32::from(anchor.is_some()));
     PageRequest {
-        filter,
+        stamps,
         offset,
         limit,
         anchor,
@@ -183,21 +182,21 @@ mod tests {
 
     #[test]
     fn start_asks_for_every_stamped_row() {
-        let req = page_request(&PullPosition::Start, "ts", 2, None);
-        assert_eq!(req.filter, json!({"ts": {"_nnull": true}}));
+        let req = page_request(&PullPosition::Start, 2);
+        assert_eq!(req.stamps, StampRange::All);
         assert_eq!((req.offset, req.limit, req.anchor), (0, 2, None));
     }
 
     #[test]
-    fn collection_filter_is_combined() {
-        let own = json!({"status": {"_eq": "live"}});
-        let req = page_request(
-            &PullPosition::After { stamp: stamp(1) },
-            "ts",
-            10,
-            Some(&own),
-        );
-        assert_eq!(req.filter["_and"][1], own);
+    fn a_settled_position_asks_for_later_stamps_and_a_group_from_its_stamp() {
+        let req = page_request(&PullPosition::After { stamp: stamp(1) }, 10);
+        assert_eq!(req.stamps, StampRange::After(stamp(1)));
+        let within = PullPosition::Within {
+            stamp: stamp(1),
+            seen: 0,
+            last_key: None,
+        };
+        assert_eq!(page_request(&within, 10).stamps, StampRange::From(stamp(1)));
     }
 
     #[test]
@@ -210,7 +209,7 @@ mod tests {
         let mut position = PullPosition::Start;
         let mut applied = Vec::new();
         loop {
-            let req = page_request(&position, "ts", 2, None);
+            let req = page_request(&position, 2);
             let offset = req.offset as usize;
             let page: Vec<_> = all
                 .iter()
@@ -240,7 +239,7 @@ mod tests {
             seen: 1,
             last_key: Some("a".into()),
         };
-        let req = page_request(&position, "ts", 1, None);
+        let req = page_request(&position, 1);
         assert_eq!((req.offset, req.limit), (0, 2));
         let outcome = page_outcome(&position, &req, vec![row("a", 5), row("b", 5)], 2);
         let PageOutcome::Advance { rows, .. } = outcome else {
@@ -251,7 +250,7 @@ mod tests {
 
     #[test]
     fn an_undecodable_row_does_not_end_the_pull_early() {
-        let req = page_request(&PullPosition::Start, "ts", 3, None);
+        let req = page_request(&PullPosition::Start, 3);
         // The server sent a full page; one row could not be read.
         let outcome = page_outcome(
             &PullPosition::Start,
@@ -272,7 +271,7 @@ mod tests {
             seen: 2,
             last_key: Some("b".into()),
         };
-        let req = page_request(&position, "ts", 2, None);
+        let req = page_request(&position, 2);
         assert_eq!(
             (req.offset, req.limit),
             (1, 2),
@@ -294,7 +293,7 @@ mod tests {
 
     #[test]
     fn seen_counts_only_the_trailing_stamp() {
-        let req = page_request(&PullPosition::Start, "ts", 3, None);
+        let req = page_request(&PullPosition::Start, 3);
         let outcome = page_outcome(
             &PullPosition::Start,
             &req,

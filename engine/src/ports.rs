@@ -1,7 +1,8 @@
 //! The two seams where the engine meets the world: the remote and the local store.
 //!
-//! Owns the contracts adapters implement, in plain data. Nothing here knows HTTP or SQL;
-//! the adapters crate provides the Directus client and the SQL store.
+//! Owns the contracts adapters implement, in plain data. Nothing here knows HTTP, SQL or
+//! Directus's filter dialect: requests say which rows they mean (keys, stamps, pages) and the
+//! adapters crate, which provides the Directus client and the SQL store, says it in its terms.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,20 +13,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::conflict::{ConflictKind, Resolution};
-use crate::cursor::PullPosition;
+use crate::cursor::{PageRequest, PullPosition};
 use crate::error::Result;
 use crate::merge::FieldSources;
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
 
-/// A list request (`GET /items/:collection`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListQuery {
-    pub filter: Value,
-    pub sort: Vec<String>,
-    pub fields: Vec<String>,
-    /// `-1` for all rows.
-    pub limit: i64,
-    pub offset: u64,
+/// Which rows passing a collection's own `filter` a read returns, in key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilteredRows<'a> {
+    /// Those among these keys.
+    Among(&'a [Key]),
+    /// All of them, `limit` rows from `offset` on.
+    Page { offset: u64, limit: usize },
 }
 
 /// One page of raw rows and the server's clock when it answered.
@@ -116,10 +115,31 @@ impl Permissions {
 
 /// What the engine needs from a Directus server.
 pub trait Remote: Send + Sync {
-    fn list(
+    /// A page of the pull: the rows `request` asks for that pass the collection's own
+    /// `filter`, in cursor order, then key order; each with `fields`.
+    fn page(
         &self,
-        collection: &str,
-        query: &ListQuery,
+        c: &CollectionConfig,
+        request: &PageRequest,
+        fields: &[String],
+    ) -> impl Future<Output = Result<RawPage>> + Send;
+
+    /// The rows among `keys`, whatever the collection's own `filter`, in key order; each
+    /// with `fields`. Rows the server does not hold are left out, never cut off by a limit.
+    fn rows_by_keys(
+        &self,
+        c: &CollectionConfig,
+        keys: &[Key],
+        fields: &[String],
+    ) -> impl Future<Output = Result<RawPage>> + Send;
+
+    /// The rows `which` covers among those passing the collection's own `filter`, in key
+    /// order; each with `fields`.
+    fn filtered_rows(
+        &self,
+        c: &CollectionConfig,
+        which: FilteredRows<'_>,
+        fields: &[String],
     ) -> impl Future<Output = Result<RawPage>> + Send;
 
     /// Creates rows in one request (all or nothing); returns them with `fields`.
@@ -131,22 +151,24 @@ pub trait Remote: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Vec<Value>>> + Send;
 
-    /// Updates every row matching `filter` with `data`; returns the updated rows (empty when
-    /// none matched: the compare-and-set failed).
-    fn update_where(
+    /// Writes `patch` to each of `rows` the server still holds at the given stamp, in one
+    /// request (a compare-and-set of every key on its stamp); returns the updated rows with
+    /// `fields`. A row left out did not match: it moved on, or is gone.
+    fn update_if_unchanged(
         &self,
-        collection: &str,
-        filter: Value,
-        data: Value,
+        c: &CollectionConfig,
+        rows: &[(Key, Stamp)],
+        patch: Row,
         fields: &[String],
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Vec<Value>>> + Send;
 
-    /// Deletes every row matching `filter`.
-    fn delete_where(
+    /// Deletes each of `rows` the server still holds at the given stamp (`None`: whatever
+    /// its stamp), in one request. Says nothing about what matched.
+    fn delete_if_unchanged(
         &self,
-        collection: &str,
-        filter: Value,
+        c: &CollectionConfig,
+        rows: &[(Key, Option<Stamp>)],
         idempotency_key: &str,
     ) -> impl Future<Output = Result<()>> + Send;
 

@@ -8,12 +8,11 @@ use std::collections::HashSet;
 
 use schema::CollectionConfig;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tracing::{Instrument, info_span, warn};
 
 use crate::error::Result;
-use crate::model::{Key, key_to_json};
-use crate::ports::{Changes, Guard, Remote, RowOp, Store};
+use crate::model::Key;
+use crate::ports::{Changes, FilteredRows, Guard, Remote, RowOp, Store};
 use crate::sync::Engine;
 
 /// Keys listed per kind of drift; the counts are always complete.
@@ -83,12 +82,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
             let Some((last, _)) = local.last() else { break };
             after = Some(last.clone());
             drift.local_rows += local.len() as u64;
-            let wire: Vec<_> = local
-                .iter()
-                .map(|(k, _)| key_to_json(k, c.key_type))
-                .collect();
-            let condition = json!({ &c.primary_key: { "_in": wire } });
-            let (server, _) = self.key_stamps(c, condition, local.len(), 0).await?;
+            let keys: Vec<Key> = local.iter().map(|(k, _)| k.clone()).collect();
+            let (server, _) = self.key_stamps(c, FilteredRows::Among(&keys)).await?;
             let server: std::collections::HashMap<Key, _> = server.into_iter().collect();
             for (key, stamp) in &local {
                 match server.get(key) {
@@ -112,8 +107,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
         // Offsets can shift while others write; what a shift hides shows at the next check.
         let mut offset = 0;
         loop {
-            let condition = json!({ &c.primary_key: { "_nnull": true } });
-            let (server, returned) = self.key_stamps(c, condition, page, offset).await?;
+            let all = FilteredRows::Page {
+                offset,
+                limit: page,
+            };
+            let (server, returned) = self.key_stamps(c, all).await?;
             offset += returned as u64;
             drift.server_rows += server.len() as u64;
             let keys: Vec<Key> = server.into_iter().map(|(k, _)| k).collect();

@@ -315,12 +315,10 @@ impl Hooked {
     }
 }
 
-impl engine::ports::Remote for Hooked {
-    async fn list(
-        &self,
-        collection: &str,
-        query: &engine::ports::ListQuery,
-    ) -> engine::Result<engine::ports::RawPage> {
+impl Hooked {
+    /// Runs what an item list request meets before it is sent: the hook, an injected
+    /// failure, the count of lists let through.
+    async fn before_list(&self) -> engine::Result<()> {
         self.run_hook(Call::List).await;
         self.injected_failure(Call::List)?;
         let seen = self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -332,7 +330,37 @@ impl engine::ports::Remote for Hooked {
                 "connection refused (injected)",
             )));
         }
-        self.inner.list(collection, query).await
+        Ok(())
+    }
+}
+
+impl engine::ports::Remote for Hooked {
+    async fn page(
+        &self,
+        c: &CollectionConfig,
+        request: &engine::cursor::PageRequest,
+        fields: &[String],
+    ) -> engine::Result<engine::ports::RawPage> {
+        self.before_list().await?;
+        self.inner.page(c, request, fields).await
+    }
+    async fn rows_by_keys(
+        &self,
+        c: &CollectionConfig,
+        keys: &[engine::Key],
+        fields: &[String],
+    ) -> engine::Result<engine::ports::RawPage> {
+        self.before_list().await?;
+        self.inner.rows_by_keys(c, keys, fields).await
+    }
+    async fn filtered_rows(
+        &self,
+        c: &CollectionConfig,
+        which: engine::ports::FilteredRows<'_>,
+        fields: &[String],
+    ) -> engine::Result<engine::ports::RawPage> {
+        self.before_list().await?;
+        self.inner.filtered_rows(c, which, fields).await
     }
     async fn create(
         &self,
@@ -344,19 +372,26 @@ impl engine::ports::Remote for Hooked {
         self.run_hook(Call::Create).await;
         self.inner.create(c, rows, fields, key).await
     }
-    async fn update_where(
+    async fn update_if_unchanged(
         &self,
-        c: &str,
-        filter: Value,
-        data: Value,
+        c: &CollectionConfig,
+        rows: &[(engine::Key, engine::Stamp)],
+        patch: engine::Row,
         fields: &[String],
         key: &str,
     ) -> engine::Result<Vec<Value>> {
         self.run_hook(Call::Update).await;
-        self.inner.update_where(c, filter, data, fields, key).await
+        self.inner
+            .update_if_unchanged(c, rows, patch, fields, key)
+            .await
     }
-    async fn delete_where(&self, c: &str, filter: Value, key: &str) -> engine::Result<()> {
-        self.inner.delete_where(c, filter, key).await
+    async fn delete_if_unchanged(
+        &self,
+        c: &CollectionConfig,
+        rows: &[(engine::Key, Option<engine::Stamp>)],
+        key: &str,
+    ) -> engine::Result<()> {
+        self.inner.delete_if_unchanged(c, rows, key).await
     }
     async fn deletes_after(
         &self,

@@ -179,15 +179,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let idem = local.change_key.clone().unwrap_or_default();
         match (local.status, remote) {
             (SyncStatus::Deleted, remote) => {
-                let key = json!({ &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } });
                 // Compared on the version the strategy saw: a newer one is decided again.
-                let filter = match remote {
-                    Some(r) => {
-                        json!({ "_and": [key, { &c.cursor: { "_eq": r.stamp.to_wire() } }] })
-                    }
-                    None => key,
-                };
-                self.remote.delete_where(&c.name, filter, &idem).await?;
+                let compared = [(local.key.clone(), remote.map(|r| r.stamp))];
+                self.remote.delete_if_unchanged(c, &compared, &idem).await?;
                 report.pushed += 1;
                 Ok(remove_op(local))
             }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use schema::{CollectionConfig, Config, Deletes};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::field::Empty;
 use tracing::{Instrument, Span, info, info_span, warn};
 
@@ -29,7 +29,7 @@ mod push;
 pub(crate) mod read;
 mod reconcile;
 use crate::ports::{
-    Action, Changes, Close, ConflictRecord, DeletePage, Guard, ListQuery, Permissions, Remote,
+    Action, Changes, Close, ConflictRecord, DeletePage, FilteredRows, Guard, Permissions, Remote,
     RowOp, RunRecord, Store,
 };
 use read::InvalidRow;

@@ -23,20 +23,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
         let mut position = checkpoint.pull.clone();
-        let query = |request: &crate::cursor::PageRequest| ListQuery {
-            filter: request.filter.clone(),
-            sort: vec![c.cursor.clone(), c.primary_key.clone()],
-            fields: fields.clone(),
-            limit: i64::from(request.limit),
-            offset: request.offset,
-        };
         // The next page, fetched while the previous one was applied.
         let mut prefetched = None;
         loop {
-            let request = page_request(&position, &c.cursor, c.page_size, c.filter.as_ref());
+            let request = page_request(&position, c.page_size);
             let page = match prefetched.take() {
                 Some(page) => page,
-                None => self.remote.list(&c.name, &query(&request)).await?,
+                None => self.remote.page(c, &request, &fields).await?,
             };
             let server_now = page
                 .server_date
@@ -94,15 +87,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 return self.store.apply(c, changes).await.map(drop);
             }
             // Fetching and applying overlap: the next request depends only on the position.
-            let next = query(&page_request(
-                &position,
-                &c.cursor,
-                c.page_size,
-                c.filter.as_ref(),
-            ));
+            let next = page_request(&position, c.page_size);
             let (applied, page) = futures::join!(
                 self.store.apply(c, changes),
-                self.remote.list(&c.name, &next)
+                self.remote.page(c, &next, &fields)
             );
             applied?;
             prefetched = Some(page?);

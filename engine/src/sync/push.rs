@@ -481,22 +481,19 @@ impl<S: Store, R: Remote> Engine<S, R> {
         c: &CollectionConfig,
         group: &plan::UpdateGroup,
     ) -> Result<Vec<Value>> {
-        let each: Vec<Value> = group
+        let rows: Vec<(Key, Stamp)> = group
             .rows
             .iter()
             .map(|local| {
                 let base = local.base.expect("grouped updates have a base");
-                json!({ "_and": [
-                    { &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } },
-                    { &c.cursor: { "_eq": base.to_wire() } },
-                ]})
+                (local.key.clone(), base)
             })
             .collect();
         self.remote
-            .update_where(
-                &c.name,
-                json!({ "_or": each }),
-                Value::Object(group.patch.clone()),
+            .update_if_unchanged(
+                c,
+                &rows,
+                group.patch.clone(),
                 &read_fields(c),
                 &batch_key(&group.rows),
             )
@@ -512,17 +509,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         base: Stamp,
         patch: Row,
     ) -> Result<Option<Value>> {
-        let filter = json!({ "_and": [
-            { &c.primary_key: { "_eq": key_to_json(&local.key, c.key_type) } },
-            { &c.cursor: { "_eq": base.to_wire() } },
-        ]});
         let idem = local.change_key.clone().unwrap_or_default();
         let updated = self
             .remote
-            .update_where(
-                &c.name,
-                filter,
-                Value::Object(patch),
+            .update_if_unchanged(
+                c,
+                &[(local.key.clone(), base)],
+                patch,
                 &read_fields(c),
                 &idem,
             )
@@ -583,21 +576,15 @@ impl<S: Store, R: Remote> Engine<S, R> {
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let conditions: Vec<Value> = rows
+        let compared: Vec<(Key, Option<Stamp>)> = rows
             .iter()
             .map(|r| {
                 let base = r.base.expect("deletes pushed have a base");
-                json!({ "_and": [
-                    { &c.primary_key: { "_eq": key_to_json(&r.key, c.key_type) } },
-                    { &c.cursor: { "_eq": base.to_wire() } },
-                ]})
+                (r.key.clone(), Some(base))
             })
             .collect();
         let idem = batch_key(&rows);
-        let deleted = self
-            .remote
-            .delete_where(&c.name, json!({ "_or": conditions }), &idem)
-            .await;
+        let deleted = self.remote.delete_if_unchanged(c, &compared, &idem).await;
         match deleted {
             Ok(()) => {}
             Err(Error::Remote(e)) if is_permanent(e.kind) => {

@@ -40,17 +40,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let mut out = HashMap::new();
         // Chunks of at most a page: the page size is what the server is known to allow.
         for chunk in keys.chunks(c.page_size.max(1) as usize) {
-            let wire_keys: Vec<Value> = chunk.iter().map(|k| key_to_json(k, c.key_type)).collect();
-            let query = ListQuery {
-                filter: json!({ &c.primary_key: { "_in": wire_keys } }),
-                sort: vec![c.primary_key.clone()],
-                fields: read_fields(c),
-                // Never -1: Directus caps that at QUERY_LIMIT_MAX without a word, and a
-                // missing row would read as deleted. A limit above the cap is refused instead.
-                limit: chunk.len() as i64,
-                offset: 0,
-            };
-            let page = self.remote.list(&c.name, &query).await?;
+            let page = self.remote.rows_by_keys(c, chunk, &read_fields(c)).await?;
             for raw in &page.rows {
                 if plan::is_archived(raw, archive) {
                     continue;

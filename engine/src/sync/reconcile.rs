@@ -186,7 +186,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
     /// Removes local synced rows whose keys the server no longer has, or no longer shows
     /// through the collection's filter, or has archived. Page by page of local keys, each
-    /// checked with one `_in` query: no offsets to shift while the server changes.
+    /// looked up by key in one request: no offsets to shift while the server changes.
     pub(super) async fn reconcile_keys(
         &self,
         c: &CollectionConfig,
@@ -235,36 +235,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
         c: &CollectionConfig,
         keys: &[Key],
     ) -> Result<HashSet<Key>> {
-        let wire_keys: Vec<Value> = keys.iter().map(|k| key_to_json(k, c.key_type)).collect();
-        let by_key = json!({ &c.primary_key: { "_in": wire_keys } });
-        let (rows, _) = self.key_stamps(c, by_key, keys.len(), 0).await?;
+        let (rows, _) = self.key_stamps(c, FilteredRows::Among(keys)).await?;
         Ok(rows.into_iter().map(|(key, _)| key).collect())
     }
 
-    /// Keys and stamps of the server rows matching `condition` and the collection's filter,
+    /// Keys and stamps of the server rows `which` covers through the collection's filter,
     /// in key order, archived rows left out; also how many rows the server returned.
     pub(crate) async fn key_stamps(
         &self,
         c: &CollectionConfig,
-        condition: Value,
-        limit: usize,
-        offset: u64,
+        which: FilteredRows<'_>,
     ) -> Result<(Vec<(Key, Option<Stamp>)>, usize)> {
         let archive = archive_of(c);
-        let filter = match &c.filter {
-            Some(own) => json!({ "_and": [condition, own] }),
-            None => condition,
-        };
         let mut fields = ident_fields(c);
         fields.extend(archive.map(|(field, _)| field.to_owned()));
-        let query = ListQuery {
-            filter,
-            sort: vec![c.primary_key.clone()],
-            fields,
-            limit: limit as i64,
-            offset,
-        };
-        let page = self.remote.list(&c.name, &query).await?;
+        let page = self.remote.filtered_rows(c, which, &fields).await?;
         let rows = page
             .rows
             .iter()
