@@ -37,6 +37,7 @@ pub use engine::{
     Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, ErrorKind, FieldChoice,
     FieldConflict, FieldSource, FieldSources, Key, LocalRow, RemoteError, RemoteErrorKind,
     Resolution, Resolver, Row, StoreError, StoreErrorKind, SyncOptions, SyncReport, SyncStatus,
+    UsageError, UsageErrorKind,
 };
 pub use refserver;
 pub use schema::{

@@ -515,10 +515,12 @@ async fn conflicts(engine: &Deltasync, command: ConflictsCommand) -> Result<u8, 
             Ok(exit::OK)
         }
         ConflictsCommand::Show { id, json } => {
-            let record = engine
-                .conflict(id)
-                .await?
-                .ok_or_else(|| deltasync::Error::Usage(format!("no conflict with id {id}")))?;
+            let record = engine.conflict(id).await?.ok_or_else(|| {
+                deltasync::Error::usage(
+                    deltasync::UsageErrorKind::UnknownConflict,
+                    format!("no conflict with id {id}"),
+                )
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&record)?);
             } else {

@@ -11,18 +11,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
-use tests::{Databases, FIELDS, Site, backends, row, sites};
-
-/// Every (site, backend) pair.
-async fn pairs() -> Vec<(Site, Databases)> {
-    let mut out = Vec::new();
-    for backend in backends() {
-        for site in sites().await {
-            out.push((site, Databases::new(backend.clone())));
-        }
-    }
-    out
-}
+use tests::{Databases, FIELDS, Site, pairs, row};
 
 /// A schema file for one collection of `site`, with `fields` of the test collection.
 struct SchemaFile {

@@ -317,37 +317,8 @@ pub fn person_decision(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
+    use crate::testing::{edited, local, row, stamp};
     use serde_json::json;
-
-    fn stamp(s: i64) -> Stamp {
-        Stamp(Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap())
-    }
-
-    fn local(status: SyncStatus, base: i64) -> LocalRow {
-        LocalRow {
-            key: "k".into(),
-            status,
-            rev: 0,
-            base: Some(stamp(base)),
-            change_key: Some("c1".into()),
-            changed_at: None,
-            error: None,
-            data: Row::new(),
-        }
-    }
-
-    fn edited(key: &str, data: serde_json::Value) -> LocalRow {
-        LocalRow {
-            key: key.into(),
-            data: data.as_object().cloned().unwrap_or_default(),
-            ..local(SyncStatus::Updated, 1)
-        }
-    }
-
-    fn row(v: serde_json::Value) -> Row {
-        v.as_object().cloned().unwrap_or_default()
-    }
 
     #[test]
     fn a_failed_create_by_kind_and_batch() {
@@ -439,7 +410,8 @@ mod tests {
         use LogTrust::*;
         let read = |anchored| Some(Read { anchored });
         type Check = fn(&LogTrust) -> bool;
-        let cases: [(Option<bool>, Option<LogRead>, Option<Option<i64>>, Check); 11] = [
+        type Case = (Option<bool>, Option<LogRead>, Option<Option<i64>>, Check);
+        let cases: [Case; 11] = [
             (Some(false), None, None, |t| matches!(t, Untrusted(_))),
             (Some(false), read(true), None, |t| matches!(t, Untrusted(_))),
             (Some(true), None, None, |t| *t == ReadLog),

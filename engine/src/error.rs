@@ -16,12 +16,49 @@ pub enum Error {
     /// The local database failed.
     #[error("local store: {0}")]
     Store(#[from] StoreError),
-    /// The caller named something the configuration does not have.
+    /// The caller asked for something that cannot be: a collection or field the
+    /// configuration does not have, a value that does not fit, a decided conflict.
     #[error("{0}")]
-    Usage(String),
+    Usage(UsageError),
     /// The schema file changed a field in a way the local table cannot follow.
     #[error("{0}")]
     SchemaChanged(SchemaChange),
+}
+
+/// What a caller asked for that cannot be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UsageErrorKind {
+    /// No collection of that name is configured.
+    UnknownCollection,
+    /// No field of that name is configured for the collection.
+    UnknownField,
+    /// A value does not fit its field, or a key is missing or malformed.
+    InvalidValue,
+    /// No conflict record has that id.
+    UnknownConflict,
+    /// The conflict record was decided already.
+    AlreadyResolved,
+    /// The server version chosen does not fit the configuration.
+    ServerVersionDoesNotFit,
+}
+
+/// A request that cannot be carried out, with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    pub kind: UsageErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    /// A usage error of `kind`.
+    pub fn usage(kind: UsageErrorKind, message: impl Into<String>) -> Error {
+        Error::Usage(UsageError {
+            kind,
+            message: message.into(),
+        })
+    }
 }
 
 /// A field whose type in the schema file differs from the type its local column was made

@@ -3,7 +3,7 @@
 //! Owns the collection handle applications use instead of SQL. It validates values against
 //! the configured types and leaves all bookkeeping to the store (and its triggers).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UsageErrorKind};
 use crate::model::{Key, LocalRow, Row};
 use crate::ports::{LocalWrite, Remote, Store};
 use crate::sync::Engine;
@@ -33,17 +33,23 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
         let c = self.config;
         let key = match data.remove(&c.primary_key) {
             Some(value) => crate::model::key_from_json(&value).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{}: the primary key {} must be a string or integer",
-                    c.name, c.primary_key
-                ))
+                Error::usage(
+                    UsageErrorKind::InvalidValue,
+                    format!(
+                        "{}: the primary key {} must be a string or integer",
+                        c.name, c.primary_key
+                    ),
+                )
             })?,
             None if c.key_type == schema::KeyType::Uuid => uuid::Uuid::new_v4().to_string(),
             None => {
-                return Err(Error::Usage(format!(
-                    "{}: rows need a {} (only uuid keys are generated)",
-                    c.name, c.primary_key
-                )));
+                return Err(Error::usage(
+                    UsageErrorKind::InvalidValue,
+                    format!(
+                        "{}: rows need a {} (only uuid keys are generated)",
+                        c.name, c.primary_key
+                    ),
+                ));
             }
         };
         self.check(&data)?;
@@ -98,11 +104,18 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
 /// Whether `data` holds only configured fields with values of their types.
 pub(crate) fn check_fields(c: &CollectionConfig, data: &Row) -> Result<()> {
     for (name, value) in data {
-        let field = c
-            .field(name)
-            .ok_or_else(|| Error::Usage(format!("{}: {name} is not a configured field", c.name)))?;
-        crate::decode::check_value(field.kind, value)
-            .map_err(|m| Error::Usage(format!("{}.{name}: {m}", c.name)))?;
+        let field = c.field(name).ok_or_else(|| {
+            Error::usage(
+                UsageErrorKind::UnknownField,
+                format!("{}: {name} is not a configured field", c.name),
+            )
+        })?;
+        crate::decode::check_value(field.kind, value).map_err(|m| {
+            Error::usage(
+                UsageErrorKind::InvalidValue,
+                format!("{}.{name}: {m}", c.name),
+            )
+        })?;
     }
     Ok(())
 }

@@ -25,12 +25,14 @@ pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod sync;
+#[cfg(test)]
+mod testing;
 pub mod verify;
 
 pub use conflict::{Conflict, ConflictKind, FieldChoice, FieldConflict, Resolution, Resolver};
 pub use error::{
     Error, ErrorKind, RemoteError, RemoteErrorKind, Result, SchemaChange, StoreError,
-    StoreErrorKind,
+    StoreErrorKind, UsageError, UsageErrorKind,
 };
 pub use handle::Collection;
 pub use merge::{FieldSource, FieldSources};

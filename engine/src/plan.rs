@@ -232,25 +232,8 @@ pub fn group_updates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
+    use crate::testing::{edited, local, row, stamp};
     use serde_json::json;
-
-    fn stamp(s: i64) -> Stamp {
-        Stamp(Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap())
-    }
-
-    fn local(status: SyncStatus, base: i64) -> LocalRow {
-        LocalRow {
-            key: "k".into(),
-            status,
-            rev: 0,
-            base: Some(stamp(base)),
-            change_key: Some("c1".into()),
-            changed_at: None,
-            error: None,
-            data: Row::new(),
-        }
-    }
 
     fn remote(s: i64) -> RemoteRow {
         RemoteRow {
@@ -373,18 +356,6 @@ mod tests {
         // A cycle keeps its order.
         let cycle = vec![row("x", Some("y")), row("y", Some("x"))];
         assert_eq!(keys(parents_first(cycle, &["parent"])), ["x", "y"]);
-    }
-
-    fn edited(key: &str, data: serde_json::Value) -> LocalRow {
-        LocalRow {
-            key: key.into(),
-            data: data.as_object().cloned().unwrap_or_default(),
-            ..local(SyncStatus::Updated, 1)
-        }
-    }
-
-    fn row(v: serde_json::Value) -> Row {
-        v.as_object().cloned().unwrap_or_default()
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 mod site;
-pub use site::{Site, sites};
+pub use site::{Site, pairs, sites};
 
 use deltasync::{CollectionConfig, Config, Deltasync, FieldType, Row};
 use refserver::ServerHandle;

@@ -32,6 +32,17 @@ pub struct Site {
     reference: Option<ServerHandle>,
 }
 
+/// Every (site, backend) pair: each site with databases of its own on each backend.
+pub async fn pairs() -> Vec<(Site, Databases)> {
+    let mut out = Vec::new();
+    for backend in crate::backends() {
+        for site in sites().await {
+            out.push((site, Databases::new(backend.clone())));
+        }
+    }
+    out
+}
+
 /// The reference server always; the real Directus too when `DELTASYNC_TEST_DIRECTUS` is set.
 pub async fn sites() -> Vec<Site> {
     let mut out = vec![Site::reference().await];

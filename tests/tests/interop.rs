@@ -4,21 +4,7 @@
 use adapters::directus::Method;
 use deltasync::{Choice, ConflictKind, Resolution, Strategy, SyncStatus};
 use serde_json::{Value, json};
-use tests::{
-    Databases, FIELDS, Site, backdate_local_change, backends, local_rows, row, shift_local_change,
-    sites,
-};
-
-/// Every (site, backend) pair, with a label for failure messages.
-async fn pairs() -> Vec<(Site, Databases)> {
-    let mut out = Vec::new();
-    for backend in backends() {
-        for site in sites().await {
-            out.push((site, Databases::new(backend.clone())));
-        }
-    }
-    out
-}
+use tests::{FIELDS, Site, backdate_local_change, local_rows, pairs, row, shift_local_change};
 
 fn article(i: usize) -> deltasync::Row {
     row(json!({"title": format!("a{i}"), "views": i, "meta": {"i": i}}))

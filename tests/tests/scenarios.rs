@@ -850,12 +850,12 @@ async fn a_server_row_of_the_wrong_type_is_reported_and_the_others_applied() {
             .resolve(id, Choice::With(row(json!({"colour": "red"}))))
             .await;
         assert!(
-            matches!(&unknown, Err(deltasync::Error::Usage(m)) if m.contains("colour")),
+            matches!(&unknown, Err(deltasync::Error::Usage(e)) if e.kind == deltasync::UsageErrorKind::UnknownField),
             "{unknown:?}"
         );
         let remote = a.resolve(id, Choice::Remote).await;
         assert!(
-            matches!(&remote, Err(deltasync::Error::Usage(m)) if m.contains("does not fit")),
+            matches!(&remote, Err(deltasync::Error::Usage(e)) if e.kind == deltasync::UsageErrorKind::ServerVersionDoesNotFit),
             "{remote:?}"
         );
         let fixed = row(json!({"title": "fixed", "views": 3}));

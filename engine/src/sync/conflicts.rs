@@ -234,13 +234,17 @@ impl<S: Store, R: Remote> Engine<S, R> {
     /// settled against the current server version, and what must still reach the server
     /// goes at the next sync.
     pub async fn resolve(&self, id: i64, choice: Choice) -> Result<ConflictRecord> {
-        let record = self
-            .store
-            .conflict(id)
-            .await?
-            .ok_or_else(|| Error::Usage(format!("no conflict with id {id}")))?;
+        let record = self.store.conflict(id).await?.ok_or_else(|| {
+            Error::usage(
+                UsageErrorKind::UnknownConflict,
+                format!("no conflict with id {id}"),
+            )
+        })?;
         if record.resolution.is_some() {
-            return Err(Error::Usage(format!("conflict {id} is already resolved")));
+            return Err(Error::usage(
+                UsageErrorKind::AlreadyResolved,
+                format!("conflict {id} is already resolved"),
+            ));
         }
         let c = self.collection_config(&record.collection)?.clone();
         if let Choice::With(data) = &choice {
@@ -262,10 +266,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
             None => (None, None),
         };
         if let (Choice::Remote, Some(Err(invalid))) = (&choice, &remote) {
-            return Err(Error::Usage(format!(
-                "conflict {id}: the server version does not fit ({}); resolve it with a version that does",
-                invalid.error
-            )));
+            return Err(Error::usage(
+                UsageErrorKind::ServerVersionDoesNotFit,
+                format!(
+                    "conflict {id}: the server version does not fit ({}); resolve it with a version that does",
+                    invalid.error
+                ),
+            ));
         }
         let chosen = match &choice {
             Choice::Local => decide::Chosen::Local,

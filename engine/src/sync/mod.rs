@@ -19,7 +19,7 @@ use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for
 use crate::cursor::{PageOutcome, page_outcome, page_request, settle};
 use crate::decide;
 use crate::decode::{RowError, remote_row, remote_row_unchecked};
-use crate::error::{Error, ErrorKind, RemoteError, RemoteErrorKind, Result};
+use crate::error::{Error, ErrorKind, RemoteError, RemoteErrorKind, Result, UsageErrorKind};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
 use crate::plan::{self, RemoteDelete};
 
@@ -211,9 +211,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
     }
 
     pub fn collection_config(&self, name: &str) -> Result<&CollectionConfig> {
-        self.config
-            .collection(name)
-            .ok_or_else(|| Error::Usage(format!("no collection named {name:?} is configured")))
+        self.config.collection(name).ok_or_else(|| {
+            Error::usage(
+                UsageErrorKind::UnknownCollection,
+                format!("no collection named {name:?} is configured"),
+            )
+        })
     }
 
     /// Runs one sync cycle over every collection, or only `only`.
@@ -377,17 +380,18 @@ impl<S: Store, R: Remote> Engine<S, R> {
         Ok(permissions)
     }
 
-    /// Fails the collection's push when the token may not `action` its items at all: every
-    /// change stays pending until it may.
-    async fn check_allowed(
+    /// What the token may do, when it may `action` items of `c` at all (or the server cannot
+    /// say); otherwise the failure of the collection's push: every change stays pending until
+    /// it may.
+    async fn allowed(
         &self,
         c: &CollectionConfig,
         action: Action,
         run: &RunCache,
-    ) -> Result<()> {
+    ) -> Result<Option<Permissions>> {
         match self.permissions(run).await? {
             Some(p) if !p.allows(&c.name, action) => Err(not_allowed(c, action, &[], None)),
-            _ => Ok(()),
+            permissions => Ok(permissions),
         }
     }
 

@@ -46,13 +46,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 }
             };
             let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
-            let locals: HashMap<Key, LocalRow> = self
-                .store
-                .rows(c, &keys)
-                .await?
-                .into_iter()
-                .map(|l| (l.key.clone(), l))
-                .collect();
+            let locals = self.locals_by_key(c, &keys).await?;
             let mut changes = Changes::default();
             for row in rows {
                 if let Some(error) = invalid.get(&row.key) {

@@ -92,7 +92,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             c,
             &[SyncStatus::Deleted],
             async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
-                self.check_allowed(c, Action::Delete, run).await?;
+                self.allowed(c, Action::Delete, run).await?;
                 // Rows the server never acknowledged: whether it holds them is asked first.
                 let (unacknowledged, rows): (Vec<_>, Vec<_>) =
                     rows.into_iter().partition(|r| r.base.is_none());
@@ -156,8 +156,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.check_allowed(c, Action::Create, run).await?;
-        let permissions = self.permissions(run).await?;
+        let permissions = self.allowed(c, Action::Create, run).await?;
         let self_references = self_references(c);
         // Directus inserts a batch row by row: a parent must come before its children.
         let mut payloads: Vec<(LocalRow, Value)> = Vec::new();
@@ -329,8 +328,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.check_allowed(c, Action::Update, run).await?;
-        let permissions = self.permissions(run).await?;
+        let permissions = self.allowed(c, Action::Update, run).await?;
         if let Some(p) = &permissions {
             report.read_only_fields = c
                 .fields

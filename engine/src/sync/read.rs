@@ -53,6 +53,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
         Ok(out)
     }
 
+    /// The local rows among `keys`, by key.
+    pub(super) async fn locals_by_key(
+        &self,
+        c: &CollectionConfig,
+        keys: &[Key],
+    ) -> Result<HashMap<Key, LocalRow>> {
+        Ok(self
+            .store
+            .rows(c, keys)
+            .await?
+            .into_iter()
+            .map(|l| (l.key.clone(), l))
+            .collect())
+    }
+
     /// Records a server row that does not fit, once per server version, and counts it.
     pub(super) async fn record_invalid(
         &self,

@@ -60,13 +60,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
             checkpoint.delete_cursor = page.last_id.max(checkpoint.delete_cursor);
             let keys: Vec<Key> = page.deletes.iter().map(|d| d.key.clone()).collect();
-            let locals: HashMap<Key, LocalRow> = self
-                .store
-                .rows(c, &keys)
-                .await?
-                .into_iter()
-                .map(|l| (l.key.clone(), l))
-                .collect();
+            let locals = self.locals_by_key(c, &keys).await?;
             let mut changes = Changes::default();
             let mut conflicted = Vec::new();
             for delete in &page.deletes {
