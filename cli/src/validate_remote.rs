@@ -37,9 +37,11 @@ pub async fn check(config: &Config) -> Result<Vec<String>, OpenError> {
                 c.name, c.page_size
             ));
         }
-        // A collection that cannot be seen at all is one problem, not one per action.
-        if check_collection(&client, c, &mut problems).await
-            && let Some(permissions) = &permissions
+        check_collection(&client, c, &mut problems).await;
+        // A collection the token may do nothing with at all (or that is missing) is one
+        // problem, said above, not one per action.
+        if let Some(permissions) = &permissions
+            && permissions.get(&c.name).is_some()
         {
             check_permissions(permissions, c, &mut problems);
         }
@@ -98,12 +100,11 @@ fn check_permissions(permissions: &Value, c: &CollectionConfig, problems: &mut V
     }
 }
 
-/// Checks the collection's fields against the file; `false` when they cannot be read.
 async fn check_collection(
     client: &DirectusClient,
     c: &CollectionConfig,
     problems: &mut Vec<String>,
-) -> bool {
+) {
     let fields = match client.fields(&c.name).await {
         Ok(body) => body["data"].as_array().cloned().unwrap_or_default(),
         Err(e) if e.kind == RemoteErrorKind::Forbidden => {
@@ -111,11 +112,11 @@ async fn check_collection(
                 "{}: collection missing, or no permission to read its fields ({e})",
                 c.name
             ));
-            return false;
+            return;
         }
         Err(e) => {
             problems.push(format!("{}: cannot read fields: {e}", c.name));
-            return false;
+            return;
         }
     };
     let find = |name: &str| fields.iter().find(|f| f["field"] == name);
@@ -210,7 +211,6 @@ async fn check_collection(
             ));
         }
     }
-    true
 }
 
 /// Whether a Directus field type can hold a configured field type.

@@ -1017,3 +1017,48 @@ async fn a_report_of_committed_work_survives_a_failed_count_of_what_waits() {
         assert_eq!(report.waiting, None, "{report:?}");
     }
 }
+
+#[tokio::test]
+async fn a_person_decides_only_the_colliding_fields_of_a_parked_merge() {
+    for backend in backends() {
+        for (choice, title) in [(Choice::Local, "local"), (Choice::Remote, "server")] {
+            let (world, a, key) = conflict_world(Strategy::Manual, backend.clone()).await;
+            edit_on_server(&world, &key, row(json!({"title": "server", "views": 42})));
+            a.collection("articles")
+                .unwrap()
+                .update(&key, row(json!({"title": "local", "meta": {"m": 1}})))
+                .await
+                .unwrap();
+            let report = a.sync(None).await.unwrap();
+            assert_eq!(report.collections[0].parked, 1, "{report:?}");
+            let record = a.conflicts(true).await.unwrap().remove(0);
+            let sources = record.fields.clone().unwrap();
+            assert_eq!(
+                sources["title"],
+                deltasync::FieldSource::Collided,
+                "{record:?}"
+            );
+
+            a.resolve(record.id, choice.clone()).await.unwrap();
+            let report = a.sync(None).await.unwrap();
+            assert!(!report.failed(), "{report:?}");
+            let server = &world.server_rows("articles")[0];
+            assert_eq!(
+                server["title"],
+                json!(title),
+                "{choice:?}: the person's side"
+            );
+            assert_eq!(
+                server["views"],
+                json!(42),
+                "{choice:?}: the server's edit stays"
+            );
+            assert_eq!(
+                server["meta"],
+                json!({"m": 1}),
+                "{choice:?}: the local edit stays"
+            );
+            assert_converged(&world, &a, "articles").await;
+        }
+    }
+}

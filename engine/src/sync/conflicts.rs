@@ -6,6 +6,7 @@
 
 use super::read::Fetched;
 use super::*;
+use crate::conflict::{FieldChoice, FieldConflict};
 use crate::merge::{MergeOutcome, merge};
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -281,7 +282,59 @@ impl<S: Store, R: Remote> Engine<S, R> {
         };
         let decision = decide::person_decision(record.kind, chosen, local.as_ref(), remote_stamp);
         let mut changes = Changes::default();
+        // A row parked by a field merge: the person decides the colliding fields, and the
+        // fields changed on one side only keep their merge, against the current server version.
+        let side = match chosen {
+            decide::Chosen::Local => Some(FieldChoice::Local),
+            decide::Chosen::Remote => Some(FieldChoice::Remote),
+            decide::Chosen::Given => None,
+        };
+        let mergeable = match (&local, &remote, side) {
+            (Some(l), Some(Ok(r)), Some(side))
+                if record.kind == ConflictKind::UpdateUpdate
+                    && c.merge == schema::Merge::Fields
+                    && l.status != SyncStatus::Deleted =>
+            {
+                Some((l, r, side))
+            }
+            _ => None,
+        };
+        if let Some((l, r, side)) = mergeable {
+            let base = self
+                .store
+                .bases(&c, std::slice::from_ref(&l.key))
+                .await?
+                .remove(&l.key)
+                .map(|b| b.data);
+            let conflict = Conflict {
+                collection: &c.name,
+                local: l,
+                remote: Some(r),
+                remote_deleted_at: None,
+                local_changed_at: l.changed_at,
+                base: base.as_ref(),
+            };
+            let MergeOutcome::Merged { row, .. } = merge(&conflict, &Decided(side), c.merge) else {
+                unreachable!("a decided merge parks nothing")
+            };
+            changes.ops.push(if plan::same_content(&row, &r.data) {
+                take_remote_op(l, Some(r))
+            } else {
+                RowOp::Rebase {
+                    key: l.key.clone(),
+                    change_key: l.change_key.clone(),
+                    status: SyncStatus::Updated,
+                    stamp: Some(r.stamp),
+                    data: row,
+                    base: Some(r.data.clone()),
+                }
+            });
+        }
         let resolution = match decision {
+            _ if mergeable.is_some() => match side {
+                Some(FieldChoice::Local) => Resolution::KeepLocal,
+                _ => Resolution::TakeRemote,
+            },
             decide::PersonDecision::TakeRemote => {
                 match (&local, &remote) {
                     (Some(l), Some(Ok(r))) => changes.ops.push(take_remote_op(l, Some(r))),
@@ -344,5 +397,23 @@ fn park_op(local: &LocalRow) -> RowOp {
         change_key: local.change_key.clone(),
         status: SyncStatus::Conflict,
         base: None,
+    }
+}
+
+/// A person's choice for every colliding field of a parked merge.
+#[derive(Debug)]
+struct Decided(FieldChoice);
+
+impl Resolver for Decided {
+    fn resolve(&self, _: &Conflict<'_>) -> Resolution {
+        match self.0 {
+            FieldChoice::Local => Resolution::KeepLocal,
+            FieldChoice::Remote => Resolution::TakeRemote,
+            FieldChoice::Park => Resolution::Park,
+        }
+    }
+
+    fn resolve_field(&self, _: &Conflict<'_>, _: &FieldConflict<'_>) -> FieldChoice {
+        self.0
     }
 }
