@@ -252,9 +252,11 @@ async fn edits_of_different_fields_merge_under_every_strategy() {
                 "{label}: {records}"
             );
             let (_, runs) = file.run(&path, &["status", "--json"]);
+            let run = &runs["last_run"]["summary"]["collections"][0];
+            assert_eq!(run["merged"], json!(1), "{label}: {runs}");
             assert_eq!(
-                runs["last_run"]["summary"]["collections"][0]["merged"],
-                json!(1),
+                run["merges"],
+                json!([{"key": k0, "fields": {"title": "local", "views": "remote"}}]),
                 "{label}: the run history shows the merge: {runs}"
             );
 

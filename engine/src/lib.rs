@@ -37,4 +37,4 @@ pub use error::{
 pub use handle::Collection;
 pub use merge::{FieldSource, FieldSources};
 pub use model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
-pub use sync::{Choice, CollectionReport, Engine, SyncOptions, SyncReport};
+pub use sync::{Choice, CollectionReport, Engine, MergeNote, SyncOptions, SyncReport};

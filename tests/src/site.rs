@@ -109,19 +109,38 @@ impl Site {
     ) -> CollectionConfig {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let config = crate::World::config(&format!("{base}_{suffix}"), fields);
-        deltasync::remote_setup::create_collection(&self.client, &config)
-            .await
-            .unwrap_or_else(|e| {
-                // Directus Core counts at most 25 active collections.
-                let hint = if e.code.as_deref() == Some("LIMIT_EXCEEDED") {
-                    "; collections left by failed runs go with `scripts/directus down --wipe`"
-                } else {
-                    ""
-                };
-                panic!("{}: creating {}: {e}{hint}", self.label, config.name)
-            });
+        let created = match deltasync::remote_setup::create_collection(&self.client, &config).await
+        {
+            // A retried create whose first attempt landed (Directus is slow to change its
+            // schema while other tests change theirs) finds the collection there.
+            Err(_) if self.exists(&config.name).await => Ok(()),
+            other => other,
+        };
+        created.unwrap_or_else(|e| {
+            // Directus Core counts at most 25 active collections.
+            let hint = if e.code.as_deref() == Some("LIMIT_EXCEEDED") {
+                "; collections left by failed runs go with `scripts/directus down --wipe`"
+            } else {
+                ""
+            };
+            panic!("{}: creating {}: {e}{hint}", self.label, config.name)
+        });
         self.created.lock().unwrap().push(config.name.clone());
         config
+    }
+
+    /// Whether the server has a collection of that name.
+    async fn exists(&self, collection: &str) -> bool {
+        self.client
+            .request(
+                Method::GET,
+                &format!("/collections/{collection}"),
+                &[],
+                None,
+                None,
+            )
+            .await
+            .is_ok()
     }
 
     /// Drops the collections this site created: a real Directus counts them against a limit.

@@ -318,8 +318,8 @@ async fn manual_parks_the_row_until_a_person_resolves_it() {
         assert_eq!(world.server_rows("articles")[0]["title"], json!("local"));
         assert_eq!(
             world.server_rows("articles")[0]["views"],
-            json!(0),
-            "taking local takes the whole local row"
+            json!(5),
+            "taking local decides the colliding title; the server's later edit of views stays"
         );
         assert_converged(&world, &a, "articles").await;
     }

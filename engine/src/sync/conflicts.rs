@@ -101,8 +101,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
             (Some(MergeOutcome::Merged { row, sources, .. }), _) => {
                 let remote = remote.as_ref().expect("a merge has the server version");
-                if resolution == Resolution::Merged {
+                if c.merge == schema::Merge::Fields {
                     report.merged += 1;
+                    report.merges.push(MergeNote {
+                        key: local.key.clone(),
+                        fields: sources.clone(),
+                    });
                 }
                 record.fields = Some(sources);
                 if plan::same_content(&row, &remote.data) {

@@ -64,6 +64,9 @@ pub struct CollectionReport {
     /// Of those, merged field by field (`merge: fields`).
     #[serde(default)]
     pub merged: u64,
+    /// Each of those merges: the row and where each field that changed came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merges: Vec<MergeNote>,
     /// Local changes the server rejected for good, and server rows that did not fit.
     pub quarantined: u64,
     pub duration_ms: u64,
@@ -92,6 +95,7 @@ impl CollectionReport {
             conflicts: self.conflicts - before.conflicts,
             parked: self.parked - before.parked,
             merged: self.merged - before.merged,
+            merges: self.merges[before.merges.len()..].to_vec(),
             quarantined: self.quarantined - before.quarantined,
             duration_ms: self.duration_ms - before.duration_ms,
             read_only_fields: self.read_only_fields.clone(),
@@ -100,6 +104,13 @@ impl CollectionReport {
             error_phase: self.error_phase.clone(),
         }
     }
+}
+
+/// A row merged field by field, as the run history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeNote {
+    pub key: Key,
+    pub fields: crate::merge::FieldSources,
 }
 
 /// How a sync cycle runs beyond the defaults.
