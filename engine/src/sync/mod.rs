@@ -1,8 +1,12 @@
 //! The sync driver: runs push, pull and reconcile for each collection against the ports.
 //!
-//! Owns the order of requests and local transactions. Decisions come from [`crate::plan`],
-//! [`crate::cursor`] and [`crate::conflict`]; this module only sequences them and carries
-//! them out through [`Remote`] and [`Store`]. It must not speak HTTP or SQL itself.
+//! Owns the order of requests and local transactions, one submodule per phase (`push`,
+//! `pull`, `reconcile`), plus `conflicts` (carrying out merges and decisions) and `read`
+//! (server rows by key). Decisions come from [`crate::plan`], [`crate::decide`],
+//! [`crate::merge`], [`crate::cursor`] and [`crate::conflict`]; this module only sequences
+//! them and carries them out through [`Remote`] and [`Store`]. It must not speak HTTP or SQL
+//! itself. Here: the phases of a cycle, kept independent, the run's report and the token's
+//! permissions.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
