@@ -405,7 +405,7 @@ fn print_drift(drift: &[deltasync::CollectionDrift]) {
 async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
     let rows = engine.status().await?;
     let last = engine.last_run().await?;
-    let waiting = engine.conflicts(true).await?.len();
+    let waiting = engine.waiting().await?;
     if as_json {
         println!(
             "{}",

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::conflict::FieldChoice;
 use crate::error::RemoteErrorKind;
 use crate::model::{Key, LocalRow, Row, Stamp, SyncStatus, key_from_json};
 use crate::plan::same_content;
@@ -152,6 +153,15 @@ pub fn activity_log_trust(
     }
 }
 
+/// The first parent of `row`, through `self_references` (fields relating the collection to
+/// itself), that is among `keys`.
+pub fn parent_among(row: &LocalRow, self_references: &[&str], keys: &HashSet<Key>) -> Option<Key> {
+    self_references
+        .iter()
+        .filter_map(|f| row.data.get(*f).and_then(key_from_json))
+        .find(|k| *k != row.key && keys.contains(k))
+}
+
 /// A configured relation of the pushed rows: the field holding the parent's key, and the
 /// parent rows found locally under the keys the rows name.
 #[derive(Debug, Clone, Copy)]
@@ -195,13 +205,7 @@ pub fn held_back(
         let next = rows
             .iter()
             .filter(|r| !held_keys.contains(&r.key))
-            .find_map(|r| {
-                self_references
-                    .iter()
-                    .filter_map(|f| parent_key(r, f))
-                    .find(|k| *k != r.key && held_keys.contains(k))
-                    .map(|parent| (r.key.clone(), parent))
-            });
+            .find_map(|r| Some((r.key.clone(), parent_among(r, self_references, &held_keys)?)));
         match next {
             Some((key, parent)) => {
                 held_keys.insert(key.clone());
@@ -273,19 +277,37 @@ pub enum PersonDecision {
     /// Nothing local to keep (a server row that did not fit, never written here): closing
     /// the record is all.
     Close,
+    /// A row parked by a field merge: merged again against the current server version, each
+    /// colliding field going to the chosen side; the fields changed on one side only keep
+    /// their merge.
+    Merge(FieldChoice),
 }
 
-/// Decides what a person's choice on a record of `kind` does, given the local row and the
-/// server version's stamp (`None`: the server does not hold the row).
+/// Decides what a person's choice on a record of `kind` does, given the local row, the
+/// server version's stamp (`None`: the server does not hold the row), and `merge_fields`:
+/// whether the collection merges fields and the server version fits, so that an update
+/// against an update is merged again rather than decided whole.
 pub fn person_decision(
     kind: crate::conflict::ConflictKind,
     chosen: Chosen,
     local: Option<&LocalRow>,
     remote: Option<Stamp>,
+    merge_fields: bool,
 ) -> PersonDecision {
     use crate::conflict::ConflictKind as K;
     let on_server = remote.is_some();
     match (chosen, local) {
+        (Chosen::Local | Chosen::Remote, Some(l))
+            if kind == K::UpdateUpdate
+                && merge_fields
+                && on_server
+                && l.status != SyncStatus::Deleted =>
+        {
+            PersonDecision::Merge(match chosen {
+                Chosen::Local => FieldChoice::Local,
+                _ => FieldChoice::Remote,
+            })
+        }
         (Chosen::Remote, _) => PersonDecision::TakeRemote,
         // Given content replaces whatever was pending, a local delete included.
         (Chosen::Given, _) => PersonDecision::Pending {
@@ -613,10 +635,86 @@ mod tests {
         ];
         for (kind, chosen, l, remote, want) in cases {
             assert_eq!(
-                person_decision(kind, chosen, l, remote),
+                person_decision(kind, chosen, l, remote, false),
                 want,
                 "{kind:?} {chosen:?} {:?} {remote:?}",
                 l.map(|l| l.status)
+            );
+        }
+    }
+
+    #[test]
+    fn a_persons_decision_on_a_parked_field_merge_merges_again() {
+        use crate::conflict::ConflictKind as K;
+        use PersonDecision as D;
+        let parked = local(SyncStatus::Conflict, 1);
+        let deleted = local(SyncStatus::Deleted, 1);
+        let at = Some(stamp(5));
+        let pending = |status| D::Pending {
+            status,
+            content: Content::Local,
+        };
+        let cases = [
+            (
+                K::UpdateUpdate,
+                Chosen::Local,
+                &parked,
+                at,
+                D::Merge(FieldChoice::Local),
+            ),
+            (
+                K::UpdateUpdate,
+                Chosen::Remote,
+                &parked,
+                at,
+                D::Merge(FieldChoice::Remote),
+            ),
+            // Given content replaces the row whole; a row gone or deleted is no merge.
+            (
+                K::UpdateUpdate,
+                Chosen::Given,
+                &parked,
+                at,
+                D::Pending {
+                    status: SyncStatus::Updated,
+                    content: Content::Given,
+                },
+            ),
+            (
+                K::UpdateUpdate,
+                Chosen::Local,
+                &parked,
+                None,
+                pending(SyncStatus::Created),
+            ),
+            (
+                K::UpdateUpdate,
+                Chosen::Local,
+                &deleted,
+                at,
+                pending(SyncStatus::Deleted),
+            ),
+            (
+                K::LocalDeleteRemoteUpdate,
+                Chosen::Local,
+                &parked,
+                at,
+                pending(SyncStatus::Deleted),
+            ),
+            (
+                K::LocalDeleteRemoteUpdate,
+                Chosen::Remote,
+                &parked,
+                at,
+                D::TakeRemote,
+            ),
+        ];
+        for (kind, chosen, l, remote, want) in cases {
+            assert_eq!(
+                person_decision(kind, chosen, Some(l), remote, true),
+                want,
+                "{kind:?} {chosen:?} {:?} {remote:?}",
+                l.status
             );
         }
     }

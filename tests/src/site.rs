@@ -131,16 +131,7 @@ impl Site {
 
     /// Whether the server has a collection of that name.
     async fn exists(&self, collection: &str) -> bool {
-        self.client
-            .request(
-                Method::GET,
-                &format!("/collections/{collection}"),
-                &[],
-                None,
-                None,
-            )
-            .await
-            .is_ok()
+        self.client.collection_info(collection).await.is_ok()
     }
 
     /// Drops the collections this site created: a real Directus counts them against a limit.
@@ -330,6 +321,18 @@ impl Site {
     /// admin token. [`Site::revoke`] takes one action away from it, as an administrator
     /// editing the policy would.
     pub async fn limited_token(&self, collection: &str) -> String {
+        self.token_for(collection, &ACTIONS, true).await
+    }
+
+    /// A token that may do `actions` on `collection`, and read the activity log when
+    /// `activity_log`, and no more: on a real Directus a user with a policy of its own,
+    /// removed by [`Site::cleanup`]; on the reference server the admin token.
+    pub async fn token_for(
+        &self,
+        collection: &str,
+        actions: &[&str],
+        activity_log: bool,
+    ) -> String {
         if self.reference.is_some() {
             return self.token.clone();
         }
@@ -351,12 +354,14 @@ impl Site {
             collection: collection.to_owned(),
             permissions: Default::default(),
         };
-        for action in ACTIONS {
+        for action in actions {
             let id = self.grant(&limited.policy, collection, action).await;
-            limited.permissions.insert(action.to_owned(), id);
+            limited.permissions.insert((*action).to_owned(), id);
         }
-        self.grant(&limited.policy, "directus_activity", "read")
-            .await;
+        if activity_log {
+            self.grant(&limited.policy, "directus_activity", "read")
+                .await;
+        }
         let token = format!("limited-{}", uuid::Uuid::new_v4().simple());
         limited.user = self
             .call(

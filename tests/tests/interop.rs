@@ -1,7 +1,6 @@
 //! Scenarios over REST only, so that they run unchanged against the reference server and,
 //! when `DELTASYNC_TEST_DIRECTUS` is set, against a real Directus; each on every backend.
 
-use adapters::directus::Method;
 use deltasync::{Choice, ConflictKind, Resolution, Strategy, SyncStatus};
 use serde_json::{Value, json};
 use tests::{FIELDS, Site, backdate_local_change, local_rows, pairs, row, shift_local_change};
@@ -342,53 +341,12 @@ async fn validate_remote_names_what_a_restricted_token_lacks() {
     let Some(site) = Site::directus().await else {
         return;
     };
-    let post = Method::POST;
     let c = site.collection("validated", &FIELDS).await;
-    let policy = site
-        .call(
-            post.clone(),
-            "/policies",
-            &[],
-            Some(&json!({"name": c.name, "app_access": false, "admin_access": false})),
-        )
-        .await["data"]["id"]
-        .clone();
-    let read_only = json!({"policy": policy, "collection": c.name, "action": "read", "fields": ["*"], "permissions": {}});
-    site.call(post.clone(), "/permissions", &[], Some(&read_only))
-        .await;
-    let token = format!("reader-{}", uuid::Uuid::new_v4().simple());
-    let user = site
-        .call(
-            post,
-            "/users",
-            &[],
-            Some(&json!({
-                "email": format!("{token}@example.com"),
-                "token": token,
-                "policies": [{"policy": policy}],
-            })),
-        )
-        .await["data"]["id"]
-        .clone();
-
+    let token = site.token_for(&c.name, &["read"], false).await;
     let config =
         deltasync::Config::new(site.url.clone(), token, "sqlite::memory:", vec![c.clone()]);
     let problems = deltasync::validate_remote::check(&config).await.unwrap();
     // Users count against the server's seats: gone before anything can fail.
-    site.call(
-        Method::DELETE,
-        &format!("/users/{}", user.as_str().unwrap()),
-        &[],
-        None,
-    )
-    .await;
-    site.call(
-        Method::DELETE,
-        &format!("/policies/{}", policy.as_str().unwrap()),
-        &[],
-        None,
-    )
-    .await;
     site.cleanup().await;
     for expected in [
         "no create permission",

@@ -284,61 +284,26 @@ impl<S: Store, R: Remote> Engine<S, R> {
             Choice::Remote => decide::Chosen::Remote,
             Choice::With(_) => decide::Chosen::Given,
         };
-        let decision = decide::person_decision(record.kind, chosen, local.as_ref(), remote_stamp);
+        let merge_fields = c.merge == schema::Merge::Fields && matches!(remote, Some(Ok(_)));
+        let decision = decide::person_decision(
+            record.kind,
+            chosen,
+            local.as_ref(),
+            remote_stamp,
+            merge_fields,
+        );
         let mut changes = Changes::default();
-        // A row parked by a field merge: the person decides the colliding fields, and the
-        // fields changed on one side only keep their merge, against the current server version.
-        let side = match chosen {
-            decide::Chosen::Local => Some(FieldChoice::Local),
-            decide::Chosen::Remote => Some(FieldChoice::Remote),
-            decide::Chosen::Given => None,
-        };
-        let mergeable = match (&local, &remote, side) {
-            (Some(l), Some(Ok(r)), Some(side))
-                if record.kind == ConflictKind::UpdateUpdate
-                    && c.merge == schema::Merge::Fields
-                    && l.status != SyncStatus::Deleted =>
-            {
-                Some((l, r, side))
-            }
-            _ => None,
-        };
-        if let Some((l, r, side)) = mergeable {
-            let base = self
-                .store
-                .bases(&c, std::slice::from_ref(&l.key))
-                .await?
-                .remove(&l.key)
-                .map(|b| b.data);
-            let conflict = Conflict {
-                collection: &c.name,
-                local: l,
-                remote: Some(r),
-                remote_deleted_at: None,
-                local_changed_at: l.changed_at,
-                base: base.as_ref(),
-            };
-            let MergeOutcome::Merged { row, .. } = merge(&conflict, &Decided(side), c.merge) else {
-                unreachable!("a decided merge parks nothing")
-            };
-            changes.ops.push(if plan::same_content(&row, &r.data) {
-                take_remote_op(l, Some(r))
-            } else {
-                RowOp::Rebase {
-                    key: l.key.clone(),
-                    change_key: l.change_key.clone(),
-                    status: SyncStatus::Updated,
-                    stamp: Some(r.stamp),
-                    data: row,
-                    base: Some(r.data.clone()),
-                }
-            });
-        }
         let resolution = match decision {
-            _ if mergeable.is_some() => match side {
-                Some(FieldChoice::Local) => Resolution::KeepLocal,
-                _ => Resolution::TakeRemote,
-            },
+            decide::PersonDecision::Merge(side) => {
+                let (Some(l), Some(Ok(r))) = (&local, &remote) else {
+                    unreachable!("a merge has both versions")
+                };
+                changes.ops.push(self.merge_decided(&c, l, r, side).await?);
+                match side {
+                    FieldChoice::Local => Resolution::KeepLocal,
+                    _ => Resolution::TakeRemote,
+                }
+            }
             decide::PersonDecision::TakeRemote => {
                 match (&local, &remote) {
                     (Some(l), Some(Ok(r))) => changes.ops.push(take_remote_op(l, Some(r))),
@@ -392,6 +357,47 @@ impl<S: Store, R: Remote> Engine<S, R> {
         changes.atomic = true;
         self.store.apply(&c, changes).await?;
         Ok(self.store.conflict(id).await?.unwrap_or(record))
+    }
+
+    /// A parked merge merged again against the current server version, every collision
+    /// going to `side`: the operation that writes it (rebased and pending, or the server
+    /// version when nothing local survives).
+    async fn merge_decided(
+        &self,
+        c: &CollectionConfig,
+        local: &LocalRow,
+        remote: &RemoteRow,
+        side: FieldChoice,
+    ) -> Result<RowOp> {
+        let base = self
+            .store
+            .bases(c, std::slice::from_ref(&local.key))
+            .await?
+            .remove(&local.key)
+            .map(|b| b.data);
+        let conflict = Conflict {
+            collection: &c.name,
+            local,
+            remote: Some(remote),
+            remote_deleted_at: None,
+            local_changed_at: local.changed_at,
+            base: base.as_ref(),
+        };
+        let MergeOutcome::Merged { row, .. } = merge(&conflict, &Decided(side), c.merge) else {
+            unreachable!("a decided merge parks nothing")
+        };
+        Ok(if plan::same_content(&row, &remote.data) {
+            take_remote_op(local, Some(remote))
+        } else {
+            RowOp::Rebase {
+                key: local.key.clone(),
+                change_key: local.change_key.clone(),
+                status: SyncStatus::Updated,
+                stamp: Some(remote.stamp),
+                data: row,
+                base: Some(remote.data.clone()),
+            }
+        })
     }
 }
 

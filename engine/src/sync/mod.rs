@@ -205,6 +205,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
         self.store.conflicts(open_only).await
     }
 
+    /// How many conflicts and rejected changes wait for a person, all collections.
+    pub async fn waiting(&self) -> Result<u64> {
+        self.store.waiting().await
+    }
+
     /// One recorded conflict.
     pub async fn conflict(&self, id: i64) -> Result<Option<ConflictRecord>> {
         self.store.conflict(id).await
@@ -555,18 +560,6 @@ fn self_references(c: &CollectionConfig) -> Vec<&str> {
         .filter(|f| f.references.as_deref() == Some(c.name.as_str()))
         .map(|f| f.name.as_str())
         .collect()
-}
-
-/// The first parent of `row`, through `self_references`, that is among `unplaced`.
-fn unplaced_parent(
-    row: &LocalRow,
-    self_references: &[&str],
-    unplaced: &HashSet<Key>,
-) -> Option<Key> {
-    self_references
-        .iter()
-        .filter_map(|f| row.data.get(*f).and_then(crate::model::key_from_json))
-        .find(|k| *k != row.key && unplaced.contains(k))
 }
 
 fn protocol(message: String) -> Error {

@@ -232,7 +232,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         tracing::debug!(%error, "batch create failed, retrying one by one");
         let self_references = self_references(c);
         for local in locals {
-            if let Some(parent) = unplaced_parent(&local, &self_references, unplaced) {
+            if let Some(parent) = decide::parent_among(&local, &self_references, unplaced) {
                 warn!(collection = %c.name, key = %local.key, parent_key = %parent,
                     "held back: its parent has not reached the server");
                 unplaced.insert(local.key);
