@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use engine::cursor::PageRequest;
 use engine::error::{RemoteError, RemoteErrorKind};
 use engine::ports::{
-    Action, DeleteActivity, DeletePage, FilteredRows, Permissions, RawPage, Remote,
+    Action, DeleteActivity, DeletePage, FilteredRows, Permissions, RawPage, Remote, ServerField,
 };
 use engine::{Error as EngineError, Key, Row, Stamp};
 pub use reqwest::Method;
@@ -612,9 +612,47 @@ impl Remote for DirectusClient {
         Ok(Some(parse_permissions(&body["data"])))
     }
 
+    async fn server_fields(
+        &self,
+        collection: &str,
+    ) -> Result<Option<Vec<ServerField>>, EngineError> {
+        match self.fields(collection).await {
+            Ok(body) => Ok(Some(parse_fields(&body["data"]))),
+            Err(e) if e.status == Some(403) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn clock_skew(&self) -> chrono::Duration {
         chrono::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
     }
+}
+
+/// `GET /fields/:collection`'s answer, typed.
+fn parse_fields(data: &Value) -> Vec<ServerField> {
+    let list = data.as_array().map(Vec::as_slice).unwrap_or_default();
+    list.iter()
+        .filter_map(|f| {
+            let flag = |v: &Value| v.as_bool().unwrap_or(false);
+            Some(ServerField {
+                name: f["field"].as_str()?.to_owned(),
+                kind: f["type"].as_str().unwrap_or_default().to_owned(),
+                specials: f["meta"]["special"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                primary_key: flag(&f["schema"]["is_primary_key"]),
+                auto_increment: flag(&f["schema"]["has_auto_increment"]),
+                unique: flag(&f["schema"]["is_unique"]),
+                read_only: flag(&f["meta"]["readonly"]),
+            })
+        })
+        .collect()
 }
 
 /// `GET /permissions/me`'s answer: per collection and action, `access` (`none`, `partial`,

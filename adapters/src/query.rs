@@ -6,7 +6,7 @@
 //! `{"_and": [<condition>, <filter>]}`. It must not decide which rows to ask for; the engine
 //! does.
 
-use engine::cursor::{PageRequest, StampRange};
+use engine::cursor::{Lane, PageRequest, StampRange};
 use engine::model::key_to_json;
 use engine::ports::FilteredRows;
 use engine::{Key, Stamp};
@@ -38,15 +38,32 @@ impl ListQuery {
 
 /// A page of the pull, sorted by cursor, then key.
 pub(crate) fn page(c: &CollectionConfig, request: &PageRequest, fields: &[String]) -> ListQuery {
-    let cursor = c.cursor.as_str();
-    let condition = match request.stamps {
-        StampRange::All => json!({ cursor: { "_nnull": true } }),
-        StampRange::After(stamp) => json!({ cursor: { "_gt": stamp.to_wire() } }),
-        StampRange::From(stamp) => json!({ cursor: { "_gte": stamp.to_wire() } }),
+    let by = match request.lane {
+        Lane::Cursor => c.cursor.as_str(),
+        Lane::Created => c.cursor_created.as_deref().unwrap_or(&c.cursor),
     };
+    let mut condition = match request.stamps {
+        StampRange::Missing => {
+            let mut empty: Vec<Value> = c
+                .version_fields()
+                .map(|f| json!({ f: { "_null": true } }))
+                .collect();
+            if empty.len() == 1 {
+                empty.remove(0)
+            } else {
+                json!({ "_and": empty })
+            }
+        }
+        StampRange::All => json!({ by: { "_nnull": true } }),
+        StampRange::After(stamp) => json!({ by: { "_gt": stamp.to_wire() } }),
+        StampRange::From(stamp) => json!({ by: { "_gte": stamp.to_wire() } }),
+    };
+    if request.lane == Lane::Created {
+        condition = json!({ "_and": [{ &c.cursor: { "_null": true } }, condition] });
+    }
     ListQuery {
         filter: with_own_filter(c, condition),
-        sort: vec![c.cursor.clone(), c.primary_key.clone()],
+        sort: vec![by.to_owned(), c.primary_key.clone()],
         fields: fields.to_vec(),
         limit: i64::from(request.limit),
         offset: request.offset,
@@ -98,7 +115,7 @@ pub(crate) fn unchanged<'a>(
         .map(|(key, stamp)| {
             let key = json!({ &c.primary_key: { "_eq": key_to_json(key, c.key_type) } });
             match stamp {
-                Some(stamp) => json!({ "_and": [key, { &c.cursor: { "_eq": stamp.to_wire() } }] }),
+                Some(stamp) => json!({ "_and": [key, at_version(c, stamp)] }),
                 None => key,
             }
         })
@@ -107,6 +124,19 @@ pub(crate) fn unchanged<'a>(
         return each.remove(0);
     }
     json!({ "_or": each })
+}
+
+/// The rows whose version is `stamp`: their cursor holds it or, for a collection with
+/// `cursor_created`, their cursor is empty and their created field holds it.
+fn at_version(c: &CollectionConfig, stamp: Stamp) -> Value {
+    let updated = json!({ &c.cursor: { "_eq": stamp.to_wire() } });
+    match &c.cursor_created {
+        None => updated,
+        Some(created) => json!({ "_or": [
+            updated,
+            { "_and": [{ &c.cursor: { "_null": true } }, { created: { "_eq": stamp.to_wire() } }] },
+        ] }),
+    }
 }
 
 fn among(c: &CollectionConfig, keys: &[Key]) -> Value {
@@ -125,7 +155,7 @@ fn with_own_filter(c: &CollectionConfig, condition: Value) -> Value {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use engine::cursor::{PullPosition, page_request};
+    use engine::cursor::{Lane, PullPosition, page_request};
 
     fn stamp(s: i64) -> Stamp {
         Stamp(Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap())
@@ -143,7 +173,7 @@ mod tests {
 
     #[test]
     fn start_asks_for_every_stamped_row() {
-        let req = page_request(&PullPosition::Start, 2);
+        let req = page_request(Lane::Cursor, &PullPosition::Start, 2);
         let q = page(&collection(), &req, &fields());
         assert_eq!(q.filter, json!({"ts": {"_nnull": true}}));
         assert_eq!(
@@ -160,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_settled_position_asks_after_its_stamp_and_a_group_from_its_stamp() {
-        let after = page_request(&PullPosition::After { stamp: stamp(1) }, 10);
+        let after = page_request(Lane::Cursor, &PullPosition::After { stamp: stamp(1) }, 10);
         assert_eq!(
             page(&collection(), &after, &fields()).filter,
             json!({"ts": {"_gt": "2023-11-14T22:13:21.000Z"}})
@@ -170,7 +200,11 @@ mod tests {
             seen: 3,
             last_key: Some("c".into()),
         };
-        let q = page(&collection(), &page_request(&within, 10), &fields());
+        let q = page(
+            &collection(),
+            &page_request(Lane::Cursor, &within, 10),
+            &fields(),
+        );
         assert_eq!(
             q.filter,
             json!({"ts": {"_gte": "2023-11-14T22:13:21.000Z"}})
@@ -183,7 +217,7 @@ mod tests {
         let own = json!({"status": {"_eq": "live"}});
         let mut c = collection();
         c.filter = Some(own.clone());
-        let req = page_request(&PullPosition::After { stamp: stamp(1) }, 10);
+        let req = page_request(Lane::Cursor, &PullPosition::After { stamp: stamp(1) }, 10);
         let q = page(&c, &req, &fields());
         assert_eq!(q.filter["_and"][1], own);
         assert_eq!(
@@ -241,6 +275,31 @@ mod tests {
                 {"_and": [{"id": {"_eq": "a"}}, {"ts": {"_eq": "2023-11-14T22:13:21.000Z"}}]},
                 {"id": {"_eq": "b"}},
             ]})
+        );
+    }
+
+    #[test]
+    fn date_fields_are_read_in_two_lanes_and_compared_on_the_version() {
+        let c = CollectionConfig::new("posts").with_date_cursor();
+        let fields = ["id".to_owned()];
+        let created = page_request(Lane::Created, &PullPosition::After { stamp: stamp(1) }, 10);
+        let q = page(&c, &created, &fields);
+        assert_eq!(
+            q.filter,
+            json!({"_and": [{"date_updated": {"_null": true}}, {"date_created": {"_gt": "2023-11-14T22:13:21.000Z"}}]})
+        );
+        assert_eq!(q.sort, ["date_created", "id"]);
+        let updated = page_request(Lane::Cursor, &PullPosition::Start, 10);
+        let q = page(&c, &updated, &fields);
+        assert_eq!(q.filter, json!({"date_updated": {"_nnull": true}}));
+        assert_eq!(q.sort, ["date_updated", "id"]);
+        let a = "1".to_owned();
+        assert_eq!(
+            unchanged(&c, [(&a, Some(stamp(1)))]),
+            json!({"_and": [{"id": {"_eq": "1"}}, {"_or": [
+                {"date_updated": {"_eq": "2023-11-14T22:13:21.000Z"}},
+                {"_and": [{"date_updated": {"_null": true}}, {"date_created": {"_eq": "2023-11-14T22:13:21.000Z"}}]},
+            ]}]})
         );
     }
 }

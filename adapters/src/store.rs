@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use engine::conflict::{ConflictKind, Resolution};
+use engine::cursor::PullPosition;
 use engine::ports::{
     Base, Changes, Checkpoint, CollectionStatus, ConflictRecord, Guard, LocalWrite, RowOp,
     RunRecord, Store,
@@ -184,11 +185,13 @@ impl SqlStore {
                 .await?;
                 // Only the pull starts over: the delete cursor stays, or deletes logged
                 // since the last reconcile would never be applied.
-                let start = serde_json::to_string(&engine::cursor::PullPosition::Start)
-                    .expect("a pull position serializes");
                 let mut q = Sql::new(backend);
                 q.push("UPDATE \"_deltasync_checkpoint\" SET pull = ")
-                    .bind(SqlValue::from(start))
+                    .bind(SqlValue::from(start_position()))
+                    .push(", pull_created = ")
+                    .bind(SqlValue::String(
+                        c.cursor_created.as_ref().map(|_| start_position()),
+                    ))
                     .push(" WHERE collection = ")
                     .bind(SqlValue::from(c.name.as_str()));
                 txn.execute_raw(q.build())
@@ -202,6 +205,25 @@ impl SqlStore {
                 exec(&sql::snapshot_field_backfill(backend, c, field)).await?;
             }
         }
+        // A cursor that gained or lost its created lane reads rows differently: the pull
+        // starts over (the delete cursor stays, as for new fields).
+        let mut q = Sql::new(backend);
+        q.push("UPDATE \"_deltasync_checkpoint\" SET pull = ")
+            .bind(SqlValue::from(start_position()))
+            .push(", pull_created = ")
+            .bind(SqlValue::String(
+                c.cursor_created.as_ref().map(|_| start_position()),
+            ))
+            .push(" WHERE collection = ")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(if c.cursor_created.is_some() {
+                " AND pull_created IS NULL"
+            } else {
+                " AND pull_created IS NOT NULL"
+            });
+        txn.execute_raw(q.build())
+            .await
+            .map_err(db_err("resetting the checkpoint"))?;
         exec(&sql::create_pending_index(c)).await?;
         for statement in sql::local_write_trigger(backend, c) {
             exec(&statement).await?;
@@ -889,20 +911,27 @@ impl SqlStore {
     async fn save_checkpoint(
         &self,
         tx: &impl ConnectionTrait,
-        collection: &str,
+        c: &CollectionConfig,
         cp: &Checkpoint,
     ) -> Result<()> {
         let pull = serde_json::to_string(&cp.pull).expect("positions serialize");
+        // NULL says "one lane", which is how a switch between one and two lanes is noticed.
+        let pull_created = c
+            .cursor_created
+            .as_ref()
+            .map(|_| serde_json::to_string(&cp.pull_created).expect("positions serialize"));
         let mut q = Sql::new(self.backend());
-        q.push("INSERT INTO \"_deltasync_checkpoint\" (collection, pull, delete_cursor, updated_at) VALUES (")
-            .bind(SqlValue::from(collection))
+        q.push("INSERT INTO \"_deltasync_checkpoint\" (collection, pull, pull_created, delete_cursor, updated_at) VALUES (")
+            .bind(SqlValue::from(c.name.as_str()))
             .push(", ")
             .bind(SqlValue::from(pull))
+            .push(", ")
+            .bind(SqlValue::String(pull_created))
             .push(", ")
             .bind(SqlValue::BigInt(cp.delete_cursor))
             .push(", ")
             .bind(SqlValue::from(time_text(Utc::now())))
-            .push(") ON CONFLICT (collection) DO UPDATE SET pull = excluded.pull, delete_cursor = excluded.delete_cursor, updated_at = excluded.updated_at");
+            .push(") ON CONFLICT (collection) DO UPDATE SET pull = excluded.pull, pull_created = excluded.pull_created, delete_cursor = excluded.delete_cursor, updated_at = excluded.updated_at");
         tx.execute_raw(q.build())
             .await
             .map_err(db_err("saving the checkpoint"))?;
@@ -951,6 +980,11 @@ impl SqlStore {
     }
 }
 
+/// The stored form of a pull that has not started.
+fn start_position() -> String {
+    serde_json::to_string(&PullPosition::Start).expect("a pull position serializes")
+}
+
 fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -984,7 +1018,7 @@ impl Store for SqlStore {
 
     async fn checkpoint(&self, collection: &str) -> Result<Checkpoint> {
         let mut q = Sql::new(self.backend());
-        q.push("SELECT pull, delete_cursor FROM \"_deltasync_checkpoint\" WHERE collection = ")
+        q.push("SELECT pull, delete_cursor, pull_created FROM \"_deltasync_checkpoint\" WHERE collection = ")
             .bind(SqlValue::from(collection));
         let row = self
             .db
@@ -994,15 +1028,25 @@ impl Store for SqlStore {
         let Some(row) = row else {
             return Ok(Checkpoint::default());
         };
-        let pull: String = row
-            .try_get_by_index(0)
-            .map_err(db_err("reading the checkpoint"))?;
-        Ok(Checkpoint {
-            pull: serde_json::from_str(&pull).map_err(|e| {
+        let position = |text: &str| {
+            serde_json::from_str(text).map_err(|e| {
                 engine::Error::Store(StoreError::new(format!(
                     "checkpoint of {collection} is unreadable: {e}"
                 )))
-            })?,
+            })
+        };
+        let pull: String = row
+            .try_get_by_index(0)
+            .map_err(db_err("reading the checkpoint"))?;
+        let pull_created: Option<String> = row
+            .try_get_by_index(2)
+            .map_err(db_err("reading the checkpoint"))?;
+        Ok(Checkpoint {
+            pull: position(&pull)?,
+            pull_created: match pull_created {
+                Some(text) => position(&text)?,
+                None => PullPosition::Start,
+            },
             delete_cursor: row
                 .try_get_by_index(1)
                 .map_err(db_err("reading the checkpoint"))?,
@@ -1190,7 +1234,7 @@ impl Store for SqlStore {
                 .map_err(db_err("closing a conflict"))?;
         }
         if let Some(cp) = &changes.checkpoint {
-            self.save_checkpoint(&tx, &c.name, cp).await?;
+            self.save_checkpoint(&tx, c, cp).await?;
         }
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(applied)

@@ -326,7 +326,13 @@ fn print_last_run_notes(run: &deltasync::engine_ports::RunRecord) {
 }
 
 fn sync_exit(report: &SyncReport) -> u8 {
-    if report.failed() {
+    let mismatch = report
+        .collections
+        .iter()
+        .any(|c| c.error_kind == Some(deltasync::ErrorKind::ServerMismatch));
+    if mismatch {
+        exit::BAD_INPUT
+    } else if report.failed() {
         exit::SYNC_FAILED
     } else if report.waiting.is_some_and(|n| n > 0) {
         exit::CONFLICTS

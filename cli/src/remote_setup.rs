@@ -32,14 +32,23 @@ pub fn directus_type(kind: FieldType) -> &'static str {
 }
 
 /// The body of `POST /collections` that creates `c`: its primary key, its cursor (a
-/// `timestamp` stamped on create and on update), every configured field, the archive field of
+/// `timestamp` stamped on create and on update, or the two standard date fields), every
+/// configured field, the archive field of
 /// `deletes: archive` unless it is also a configured field, and `accountability: all` so that
 /// deletes reach the activity log.
 pub fn collection_definition(c: &CollectionConfig) -> Value {
-    let mut fields = vec![primary_key(&c.primary_key, c.key_type), cursor(&c.cursor)];
+    let mut fields = vec![primary_key(&c.primary_key, c.key_type)];
+    match &c.cursor_created {
+        None => fields.push(stamp_field(&c.cursor, &["date-created", "date-updated"])),
+        Some(created) => {
+            fields.push(stamp_field(created, &["date-created"]));
+            fields.push(stamp_field(&c.cursor, &["date-updated"]));
+        }
+    }
     fields.extend(
         c.fields
             .iter()
+            .filter(|f| !c.version_fields().any(|v| v == f.name))
             .map(|f| plain_field(&f.name, directus_type(f.kind))),
     );
     let mut meta = Map::new();
@@ -73,9 +82,11 @@ fn primary_key(name: &str, key_type: KeyType) -> Value {
     }
 }
 
-fn cursor(name: &str) -> Value {
+/// A timestamp the server stamps: on create, on update, or both (the Data Studio's
+/// `date_created` and `date_updated` are read-only in the app).
+fn stamp_field(name: &str, specials: &[&str]) -> Value {
     json!({"field": name, "type": "timestamp",
-        "meta": {"special": ["date-created", "date-updated"]}, "schema": {}})
+        "meta": {"special": specials, "readonly": true}, "schema": {}})
 }
 
 /// A nullable field. Booleans carry the `cast-boolean` special, without which Directus on

@@ -8,6 +8,11 @@
 //! request starts one row early and must return the last row already seen first. If it does
 //! not, the group changed under the pull and is re-read from its start (re-applying a row is
 //! a no-op), so no row is skipped however large the group is.
+//!
+//! A collection on Directus's standard date fields is pulled in two lanes, each with its own
+//! position: rows never updated by `date_created`, then updated rows by `date_updated`. A row
+//! leaves the first lane when it is first updated, and enters the second with a stamp later
+//! than anything read so far, so it is seen there.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +36,26 @@ pub enum PullPosition {
     },
 }
 
+/// The rows a pull reads in one ordered walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Rows whose cursor field holds a stamp, by that stamp.
+    Cursor,
+    /// Rows never updated (their cursor field is empty), by the created field's stamp. Only
+    /// for collections with `cursor_created`.
+    Created,
+}
+
+impl Lane {
+    /// The lanes of a collection, in pull order.
+    pub fn of(c: &schema::CollectionConfig) -> &'static [Lane] {
+        match c.cursor_created {
+            Some(_) => &[Lane::Created, Lane::Cursor],
+            None => &[Lane::Cursor],
+        }
+    }
+}
+
 /// Which rows a page is read from, by their stamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StampRange {
@@ -40,12 +65,15 @@ pub enum StampRange {
     After(Stamp),
     /// Rows stamped at or after this stamp.
     From(Stamp),
+    /// Rows with no version at all, which no pull can see.
+    Missing,
 }
 
 /// One page request: `limit` rows from `offset` on, of the rows in `stamps` that pass the
 /// collection's own filter, in cursor order, then key order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageRequest {
+    pub lane: Lane,
     pub stamps: StampRange,
     pub offset: u64,
     pub limit: u32,
@@ -66,8 +94,8 @@ pub enum PageOutcome {
     AnchorLost { restart: PullPosition },
 }
 
-/// The request for the page at `position`.
-pub fn page_request(position: &PullPosition, page_size: u32) -> PageRequest {
+/// The request for the page at `position` of `lane`.
+pub fn page_request(lane: Lane, position: &PullPosition, page_size: u32) -> PageRequest {
     let (stamps, offset, anchor) = match position {
         PullPosition::Start => (StampRange::All, 0, None),
         PullPosition::After { stamp } => (StampRange::After(*stamp), 0, None),
@@ -88,6 +116,7 @@ pub fn page_request(position: &PullPosition, page_size: u32) -> PageRequest {
     // more row to make progress.
     let limit = page_size.max(1 + u32::from(anchor.is_some()));
     PageRequest {
+        lane,
         stamps,
         offset,
         limit,
@@ -182,21 +211,24 @@ mod tests {
 
     #[test]
     fn start_asks_for_every_stamped_row() {
-        let req = page_request(&PullPosition::Start, 2);
+        let req = page_request(Lane::Cursor, &PullPosition::Start, 2);
         assert_eq!(req.stamps, StampRange::All);
         assert_eq!((req.offset, req.limit, req.anchor), (0, 2, None));
     }
 
     #[test]
     fn a_settled_position_asks_for_later_stamps_and_a_group_from_its_stamp() {
-        let req = page_request(&PullPosition::After { stamp: stamp(1) }, 10);
+        let req = page_request(Lane::Cursor, &PullPosition::After { stamp: stamp(1) }, 10);
         assert_eq!(req.stamps, StampRange::After(stamp(1)));
         let within = PullPosition::Within {
             stamp: stamp(1),
             seen: 0,
             last_key: None,
         };
-        assert_eq!(page_request(&within, 10).stamps, StampRange::From(stamp(1)));
+        assert_eq!(
+            page_request(Lane::Cursor, &within, 10).stamps,
+            StampRange::From(stamp(1))
+        );
     }
 
     #[test]
@@ -209,7 +241,7 @@ mod tests {
         let mut position = PullPosition::Start;
         let mut applied = Vec::new();
         loop {
-            let req = page_request(&position, 2);
+            let req = page_request(Lane::Cursor, &position, 2);
             let offset = req.offset as usize;
             let page: Vec<_> = all
                 .iter()
@@ -239,7 +271,7 @@ mod tests {
             seen: 1,
             last_key: Some("a".into()),
         };
-        let req = page_request(&position, 1);
+        let req = page_request(Lane::Cursor, &position, 1);
         assert_eq!((req.offset, req.limit), (0, 2));
         let outcome = page_outcome(&position, &req, vec![row("a", 5), row("b", 5)], 2);
         let PageOutcome::Advance { rows, .. } = outcome else {
@@ -250,7 +282,7 @@ mod tests {
 
     #[test]
     fn an_undecodable_row_does_not_end_the_pull_early() {
-        let req = page_request(&PullPosition::Start, 3);
+        let req = page_request(Lane::Cursor, &PullPosition::Start, 3);
         // The server sent a full page; one row could not be read.
         let outcome = page_outcome(
             &PullPosition::Start,
@@ -271,7 +303,7 @@ mod tests {
             seen: 2,
             last_key: Some("b".into()),
         };
-        let req = page_request(&position, 2);
+        let req = page_request(Lane::Cursor, &position, 2);
         assert_eq!(
             (req.offset, req.limit),
             (1, 2),
@@ -293,7 +325,7 @@ mod tests {
 
     #[test]
     fn seen_counts_only_the_trailing_stamp() {
-        let req = page_request(&PullPosition::Start, 3);
+        let req = page_request(Lane::Cursor, &PullPosition::Start, 3);
         let outcome = page_outcome(
             &PullPosition::Start,
             &req,

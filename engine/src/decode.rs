@@ -55,30 +55,8 @@ fn decode(
         .get(pk)
         .and_then(key_from_json)
         .ok_or_else(|| fail(None, pk, "missing or not a string or integer".into()))?;
-    let cursor = &collection.cursor;
-    let stamp = match object.get(cursor) {
-        Some(Value::String(s)) => Stamp::parse(s).ok_or_else(|| {
-            fail(
-                Some(&key),
-                cursor,
-                format!("{s:?} is not an RFC 3339 timestamp"),
-            )
-        })?,
-        Some(other) => {
-            return Err(fail(
-                Some(&key),
-                cursor,
-                format!("expected a timestamp, got {}", kind_of(other)),
-            ));
-        }
-        None => {
-            return Err(fail(
-                Some(&key),
-                cursor,
-                "missing from the server row".into(),
-            ));
-        }
-    };
+    let stamp =
+        version(collection, object).map_err(|(field, message)| fail(Some(&key), field, message))?;
     let mut data = Row::new();
     for field in &collection.fields {
         if !checked {
@@ -107,6 +85,44 @@ fn normalize(kind: FieldType, value: &Value) -> Value {
     match (kind, value.as_i64()) {
         (FieldType::Boolean, Some(n @ (0 | 1))) => Value::Bool(n == 1),
         _ => value.clone(),
+    }
+}
+
+/// The version stamp of a server row: its cursor field, or, while that is empty, its created
+/// field (collections with `cursor_created`). `None` when it has no readable one.
+pub fn version_of(collection: &CollectionConfig, raw: &Value) -> Option<Stamp> {
+    raw.as_object()
+        .and_then(|object| version(collection, object).ok())
+}
+
+/// The version of `object`, or the field that is wrong and why.
+fn version<'c>(
+    collection: &'c CollectionConfig,
+    object: &serde_json::Map<String, Value>,
+) -> Result<Stamp, (&'c str, String)> {
+    let stamp_in = |field: &'c str| match object.get(field) {
+        Some(Value::String(s)) => Stamp::parse(s)
+            .map(Some)
+            .ok_or_else(|| (field, format!("{s:?} is not an RFC 3339 timestamp"))),
+        Some(Value::Null) => Ok(None),
+        Some(other) => Err((
+            field,
+            format!("expected a timestamp, got {}", kind_of(other)),
+        )),
+        None => Err((field, "missing from the server row".to_owned())),
+    };
+    let cursor = collection.cursor.as_str();
+    if let Some(stamp) = stamp_in(cursor)? {
+        return Ok(stamp);
+    }
+    match collection.cursor_created.as_deref() {
+        None => Err((cursor, "empty: the row has no version".to_owned())),
+        Some(created) => stamp_in(created)?.ok_or_else(|| {
+            (
+                created,
+                format!("empty, and so is {cursor}: the row has no version"),
+            )
+        }),
     }
 }
 
@@ -200,6 +216,47 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "collection articles, key k1, field views: expected integer, got string \"many\""
+        );
+    }
+
+    #[test]
+    fn the_version_is_date_updated_or_else_date_created() {
+        let c = articles().with_date_cursor();
+        let row = |updated: Value, created: Value| json!({"id": 1, "date_updated": updated, "date_created": created, "title": "t", "views": 1});
+        let version = |raw: Value| {
+            remote_row(&c, &raw)
+                .map(|r| r.stamp.to_wire())
+                .map_err(|e| e.field)
+        };
+        let table = [
+            (
+                json!("2026-01-02T00:00:00.000Z"),
+                json!("2026-01-01T00:00:00.000Z"),
+                Ok("2026-01-02T00:00:00.000Z".to_owned()),
+            ),
+            (
+                Value::Null,
+                json!("2026-01-01T00:00:00.000Z"),
+                Ok("2026-01-01T00:00:00.000Z".to_owned()),
+            ),
+            (Value::Null, Value::Null, Err("date_created".to_owned())),
+            (
+                json!(3),
+                json!("2026-01-01T00:00:00.000Z"),
+                Err("date_updated".to_owned()),
+            ),
+        ];
+        for (updated, created, expected) in table {
+            assert_eq!(
+                version(row(updated.clone(), created.clone())),
+                expected,
+                "{updated} {created}"
+            );
+        }
+        assert_eq!(
+            version_of(&c, &row(Value::Null, json!("2026-01-01T00:00:00.000Z")))
+                .map(Stamp::to_wire),
+            Some("2026-01-01T00:00:00.000Z".to_owned())
         );
     }
 

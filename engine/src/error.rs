@@ -23,6 +23,19 @@ pub enum Error {
     /// The schema file changed a field in a way the local table cannot follow.
     #[error("{0}")]
     SchemaChanged(SchemaChange),
+    /// The server's collection does not fit the schema file in a way that would lose rows
+    /// (a cursor that cannot see every row); nothing of the collection is synced.
+    #[error("{0}")]
+    ServerMismatch(ServerMismatch),
+}
+
+/// Why a collection cannot be synced safely with the server as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("collection {collection}, field {field}: {message}")]
+pub struct ServerMismatch {
+    pub collection: String,
+    pub field: String,
+    pub message: String,
 }
 
 /// What a caller asked for that cannot be.
@@ -96,6 +109,7 @@ pub enum ErrorKind {
     Store,
     Usage,
     SchemaChanged,
+    ServerMismatch,
 }
 
 impl ErrorKind {
@@ -129,6 +143,7 @@ impl Error {
             },
             Error::Usage(_) => ErrorKind::Usage,
             Error::SchemaChanged(_) => ErrorKind::SchemaChanged,
+            Error::ServerMismatch(_) => ErrorKind::ServerMismatch,
         }
     }
 
@@ -137,7 +152,7 @@ impl Error {
         match self {
             Error::Remote(e) => e.kind.is_transient(),
             Error::Store(e) => e.kind == StoreErrorKind::Busy,
-            Error::Usage(_) | Error::SchemaChanged(_) => false,
+            Error::Usage(_) | Error::SchemaChanged(_) | Error::ServerMismatch(_) => false,
         }
     }
 }

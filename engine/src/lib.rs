@@ -7,6 +7,7 @@
 //! - [`plan`]: what a pulled row or a logged delete does locally (pure).
 //! - [`conflict`]: conflicts and the strategies that resolve them (pure).
 //! - [`decide`]: what a server's answer, the activity log or a person's choice means (pure).
+//! - [`fit`]: whether a server collection can be synced as configured without missing rows (pure).
 //! - [`merge`]: the field-by-field three-way merge of a row changed on both sides (pure).
 //! - [`ports`]: the [`Remote`](ports::Remote) and [`Store`](ports::Store) traits adapters implement.
 //! - [`handle`]: local writes through Rust, same meaning as the plain-SQL contract.
@@ -19,6 +20,7 @@ pub mod cursor;
 pub mod decide;
 pub mod decode;
 pub mod error;
+pub mod fit;
 pub mod handle;
 pub mod merge;
 pub mod model;
@@ -31,8 +33,8 @@ pub mod verify;
 
 pub use conflict::{Conflict, ConflictKind, FieldChoice, FieldConflict, Resolution, Resolver};
 pub use error::{
-    Error, ErrorKind, RemoteError, RemoteErrorKind, Result, SchemaChange, StoreError,
-    StoreErrorKind, UsageError, UsageErrorKind,
+    Error, ErrorKind, RemoteError, RemoteErrorKind, Result, SchemaChange, ServerMismatch,
+    StoreError, StoreErrorKind, UsageError, UsageErrorKind,
 };
 pub use handle::Collection;
 pub use merge::{FieldSource, FieldSources};

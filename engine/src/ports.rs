@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::conflict::{ConflictKind, Resolution};
-use crate::cursor::{PageRequest, PullPosition};
+use crate::cursor::{Lane, PageRequest, PullPosition};
 use crate::error::Result;
 use crate::merge::FieldSources;
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
@@ -110,6 +110,27 @@ impl Permissions {
             Some(None) => true,
             Some(Some(fields)) => fields.iter().any(|f| f == field || f == "*"),
         }
+    }
+}
+
+/// A field of a server collection, as its schema describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerField {
+    pub name: String,
+    /// The Directus type (`integer`, `timestamp`, `alias`, ...).
+    pub kind: String,
+    /// `meta.special`: `date-created`, `date-updated`, `uuid`, `m2o`, ...
+    pub specials: Vec<String>,
+    pub primary_key: bool,
+    pub auto_increment: bool,
+    pub unique: bool,
+    /// `meta.readonly`: the Data Studio does not let people edit it.
+    pub read_only: bool,
+}
+
+impl ServerField {
+    pub fn has_special(&self, special: &str) -> bool {
+        self.specials.iter().any(|s| s == special)
     }
 }
 
@@ -211,6 +232,13 @@ pub trait Remote: Send + Sync {
     /// readable with this token). One request.
     fn permissions(&self) -> impl Future<Output = Result<Option<Permissions>>> + Send;
 
+    /// The fields of `collection` as the server's schema describes them; `None` when the
+    /// token may not read them. One request.
+    fn server_fields(
+        &self,
+        collection: &str,
+    ) -> impl Future<Output = Result<Option<Vec<ServerField>>>> + Send;
+
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;
 }
@@ -218,7 +246,12 @@ pub trait Remote: Send + Sync {
 /// Per-collection progress kept by the store, advanced with the rows it covers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Where the pull of rows by their cursor stamp stands.
     pub pull: PullPosition,
+    /// Where the pull of never-updated rows by their created stamp stands (collections with
+    /// `cursor_created` only).
+    #[serde(default)]
+    pub pull_created: PullPosition,
     /// The last activity id whose delete has been applied; `None` before the first pull.
     pub delete_cursor: Option<i64>,
 }
@@ -332,6 +365,24 @@ pub struct Changes {
     ///
     /// [`StoreErrorKind::Changed`]: crate::error::StoreErrorKind::Changed
     pub atomic: bool,
+}
+
+impl Checkpoint {
+    /// The position of `lane`.
+    pub fn position(&self, lane: Lane) -> &PullPosition {
+        match lane {
+            Lane::Cursor => &self.pull,
+            Lane::Created => &self.pull_created,
+        }
+    }
+
+    /// Sets the position of `lane`.
+    pub fn set_position(&mut self, lane: Lane, position: PullPosition) {
+        match lane {
+            Lane::Cursor => self.pull = position,
+            Lane::Created => self.pull_created = position,
+        }
+    }
 }
 
 impl Changes {

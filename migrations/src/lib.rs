@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_conflict_local_time::Migration),
             Box::new(m0003_conflict_fields::Migration),
             Box::new(m0004_field_types::Migration),
+            Box::new(m0005_created_lane::Migration),
         ]
     }
 
@@ -256,6 +257,46 @@ mod m0004_field_types {
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
                 .drop_table(Table::drop().table("_deltasync_field").to_owned())
+                .await
+        }
+    }
+}
+
+/// The position of the second pull lane of collections on the standard date fields: rows
+/// never updated, by their created stamp. `NULL` for collections with one cursor field.
+mod m0005_created_lane {
+    use sea_orm_migration::prelude::*;
+
+    #[derive(Debug)]
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m0005_created_lane"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("_deltasync_checkpoint")
+                        .add_column(ColumnDef::new("pull_created").text().null())
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("_deltasync_checkpoint")
+                        .drop_column("pull_created")
+                        .to_owned(),
+                )
                 .await
         }
     }

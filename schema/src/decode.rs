@@ -48,7 +48,8 @@ pub(crate) const COLLECTION_KEYS: &[&str] = &[
     "filter",
     "fields",
 ];
-pub(crate) const FIELD_KEYS: &[&str] = &["type", "references"];
+pub(crate) const FIELD_KEYS: &[&str] = &["type", "references", "read_only"];
+pub(crate) const CURSOR_KEYS: &[&str] = &["updated", "created"];
 pub(crate) const DELETES_KEYS: &[&str] = &["archive"];
 pub(crate) const ARCHIVE_KEYS: &[&str] = &["field", "value"];
 
@@ -108,7 +109,7 @@ impl<'n> Entries<'n> {
 
 /// Collection options that `defaults` may set, with the path they came from.
 struct Inherited {
-    cursor: String,
+    cursor: (String, Option<String>),
     conflict: Strategy,
     page_size: u32,
     overlap_seconds: u32,
@@ -264,7 +265,7 @@ impl Decoder<'_> {
             .filter(|key| map.get(key).is_some())
             .collect();
         if let Some(n) = map.get("cursor") {
-            inherited.cursor = self.string(n, "defaults.cursor")?;
+            inherited.cursor = self.cursor(n, "defaults.cursor")?;
         }
         if let Some(n) = map.get("conflict") {
             inherited.conflict = self.strategy(n, "defaults.conflict")?;
@@ -328,7 +329,7 @@ impl Decoder<'_> {
             c.key_type = self.key_type(n, &map.path_of("key_type"))?;
         }
         if let Some(n) = map.get("cursor") {
-            c.cursor = self.string(n, &map.path_of("cursor"))?;
+            (c.cursor, c.cursor_created) = self.cursor(n, &map.path_of("cursor"))?;
         }
         if let Some(n) = map.get("conflict") {
             c.conflict = self.strategy(n, &map.path_of("conflict"))?;
@@ -389,7 +390,7 @@ impl Decoder<'_> {
         entry: &Entry<'_>,
     ) -> Result<FieldConfig, ConfigError> {
         let path = parent.path_of(&entry.name);
-        let (kind, references) = match &entry.value.value {
+        let (kind, references, read_only) = match &entry.value.value {
             Value::Map(_) => {
                 let map = self.mapping(entry.value, &path, entry.key.position, Some(FIELD_KEYS))?;
                 let kind =
@@ -399,16 +400,20 @@ impl Decoder<'_> {
                     Some(n) => Some(self.string(n, &map.path_of("references"))?),
                     None => None,
                 };
-                (kind, references)
+                let read_only = match map.get("read_only") {
+                    Some(n) => self.boolean(n, &map.path_of("read_only"))?,
+                    None => false,
+                };
+                (kind, references, read_only)
             }
-            Value::Str { .. } => (self.field_type(entry.value, &path)?, None),
+            Value::Str { .. } => (self.field_type(entry.value, &path)?, None, false),
             other => {
                 return Err(self.error(
                     ConfigErrorKind::InvalidValue,
                     entry.value.position,
                     &path,
                     format!(
-                        "expected a field type or a mapping {{type, references}}, found {}; \
+                        "expected a field type or a mapping {{type, references, read_only}}, found {}; \
                          types are {}",
                         other.kind_name(),
                         FieldType::expected()
@@ -420,7 +425,45 @@ impl Decoder<'_> {
             name: entry.name.clone(),
             kind,
             references,
+            read_only,
         })
+    }
+
+    /// A cursor: one field stamped on create and update, or `{updated, created}`.
+    fn cursor(&mut self, node: &Node, path: &str) -> Result<(String, Option<String>), ConfigError> {
+        if !matches!(node.value, Value::Map(_)) {
+            return Ok((self.string(node, path)?, None));
+        }
+        let map = self.mapping(node, path, node.position, Some(CURSOR_KEYS))?;
+        let updated = self.required(
+            &map,
+            "updated",
+            "the field stamped on update, e.g. date_updated",
+        )?;
+        let updated = self.string(updated, &map.path_of("updated"))?;
+        let created = self.required(
+            &map,
+            "created",
+            "the field stamped on create, e.g. date_created",
+        )?;
+        let created = self.string(created, &map.path_of("created"))?;
+        Ok((updated, Some(created)))
+    }
+
+    fn boolean(&self, node: &Node, path: &str) -> Result<bool, ConfigError> {
+        match &node.value {
+            Value::Bool(b) => Ok(*b),
+            Value::Str {
+                text,
+                expanded: true,
+            } if text == "true" || text == "false" => Ok(text == "true"),
+            other => Err(self.error(
+                ConfigErrorKind::InvalidValue,
+                node.position,
+                path,
+                format!("expected true or false, found {}", other.kind_name()),
+            )),
+        }
     }
 
     fn deletes(&mut self, node: &Node, path: &str) -> Result<Deletes, ConfigError> {
@@ -751,7 +794,7 @@ impl Decoder<'_> {
 impl Inherited {
     fn builtin() -> Self {
         Inherited {
-            cursor: DEFAULT_CURSOR.to_owned(),
+            cursor: (DEFAULT_CURSOR.to_owned(), None),
             conflict: Strategy::LastWriteWins,
             page_size: DEFAULT_PAGE_SIZE,
             overlap_seconds: DEFAULT_OVERLAP_SECONDS,
@@ -762,7 +805,7 @@ impl Inherited {
 
     /// Copies the defaults into a new collection and remembers where they were written.
     fn apply(&self, c: &mut CollectionConfig, path: &str, locations: &mut Locations) {
-        c.cursor = self.cursor.clone();
+        (c.cursor, c.cursor_created) = self.cursor.clone();
         c.conflict = self.conflict;
         c.page_size = self.page_size;
         c.overlap_seconds = self.overlap_seconds;

@@ -132,11 +132,14 @@ struct Collection {
     /// Type of the primary key. Default uuid.
     #[schemars(extend("default" = "uuid"))]
     key_type: Option<KeyTypeName>,
-    /// The Directus timestamp field stamped on create and on update (special date-created and
-    /// date-updated), used as pull cursor; never listed in fields. date_updated alone is not
-    /// enough: Directus leaves it empty on create. Default from defaults.cursor, else
+    /// The field that holds a row's version, used as pull cursor: a Directus timestamp
+    /// stamped on create and on update (special date-created and date-updated), or, for
+    /// collections with the standard date fields, {updated: date_updated, created:
+    /// date_created} (a row never updated has its version in date_created). date_updated
+    /// alone is not enough: Directus leaves it empty on create. The cursor is never listed in
+    /// fields (the created field may be, read-only). Default from defaults.cursor, else
     /// last_modified.
-    cursor: Option<String>,
+    cursor: Option<CursorSpec>,
     /// How a row changed on both sides is resolved. Default from defaults.conflict.
     conflict: Option<StrategyName>,
     /// fields: edits of different fields of one row are merged, and only fields changed on
@@ -181,6 +184,29 @@ struct FullField {
     /// Makes the field a many-to-one relation to this configured collection; its type must
     /// match that collection's key_type.
     references: Option<String>,
+    /// Filled by the server (user_created, a field the token may only read, ...): pulled,
+    /// never pushed. Default false.
+    read_only: Option<bool>,
+}
+
+/// The field holding a row's version, or the two standard date fields.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum CursorSpec {
+    /// One timestamp stamped on create and on update.
+    Single(String),
+    /// Two timestamps: one stamped on update, one on create.
+    Dates(DateCursor),
+}
+
+/// The standard Directus date fields.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct DateCursor {
+    /// The field stamped on update (special date-updated), e.g. date_updated.
+    updated: String,
+    /// The field stamped on create (special date-created), e.g. date_created.
+    created: String,
 }
 
 /// How remote deletions are learned.

@@ -166,8 +166,13 @@ pub struct CollectionConfig {
     pub primary_key: String,
     /// The type of the primary key.
     pub key_type: KeyType,
-    /// The Directus `timestamp` field stamped on create and on update, used as pull cursor.
+    /// The Directus `timestamp` field that holds a row's version: stamped on update, and on
+    /// create too unless `cursor_created` is set. Its local column holds the version.
     pub cursor: String,
+    /// The field stamped on create only (Directus `date_created`), when `cursor` is stamped
+    /// on update only (`date_updated`): a row never updated has the version in this field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_created: Option<String>,
     /// The synced fields, in file order; never contains the primary key or the cursor.
     pub fields: Vec<FieldConfig>,
     /// How a row changed on both sides is resolved.
@@ -195,6 +200,7 @@ impl CollectionConfig {
             primary_key: DEFAULT_PRIMARY_KEY.to_owned(),
             key_type: KeyType::Uuid,
             cursor: DEFAULT_CURSOR.to_owned(),
+            cursor_created: None,
             fields: Vec::new(),
             conflict: Strategy::LastWriteWins,
             merge: Merge::Fields,
@@ -208,6 +214,25 @@ impl CollectionConfig {
     /// The field named `name`, if configured.
     pub fn field(&self, name: &str) -> Option<&FieldConfig> {
         self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Syncs on Directus's standard date fields: the version is `date_updated`, or
+    /// `date_created` while the row was never updated.
+    #[must_use]
+    pub fn with_date_cursor(mut self) -> Self {
+        self.cursor = "date_updated".to_owned();
+        self.cursor_created = Some("date_created".to_owned());
+        self
+    }
+
+    /// The server fields that carry a row's version: the cursor, and the created field.
+    pub fn version_fields(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.cursor.as_str()).chain(self.cursor_created.as_deref())
+    }
+
+    /// Whether `field` is filled by the server and never pushed.
+    pub fn is_read_only(&self, field: &FieldConfig) -> bool {
+        field.read_only || self.cursor_created.as_deref() == Some(field.name.as_str())
     }
 
     /// Adds a plain field.
@@ -243,6 +268,10 @@ pub struct FieldConfig {
     /// For a many-to-one relation, the configured collection the value points to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub references: Option<String>,
+    /// Filled by the server (e.g. `user_created`, or a field the token may only read): pulled,
+    /// never pushed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 impl FieldConfig {
@@ -252,6 +281,7 @@ impl FieldConfig {
             name: name.into(),
             kind,
             references: None,
+            read_only: false,
         }
     }
 }

@@ -153,17 +153,7 @@ fn collection(c: &CollectionConfig, report: &Reporter<'_>) -> Check {
         Target::Column,
         report,
     )?;
-    identifier(&c.cursor, &format!("{path}.cursor"), Target::Column, report)?;
-    if c.primary_key.eq_ignore_ascii_case(&c.cursor) {
-        return Err(report.at_value(
-            ConfigErrorKind::Invalid,
-            &format!("{path}.cursor"),
-            format!(
-                "the cursor \"{}\" is also the primary key; expected a separate timestamp field",
-                c.cursor
-            ),
-        ));
-    }
+    cursor(c, &path, report)?;
     let page_size = format!("{path}.page_size");
     in_range(u64::from(c.page_size), &PAGE_SIZE, &page_size, report)?;
     let overlap = format!("{path}.overlap_seconds");
@@ -184,6 +174,49 @@ fn collection(c: &CollectionConfig, report: &Reporter<'_>) -> Check {
         ));
     }
     fields(c, &path, report)
+}
+
+/// The cursor is one field, or `{updated, created}`: two different fields, neither of them
+/// the primary key.
+fn cursor(c: &CollectionConfig, path: &str, report: &Reporter<'_>) -> Check {
+    let (updated, created) = match &c.cursor_created {
+        Some(_) => (
+            format!("{path}.cursor.updated"),
+            format!("{path}.cursor.created"),
+        ),
+        None => (format!("{path}.cursor"), String::new()),
+    };
+    identifier(&c.cursor, &updated, Target::Column, report)?;
+    let key_clash = |field: &str, at: &str| {
+        report.at_value(
+            ConfigErrorKind::Invalid,
+            at,
+            format!(
+                "the cursor \"{field}\" is also the primary key; expected a separate timestamp field"
+            ),
+        )
+    };
+    if c.primary_key.eq_ignore_ascii_case(&c.cursor) {
+        return Err(key_clash(&c.cursor, &updated));
+    }
+    let Some(field) = &c.cursor_created else {
+        return Ok(());
+    };
+    identifier(field, &created, Target::Column, report)?;
+    if c.primary_key.eq_ignore_ascii_case(field) {
+        return Err(key_clash(field, &created));
+    }
+    if c.cursor.eq_ignore_ascii_case(field) {
+        return Err(report.at_value(
+            ConfigErrorKind::Invalid,
+            &created,
+            format!(
+                "\"{field}\" is also cursor.updated; expected the field stamped on create, e.g. \
+                 date_created"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn fields(c: &CollectionConfig, path: &str, report: &Reporter<'_>) -> Check {
@@ -245,7 +278,10 @@ fn deletes(c: &CollectionConfig, path: &str, report: &Reporter<'_>) -> Check {
     };
     let field_path = format!("{path}.deletes.archive.field");
     identifier(field, &field_path, Target::Column, report)?;
-    if field.eq_ignore_ascii_case(&c.primary_key) || field.eq_ignore_ascii_case(&c.cursor) {
+    if c.version_fields()
+        .chain([c.primary_key.as_str()])
+        .any(|f| field.eq_ignore_ascii_case(f))
+    {
         return Err(report.at_value(
             ConfigErrorKind::Invalid,
             &field_path,

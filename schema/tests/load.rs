@@ -126,6 +126,7 @@ fn full_file_parses_into_the_model() {
             name: "author".into(),
             kind: FieldType::Uuid,
             references: Some("authors".into()),
+            read_only: false,
         })
     );
     assert!(config.validate().is_ok());

@@ -417,6 +417,12 @@ impl engine::ports::Remote for Hooked {
     ) -> engine::Result<Option<i64>> {
         self.inner.settled_activity(at).await
     }
+    async fn server_fields(
+        &self,
+        c: &str,
+    ) -> engine::Result<Option<Vec<engine::ports::ServerField>>> {
+        self.inner.server_fields(c).await
+    }
     async fn activity_logging(&self) -> engine::Result<std::collections::HashMap<String, bool>> {
         self.inner.activity_logging().await
     }

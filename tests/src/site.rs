@@ -129,6 +129,51 @@ impl Site {
         config
     }
 
+    /// Creates a collection as the Data Studio makes one with every optional system field:
+    /// an auto-increment integer `id`, `status`, `sort`, `user_created`, `date_created`,
+    /// `user_updated`, `date_updated`, then `fields`. Returns the configuration that syncs it
+    /// on the standard date fields.
+    pub async fn stock_collection(
+        &self,
+        base: &str,
+        fields: &[(&str, deltasync::FieldType)],
+    ) -> CollectionConfig {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let mut config =
+            crate::World::config(&format!("{base}_{suffix}"), fields).with_date_cursor();
+        config.key_type = deltasync::KeyType::Integer;
+        let system = |field: &str, kind: &str, special: Option<&str>| {
+            json!({"field": field, "type": kind, "schema": {},
+                "meta": {"special": special.map(|s| vec![s]), "interface": "input",
+                    "readonly": special.is_some(), "hidden": true, "width": "half"}})
+        };
+        let mut definition = vec![
+            json!({"field": "id", "type": "integer",
+                "meta": {"hidden": true, "interface": "input", "readonly": true},
+                "schema": {"is_primary_key": true, "has_auto_increment": true}}),
+            json!({"field": "status", "type": "string",
+                "meta": {"width": "full", "interface": "select-dropdown", "display": "labels"},
+                "schema": {"default_value": "draft", "is_nullable": false}}),
+            system("sort", "integer", None),
+            system("user_created", "uuid", Some("user-created")),
+            system("date_created", "timestamp", Some("date-created")),
+            system("user_updated", "uuid", Some("user-updated")),
+            system("date_updated", "timestamp", Some("date-updated")),
+        ];
+        definition.extend(fields.iter().map(|(name, kind)| {
+            json!({"field": name, "type": deltasync::remote_setup::directus_type(*kind),
+                "meta": {"interface": "input"}, "schema": {}})
+        }));
+        let body = json!({"collection": config.name, "schema": {},
+            "meta": {"accountability": "all", "sort_field": "sort",
+                "archive_field": "status", "archive_value": "archived", "unarchive_value": "draft"},
+            "fields": definition});
+        self.call(Method::POST, "/collections", &[], Some(&body))
+            .await;
+        self.created.lock().unwrap().push(config.name.clone());
+        config
+    }
+
     /// Whether the server has a collection of that name.
     async fn exists(&self, collection: &str) -> bool {
         self.client.collection_info(collection).await.is_ok()

@@ -160,7 +160,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         remote: &RemoteRow,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let patch = plan::update_patch(&merged.data, &remote.data);
+        let patch = plan::update_patch(&writable(c, &merged.data), &remote.data);
         let Some(answer) = self.compare_and_set(c, merged, remote.stamp, patch).await? else {
             return Ok(());
         };

@@ -20,21 +20,22 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for};
-use crate::cursor::{PageOutcome, page_outcome, page_request, settle};
+use crate::cursor::{Lane, PageOutcome, page_outcome, page_request, settle};
 use crate::decide;
-use crate::decode::{RowError, remote_row, remote_row_unchecked};
+use crate::decode::{RowError, remote_row, remote_row_unchecked, version_of};
 use crate::error::{Error, ErrorKind, RemoteError, RemoteErrorKind, Result, UsageErrorKind};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
 use crate::plan::{self, RemoteDelete};
 
+mod check;
 mod conflicts;
 mod pull;
 mod push;
 pub(crate) mod read;
 mod reconcile;
 use crate::ports::{
-    Action, Changes, Close, ConflictRecord, DeletePage, FilteredRows, Guard, Permissions, Remote,
-    RowOp, RunRecord, Store,
+    Action, Changes, Checkpoint, Close, ConflictRecord, DeletePage, FilteredRows, Guard,
+    Permissions, Remote, RowOp, RunRecord, Store,
 };
 use read::InvalidRow;
 
@@ -277,6 +278,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             // Parents before children for creates and updates, children before parents
             // for deletes, then pull and reconcile each collection.
             for (c, report) in selected.iter().zip(reports.iter_mut()) {
+                self.run_phase(c, report, Phase::Check, &run).await;
                 self.run_phase(c, report, Phase::PushWrites, &run).await;
             }
             for (c, report) in selected.iter().zip(reports.iter_mut()).rev() {
@@ -337,10 +339,10 @@ impl<S: Store, R: Remote> Engine<S, R> {
         // A failed phase does not stop the others: the pull never overwrites a pending row,
         // and a delete is applied to synced rows only. Only a server out of reach, or
         // credentials it refuses, stop the collection: every further request would fail too.
-        if report
-            .error_kind
-            .is_some_and(|k| k.is_transient() || k == ErrorKind::Auth)
-        {
+        // So does a cursor that cannot see every row: nothing is synced until it can.
+        if report.error_kind.is_some_and(|k| {
+            k.is_transient() || matches!(k, ErrorKind::Auth | ErrorKind::ServerMismatch)
+        }) {
             return;
         }
         let phase_started = Instant::now();
@@ -357,6 +359,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let before = report.clone();
         let result = async {
             match phase {
+                Phase::Check => self.check_server(c).await,
                 Phase::PushWrites => self.push_writes(c, run, report).await,
                 Phase::PushDeletes => self.push_deletes(c, run, report).await,
                 Phase::Pull => self.pull(c, report).await,
@@ -476,6 +479,7 @@ fn not_allowed(
 
 #[derive(Debug, Clone, Copy)]
 enum Phase {
+    Check,
     PushWrites,
     PushDeletes,
     Pull,
@@ -496,6 +500,7 @@ struct RunCache {
 impl Phase {
     fn name(self) -> &'static str {
         match self {
+            Phase::Check => "check",
             Phase::PushWrites => "push",
             Phase::PushDeletes => "push_deletes",
             Phase::Pull => "pull",
@@ -570,7 +575,10 @@ fn protocol(message: String) -> Error {
 }
 
 fn ident_fields(c: &CollectionConfig) -> Vec<String> {
-    vec![c.primary_key.clone(), c.cursor.clone()]
+    std::iter::once(c.primary_key.as_str())
+        .chain(c.version_fields())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn archive_of(c: &CollectionConfig) -> Option<(&str, &Value)> {
@@ -580,11 +588,20 @@ fn archive_of(c: &CollectionConfig) -> Option<(&str, &Value)> {
     }
 }
 
-/// A row as sent to Directus: key plus synced fields.
+/// A row as sent to Directus: key plus synced fields the server does not fill itself.
 fn wire_row(c: &CollectionConfig, key: &Key, data: &Row) -> Value {
-    let mut body = data.clone();
+    let mut body = writable(c, data);
     body.insert(c.primary_key.clone(), key_to_json(key, c.key_type));
     Value::Object(body)
+}
+
+/// The fields of `data` a push may write: read-only fields are filled by the server.
+fn writable(c: &CollectionConfig, data: &Row) -> Row {
+    let mut out = data.clone();
+    for field in c.fields.iter().filter(|f| c.is_read_only(f)) {
+        out.remove(&field.name);
+    }
+    out
 }
 
 /// One idempotency key for a batch: the first change's key and the batch length.
@@ -599,11 +616,11 @@ fn batch_key(rows: &[LocalRow]) -> String {
 /// Fields read from the server: key, cursor, synced fields and the archive field.
 fn read_fields(c: &CollectionConfig) -> Vec<String> {
     let mut fields = ident_fields(c);
-    fields.extend(c.fields.iter().map(|f| f.name.clone()));
-    if let Some((field, _)) = archive_of(c)
-        && !fields.iter().any(|f| f == field)
-    {
-        fields.push(field.to_owned());
+    let archive = archive_of(c).map(|(field, _)| field);
+    for field in c.fields.iter().map(|f| f.name.as_str()).chain(archive) {
+        if !fields.iter().any(|f| f == field) {
+            fields.push(field.to_owned());
+        }
     }
     fields
 }

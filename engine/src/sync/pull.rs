@@ -18,15 +18,30 @@ impl<S: Store, R: Remote> Engine<S, R> {
             checkpoint.delete_cursor =
                 Some(self.remote.latest_activity(&c.name).await?.unwrap_or(0));
         }
+        for &lane in Lane::of(c) {
+            self.pull_lane(c, lane, &mut checkpoint, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Pulls one lane from its stored position to the end, saving `checkpoint` (with the
+    /// lane's new position) with every page.
+    async fn pull_lane(
+        &self,
+        c: &CollectionConfig,
+        lane: Lane,
+        checkpoint: &mut Checkpoint,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
         let archive = archive_of(c);
         let fields = read_fields(c);
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
-        let mut position = checkpoint.pull.clone();
+        let mut position = checkpoint.position(lane).clone();
         // The next page, fetched while the previous one was applied.
         let mut prefetched = None;
         loop {
-            let request = page_request(&position, c.page_size);
+            let request = page_request(lane, &position, c.page_size);
             let page = match prefetched.take() {
                 Some(page) => page,
                 None => self.remote.page(c, &request, &fields).await?,
@@ -75,13 +90,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
             } else {
                 next
             };
-            checkpoint.pull = position.clone();
+            checkpoint.set_position(lane, position.clone());
             changes.checkpoint = Some(checkpoint.clone());
             if done {
                 return self.store.apply(c, changes).await.map(drop);
             }
             // Fetching and applying overlap: the next request depends only on the position.
-            let next = page_request(&position, c.page_size);
+            let next = page_request(lane, &position, c.page_size);
             let (applied, page) = futures::join!(
                 self.store.apply(c, changes),
                 self.remote.page(c, &next, &fields)
@@ -116,11 +131,7 @@ fn decode_page(
             }
             Err(error) => {
                 // Keep the row's place in the cursor order when its key and stamp are readable.
-                let ident = error.key.clone().zip(
-                    raw.get(&c.cursor)
-                        .and_then(Value::as_str)
-                        .and_then(Stamp::parse),
-                );
+                let ident = error.key.clone().zip(version_of(c, raw));
                 if let Some((key, stamp)) = ident {
                     rows.push(RemoteRow {
                         key: key.clone(),

@@ -161,7 +161,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         // Directus inserts a batch row by row: a parent must come before its children.
         let mut payloads: Vec<(LocalRow, Value)> = Vec::new();
         for r in plan::parents_first(rows, &self_references) {
-            let denied = denied_fields(c, Action::Create, permissions.as_ref(), &r.data, true);
+            let denied = denied_fields(
+                c,
+                Action::Create,
+                permissions.as_ref(),
+                &writable(c, &r.data),
+                true,
+            );
             if !denied.is_empty() {
                 warn!(collection = %c.name, key = %r.key, fields = %denied.join(", "),
                     "held back: the token may not create these fields");
@@ -366,7 +372,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     }
                 },
             };
-            let patch = plan::update_patch(&local.data, &base);
+            let patch = plan::update_patch(&writable(c, &local.data), &base);
             if patch.is_empty() {
                 // Written back to what the server holds: nothing to send.
                 let stamp = local.base.expect("updates have a base");

@@ -252,7 +252,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 let key = raw
                     .get(&c.primary_key)
                     .and_then(crate::model::key_from_json)?;
-                let stamp = raw[&c.cursor].as_str().and_then(Stamp::parse);
+                let stamp = version_of(c, raw);
                 Some((key, stamp))
             })
             .collect();
