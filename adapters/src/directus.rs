@@ -421,6 +421,19 @@ impl Remote for DirectusClient {
             .await
     }
 
+    async fn rows_created_as(
+        &self,
+        c: &CollectionConfig,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<RawPage, EngineError> {
+        if ids.is_empty() {
+            return Ok(RawPage::default());
+        }
+        self.list(&c.name, query::rows_created_as(c, ids, fields))
+            .await
+    }
+
     async fn filtered_rows(
         &self,
         c: &CollectionConfig,

@@ -83,6 +83,22 @@ pub(crate) fn rows_by_keys(c: &CollectionConfig, keys: &[Key], fields: &[String]
     }
 }
 
+/// The rows whose idempotency field holds one of `ids`, whatever the collection's filter.
+pub(crate) fn rows_created_as(
+    c: &CollectionConfig,
+    ids: &[String],
+    fields: &[String],
+) -> ListQuery {
+    let field = c.idempotency_field.as_deref().unwrap_or("deltasync_key");
+    ListQuery {
+        filter: json!({ field: { "_in": ids } }),
+        sort: vec![c.primary_key.clone()],
+        fields: fields.to_vec(),
+        limit: ids.len() as i64,
+        offset: 0,
+    }
+}
+
 /// The rows `which` covers among those passing the collection's filter, in key order.
 pub(crate) fn filtered_rows(
     c: &CollectionConfig,

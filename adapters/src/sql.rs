@@ -104,6 +104,8 @@ pub fn column_type(backend: DbBackend, kind: FieldType) -> &'static str {
 
 pub fn key_column_type(backend: DbBackend, key: KeyType) -> &'static str {
     match (backend, key) {
+        // Not `INTEGER`: on SQLite that makes the key the rowid, which ignores a default.
+        (_, KeyType::AutoIncrement) => "BIGINT",
         (_, KeyType::Integer) => column_type(backend, FieldType::Integer),
         (DbBackend::Postgres, KeyType::Uuid) => "uuid",
         _ => column_type(backend, FieldType::String),
@@ -112,7 +114,7 @@ pub fn key_column_type(backend: DbBackend, key: KeyType) -> &'static str {
 
 pub fn key_kind(key: KeyType) -> FieldType {
     match key {
-        KeyType::Integer => FieldType::Integer,
+        KeyType::Integer | KeyType::AutoIncrement => FieldType::Integer,
         KeyType::Uuid => FieldType::Uuid,
         KeyType::String => FieldType::String,
     }
@@ -122,9 +124,13 @@ pub fn key_kind(key: KeyType) -> FieldType {
 pub fn create_table(backend: DbBackend, c: &CollectionConfig) -> String {
     let pg = backend == DbBackend::Postgres;
     let mut columns = vec![format!(
-        "{} {} PRIMARY KEY NOT NULL",
+        "{} {} PRIMARY KEY NOT NULL{}",
         ident(&c.primary_key),
-        key_column_type(backend, c.key_type)
+        key_column_type(backend, c.key_type),
+        match c.key_type {
+            KeyType::AutoIncrement => format!(" DEFAULT ({})", temporary_key(backend)),
+            _ => String::new(),
+        }
     )];
     for f in &c.fields {
         columns.push(format!(
@@ -187,6 +193,60 @@ fn next_status_case() -> String {
         "CASE WHEN OLD.{STATUS} = 'created' AND NEW.{STATUS} IN ('synced', 'updated') THEN 'created' \
          WHEN NEW.{STATUS} = 'synced' THEN 'updated' ELSE NEW.{STATUS} END"
     )
+}
+
+/// A new temporary key: a random negative integer, which no server key equals, and which
+/// JavaScript reads exactly (at most 2^53 - 1 in magnitude).
+fn temporary_key(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "(-1 - floor(random() * 9007199254740990))::bigint",
+        _ => "-1 - abs(random() % 9007199254740990)",
+    }
+}
+
+/// For keys the server assigns: statements that refuse an application insert with a
+/// positive key, which could be a server row's.
+pub fn server_key_guard(backend: DbBackend, c: &CollectionConfig) -> Vec<String> {
+    if c.key_type != KeyType::AutoIncrement {
+        return Vec::new();
+    }
+    let table = ident(&c.table);
+    let pk = ident(&c.primary_key);
+    let name = ident(&format!("{}__sync_server_keys", c.table));
+    let message = format!(
+        "{}: the server assigns the {} of new rows; insert without it (or with a negative temporary key)",
+        c.name.replace('\'', "''"),
+        c.primary_key
+    );
+    match backend {
+        DbBackend::Postgres => {
+            let function = ident(&format!("_deltasync_server_keys_{}", c.table));
+            vec![
+                format!(
+                    "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+  IF NEW.{STATUS} = 'created' AND NEW.{pk} > 0 THEN
+    RAISE EXCEPTION '{message}';
+  END IF;
+  RETURN NEW;
+END
+$body$"
+                ),
+                format!("DROP TRIGGER IF EXISTS {name} ON {table}"),
+                format!(
+                    "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()"
+                ),
+            ]
+        }
+        _ => vec![
+            format!("DROP TRIGGER IF EXISTS {name}"),
+            format!(
+                "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW \
+                 WHEN NEW.{STATUS} = 'created' AND NEW.{pk} > 0 \
+                 BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            ),
+        ],
+    }
 }
 
 fn trigger_name(c: &CollectionConfig) -> String {

@@ -225,7 +225,10 @@ impl SqlStore {
             .await
             .map_err(db_err("resetting the checkpoint"))?;
         exec(&sql::create_pending_index(c)).await?;
-        for statement in sql::local_write_trigger(backend, c) {
+        for statement in sql::local_write_trigger(backend, c)
+            .into_iter()
+            .chain(sql::server_key_guard(backend, c))
+        {
             exec(&statement).await?;
         }
         txn.commit().await.map_err(db_err(context()))
@@ -755,6 +758,14 @@ impl SqlStore {
                 }
                 Ok(done)
             }
+            RowOp::Rekey {
+                from,
+                to,
+                references,
+            } => {
+                self.rekey(tx, c, from, to, references).await?;
+                Ok(true)
+            }
             RowOp::Remove { key, guard } => {
                 let mut q = Sql::new(backend);
                 q.push(&format!("DELETE FROM {table} WHERE {pk} = "))
@@ -908,6 +919,54 @@ impl SqlStore {
         Ok(found.is_some())
     }
 
+    /// Moves a row from its temporary key to the key the server gave it, with the rows that
+    /// refer to it, its base snapshot and conflict records, and keeps the move in the key map.
+    /// Engine writes: `_sync_rev` is bumped, so no row counts as changed by the application.
+    async fn rekey(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        from: &Key,
+        to: &Key,
+        references: &[(String, String)],
+    ) -> Result<()> {
+        let context = || format!("collection {}: moving key {from} to {to}", c.name);
+        let (old, new) = (self.key_value(c, from), self.key_value(c, to));
+        let moves = std::iter::once((c.table.as_str(), c.primary_key.as_str()))
+            .chain(references.iter().map(|(t, col)| (t.as_str(), col.as_str())));
+        for (table, column) in moves {
+            let column = ident(column);
+            let mut q = Sql::new(self.backend());
+            q.push(&format!("UPDATE {} SET {column} = ", ident(table)))
+                .bind(new.clone())
+                .push(&format!(", {REV} = {REV} + 1 WHERE {column} = "))
+                .bind(old.clone());
+            tx.execute_raw(q.build()).await.map_err(db_err(context()))?;
+        }
+        for engine_table in ["_deltasync_base", "_deltasync_conflict"] {
+            let mut q = Sql::new(self.backend());
+            q.push(&format!("UPDATE \"{engine_table}\" SET key = "))
+                .bind(SqlValue::from(to.as_str()))
+                .push(" WHERE collection = ")
+                .bind(SqlValue::from(c.name.as_str()))
+                .push(" AND key = ")
+                .bind(SqlValue::from(from.as_str()));
+            tx.execute_raw(q.build()).await.map_err(db_err(context()))?;
+        }
+        let mut q = Sql::new(self.backend());
+        q.push("INSERT INTO \"_deltasync_key_map\" (collection, temporary_key, server_key, mapped_at) VALUES (")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(", ")
+            .bind(SqlValue::from(from.as_str()))
+            .push(", ")
+            .bind(SqlValue::from(to.as_str()))
+            .push(", ")
+            .bind(SqlValue::from(time_text(Utc::now())))
+            .push(") ON CONFLICT (collection, temporary_key) DO UPDATE SET server_key = excluded.server_key, mapped_at = excluded.mapped_at");
+        tx.execute_raw(q.build()).await.map_err(db_err(context()))?;
+        Ok(())
+    }
+
     async fn save_checkpoint(
         &self,
         tx: &impl ConnectionTrait,
@@ -980,6 +1039,9 @@ impl SqlStore {
     }
 }
 
+/// How long the key map keeps a temporary key's server key.
+pub const KEY_MAP_KEPT: chrono::Duration = chrono::Duration::days(30);
+
 /// The stored form of a pull that has not started.
 fn start_position() -> String {
     serde_json::to_string(&PullPosition::Start).expect("a pull position serializes")
@@ -1013,7 +1075,45 @@ impl Store for SqlStore {
         for c in &config.collections {
             self.prepare_collection(c).await?;
         }
+        let mut q = Sql::new(self.backend());
+        q.push("INSERT INTO \"_deltasync_replica\" (id) SELECT ")
+            .bind(SqlValue::from(uuid::Uuid::new_v4().to_string()))
+            .push(" WHERE NOT EXISTS (SELECT 1 FROM \"_deltasync_replica\")");
+        self.db
+            .execute_raw(q.build())
+            .await
+            .map_err(db_err("making the replica id"))?;
         Ok(())
+    }
+
+    async fn replica_id(&self) -> Result<String> {
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.backend(),
+                "SELECT id FROM \"_deltasync_replica\"",
+            ))
+            .await
+            .map_err(db_err("reading the replica id"))?
+            .ok_or_else(|| engine::Error::Store(StoreError::new("the replica id is missing")))?;
+        row.try_get_by_index(0)
+            .map_err(db_err("reading the replica id"))
+    }
+
+    async fn server_key(&self, collection: &str, temporary: &Key) -> Result<Option<Key>> {
+        let mut q = Sql::new(self.backend());
+        q.push("SELECT server_key FROM \"_deltasync_key_map\" WHERE collection = ")
+            .bind(SqlValue::from(collection))
+            .push(" AND temporary_key = ")
+            .bind(SqlValue::from(temporary.as_str()));
+        let row = self
+            .db
+            .query_one_raw(q.build())
+            .await
+            .map_err(db_err("reading the key map"))?;
+        row.map(|r| r.try_get_by_index(0))
+            .transpose()
+            .map_err(db_err("reading the key map"))
     }
 
     async fn checkpoint(&self, collection: &str) -> Result<Checkpoint> {
@@ -1163,11 +1263,25 @@ impl Store for SqlStore {
             .await
             .map_err(db_err("starting a transaction"))?;
         let mut applied = 0;
-        // Pulled rows go in multi-row statements; the rest one by one, in order.
-        let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) = changes
+        // Keys move first: the other operations name rows by their new keys.
+        let (rekeys, ops): (Vec<&RowOp>, Vec<&RowOp>) = changes
             .ops
             .iter()
-            .partition(|op| matches!(op, RowOp::Pull(_)));
+            .partition(|op| matches!(op, RowOp::Rekey { .. }));
+        for op in rekeys {
+            if let RowOp::Rekey {
+                from,
+                to,
+                references,
+            } = op
+            {
+                self.rekey(&tx, c, from, to, references).await?;
+                applied += 1;
+            }
+        }
+        // Pulled rows go in multi-row statements; the rest one by one, in order.
+        let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) =
+            ops.into_iter().partition(|op| matches!(op, RowOp::Pull(_)));
         let pulled: Vec<RemoteRow> = pulled
             .into_iter()
             .filter_map(|op| match op {
@@ -1362,6 +1476,13 @@ impl Store for SqlStore {
             .execute_raw(q.build())
             .await
             .map_err(db_err("recording the run"))?;
+        let mut q = Sql::new(self.backend());
+        q.push("DELETE FROM \"_deltasync_key_map\" WHERE mapped_at < ")
+            .bind(SqlValue::from(time_text(run.finished_at - KEY_MAP_KEPT)));
+        self.db
+            .execute_raw(q.build())
+            .await
+            .map_err(db_err("pruning the key map"))?;
         if self.backend() == DbBackend::Sqlite {
             // A run ends here: fold the write-ahead log into the database, or the next
             // process to open it first reads through all of the log (seconds after a large

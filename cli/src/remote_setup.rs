@@ -51,6 +51,7 @@ pub fn collection_definition(c: &CollectionConfig) -> Value {
             .filter(|f| !c.version_fields().any(|v| v == f.name))
             .map(|f| plain_field(&f.name, directus_type(f.kind))),
     );
+    fields.extend(c.idempotency_field.as_deref().map(idempotency_field));
     let mut meta = Map::new();
     meta.insert("accountability".into(), json!("all"));
     if let Deletes::Archive { field, value } = &c.deletes {
@@ -76,6 +77,8 @@ fn primary_key(name: &str, key_type: KeyType) -> Value {
         KeyType::Uuid => json!({"field": name, "type": "uuid", "meta": {"special": ["uuid"]},
             "schema": {"is_primary_key": true, "length": 36, "has_auto_increment": false}}),
         KeyType::Integer => json!({"field": name, "type": "integer", "meta": {},
+            "schema": {"is_primary_key": true, "has_auto_increment": false}}),
+        KeyType::AutoIncrement => json!({"field": name, "type": "integer", "meta": {},
             "schema": {"is_primary_key": true, "has_auto_increment": true}}),
         KeyType::String => json!({"field": name, "type": "string", "meta": {},
             "schema": {"is_primary_key": true, "length": 255, "has_auto_increment": false}}),
@@ -87,6 +90,15 @@ fn primary_key(name: &str, key_type: KeyType) -> Value {
 fn stamp_field(name: &str, specials: &[&str]) -> Value {
     json!({"field": name, "type": "timestamp",
         "meta": {"special": specials, "readonly": true}, "schema": {}})
+}
+
+/// The field that carries each create's idempotency key: unique, so that the server itself
+/// refuses a create sent twice; hidden and read-only in the Data Studio.
+pub fn idempotency_field(name: &str) -> Value {
+    json!({"field": name, "type": "string",
+        "meta": {"hidden": true, "readonly": true, "interface": "input",
+            "note": "Set by deltasync: the idempotency key of the create that made this row"},
+        "schema": {"is_unique": true, "is_nullable": true, "max_length": 255}})
 }
 
 /// A nullable field. Booleans carry the `cast-boolean` special, without which Directus on

@@ -119,7 +119,7 @@ async fn the_standard_date_fields_see_every_row_and_date_updated_alone_is_refuse
         let project = Project::new(&site, &mut dbs).await;
 
         let alone = project.write(&format!(
-            "  {}:\n    key_type: integer\n    cursor: date_updated\n    fields:\n      title: string\n",
+            "  {}:\n    key_type: auto_increment\n    idempotency_field: none\n    cursor: date_updated\n    fields:\n      title: string\n",
             c.name
         ));
         let (code, report) = project.sync(&alone);
@@ -136,7 +136,7 @@ async fn the_standard_date_fields_see_every_row_and_date_updated_alone_is_refuse
         assert_eq!(failure["pulled"], json!(0), "{label}");
 
         let dates = project.write(&format!(
-            "  {}:\n    key_type: integer\n    cursor: {{updated: date_updated, created: date_created}}\n    fields:\n      title: string\n      date_created: timestamp\n",
+            "  {}:\n    key_type: auto_increment\n    idempotency_field: none\n    cursor: {{updated: date_updated, created: date_created}}\n    fields:\n      title: string\n      date_created: timestamp\n",
             c.name
         ));
         let (code, report) = project.sync(&dates);
@@ -184,6 +184,169 @@ async fn the_standard_date_fields_see_every_row_and_date_updated_alone_is_refuse
             local[&ids[10]],
             ("synced".to_owned(), json!("local")),
             "{label}"
+        );
+        site.cleanup().await;
+    }
+}
+
+/// Adds the idempotency field to a stock collection, as `scripts/directus seed` does.
+async fn add_idempotency_field(site: &Site, collection: &str) {
+    let field = deltasync::remote_setup::idempotency_field("deltasync_key");
+    site.call(
+        adapters::directus::Method::POST,
+        &format!("/fields/{collection}"),
+        &[],
+        Some(&field),
+    )
+    .await;
+}
+
+/// A replica's schema: a stock parent collection and a child with a many-to-one to it, keys
+/// assigned by the server.
+fn server_key_schema(parents: &str, children: &str) -> String {
+    let common = "    key_type: auto_increment\n    cursor: {updated: date_updated, created: date_created}\n";
+    format!(
+        "  {parents}:\n{common}    fields:\n      title: string\n  {children}:\n{common}    fields:\n      title: string\n      parent: {{type: integer, references: {parents}}}\n"
+    )
+}
+
+impl Project {
+    /// One value of the local database.
+    async fn value<T: sea_orm::TryGetable>(&self, query: &str) -> T {
+        let db = Database::connect(self.database.as_str()).await.unwrap();
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                query,
+            ))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{query}: no row"));
+        db.close().await.unwrap();
+        row.try_get_by_index(0).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_creates_of_two_replicas_and_the_app_all_land_once_with_their_children() {
+    for (site, mut dbs) in pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let title = [("title", deltasync::FieldType::String)];
+        let parents = site.stock_collection("parents", &title).await;
+        let children = site
+            .stock_collection(
+                "children",
+                &[
+                    ("title", deltasync::FieldType::String),
+                    ("parent", deltasync::FieldType::Integer),
+                ],
+            )
+            .await;
+        for c in [&parents, &children] {
+            add_idempotency_field(&site, &c.name).await;
+        }
+        let (p, ch) = (parents.name.as_str(), children.name.as_str());
+        let a = Project::new(&site, &mut dbs).await;
+        let b = Project::new(&site, &mut dbs).await;
+        let (file_a, file_b) = (
+            a.write(&server_key_schema(p, ch)),
+            b.write(&server_key_schema(p, ch)),
+        );
+        for (project, file) in [(&a, &file_a), (&b, &file_b)] {
+            let (code, report) = project.sync(file);
+            assert_eq!(code, 0, "{label}: {report}");
+        }
+
+        // Offline: A creates a parent and its child, B a parent, the app a parent.
+        a.sql(&format!("INSERT INTO \"{p}\" (title) VALUES ('from a')"))
+            .await;
+        let temporary: i64 = a
+            .value(&format!("SELECT id FROM \"{p}\" WHERE title = 'from a'"))
+            .await;
+        assert!(
+            temporary < 0,
+            "{label}: a temporary key is negative, got {temporary}"
+        );
+        a.sql(&format!(
+            "INSERT INTO \"{ch}\" (title, parent) VALUES ('child of a', {temporary})"
+        ))
+        .await;
+        b.sql(&format!("INSERT INTO \"{p}\" (title) VALUES ('from b')"))
+            .await;
+        let refused = Database::connect(a.database.as_str())
+            .await
+            .unwrap()
+            .execute_unprepared(&format!(
+                "INSERT INTO \"{p}\" (id, title) VALUES (7, 'taken')"
+            ))
+            .await;
+        assert!(
+            refused.is_err(),
+            "{label}: a positive key inserted here is refused"
+        );
+        site.insert(p, vec![row(json!({"title": "from the app"}))])
+            .await;
+
+        // B's create lands but its answer is lost: the server holds the row with B's
+        // idempotency key while B still holds it under its temporary key.
+        let replica_b: String = b.value("SELECT id FROM \"_deltasync_replica\"").await;
+        let temporary_b: i64 = b
+            .value(&format!("SELECT id FROM \"{p}\" WHERE title = 'from b'"))
+            .await;
+        site.insert(
+            p,
+            vec![row(
+                json!({"title": "from b", "deltasync_key": format!("{replica_b}:{temporary_b}")}),
+            )],
+        )
+        .await;
+
+        for (project, file) in [(&a, &file_a), (&b, &file_b), (&a, &file_a), (&b, &file_b)] {
+            let (code, report) = project.sync(file);
+            assert_eq!(code, 0, "{label}: {report}");
+        }
+
+        let server = site.rows(p).await;
+        let mut titles: Vec<&str> = server
+            .iter()
+            .map(|r| r["title"].as_str().unwrap())
+            .collect();
+        titles.sort();
+        assert_eq!(
+            titles,
+            ["from a", "from b", "from the app"],
+            "{label}: each create once"
+        );
+        let id_of = |title: &str| id(server.iter().find(|r| r["title"] == json!(title)).unwrap());
+        let server_children = site.rows(ch).await;
+        assert_eq!(server_children.len(), 1, "{label}");
+        assert_eq!(
+            server_children[0]["parent"],
+            json!(id_of("from a")),
+            "{label}: the child points at its parent"
+        );
+        for project in [&a, &b] {
+            let local = project.local(p).await;
+            let mut expected: Vec<(i64, (String, Value))> = server
+                .iter()
+                .map(|r| (id(r), ("synced".to_owned(), r["title"].clone())))
+                .collect();
+            expected.sort_by_key(|(k, _)| *k);
+            assert_eq!(
+                local.into_iter().collect::<Vec<_>>(),
+                expected,
+                "{label}: every replica holds the server's keys"
+            );
+            let parent: i64 = project.value(&format!("SELECT parent FROM \"{ch}\"")).await;
+            assert_eq!(parent, id_of("from a"), "{label}");
+        }
+        let mapped: String = a
+            .value(&format!("SELECT server_key FROM \"_deltasync_key_map\" WHERE collection = '{p}' AND temporary_key = '{temporary}'"))
+            .await;
+        assert_eq!(
+            mapped,
+            id_of("from a").to_string(),
+            "{label}: the key map tells the move"
         );
         site.cleanup().await;
     }

@@ -1,12 +1,14 @@
 //! Whether a server collection, as its schema describes it, can be synced as configured
 //! without losing rows.
 //!
-//! Owns the checks a sync makes before it first pulls a collection: the cursor must see every
-//! row (a field stamped on create and on update, or the two standard date fields). Pure: the
+//! Owns the checks a sync makes before it first pulls a collection, and before it creates
+//! integer-key rows: the cursor must see every row (a field stamped on create and on update,
+//! or the two standard date fields), the server and the file must agree on who assigns keys,
+//! and server-assigned keys need a unique idempotency field. Pure: the
 //! server's field list in, the first mismatch out. It must not judge what it cannot lose rows
 //! over (types of ordinary fields, permissions): `deltasync validate --remote` reports those.
 
-use schema::CollectionConfig;
+use schema::{CollectionConfig, KeyType};
 
 use crate::error::ServerMismatch;
 use crate::ports::ServerField;
@@ -36,12 +38,62 @@ pub fn check(c: &CollectionConfig, fields: &[ServerField]) -> Result<(), ServerM
     match &c.cursor_created {
         None => {
             stamped(&c.cursor, "date-created", "create")?;
-            stamped(&c.cursor, "date-updated", "update")
+            stamped(&c.cursor, "date-updated", "update")?;
         }
         Some(created) => {
             stamped(&c.cursor, "date-updated", "update")?;
-            stamped(created, "date-created", "create")
+            stamped(created, "date-created", "create")?;
         }
+    }
+    keys(c, fields).map_err(|(field, message)| mismatch(field, message))
+}
+
+/// Who assigns keys must be the same on both sides: a client choosing integer keys on an
+/// auto-increment collection takes numbers the server, the app or another replica also
+/// takes. Keys the server assigns need the idempotency field, unique, unless the file says
+/// it goes without.
+fn keys<'c>(c: &'c CollectionConfig, fields: &[ServerField]) -> Result<(), (&'c str, String)> {
+    let pk = c.primary_key.as_str();
+    let assigned = fields
+        .iter()
+        .find(|f| f.name == pk)
+        .is_some_and(|f| f.auto_increment);
+    match c.key_type {
+        KeyType::Integer if assigned => {
+            return Err((
+                pk,
+                "the server assigns these keys (auto-increment); use `key_type: auto_increment`, \
+                 or rows created here and elsewhere take the same numbers"
+                    .to_owned(),
+            ));
+        }
+        KeyType::AutoIncrement if !assigned => {
+            return Err((
+                pk,
+                "the server does not assign these keys (no auto-increment); use `key_type: integer`"
+                    .to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    let Some(name) = c.idempotency_field.as_deref() else {
+        return Ok(());
+    };
+    let without = "or set `idempotency_field: none` to accept that a create whose answer was \
+                   lost may be made twice";
+    match fields.iter().find(|f| f.name == name) {
+        None => Err((
+            name,
+            format!(
+                "missing on the server: add a unique string field {name} (`deltasync init` \
+                 offers it, `scripts/directus seed` adds it), {without}"
+            ),
+        )),
+        Some(f) if !f.unique => Err((
+            name,
+            format!("not unique on the server: make it unique, {without}"),
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -106,7 +158,7 @@ mod tests {
         (swapped.cursor, swapped.cursor_created) =
             ("date_created".into(), Some("date_updated".into()));
         let both = vec![field("last_modified", &["date-created", "date-updated"])];
-        let table: Vec<Case> = vec![
+        let mut table: Vec<Case> = vec![
             (
                 "a field stamped on both",
                 single("last_modified"),
@@ -157,6 +209,71 @@ mod tests {
                 Some(("date_created", "give posts the standard date fields")),
             ),
         ];
+        let pk = |auto_increment: bool| ServerField {
+            name: "id".into(),
+            kind: "integer".into(),
+            primary_key: true,
+            auto_increment,
+            ..Default::default()
+        };
+        let idem = |unique: bool| ServerField {
+            name: "deltasync_key".into(),
+            kind: "string".into(),
+            unique,
+            ..Default::default()
+        };
+        let server_keys = CollectionConfig::new("posts")
+            .with_date_cursor()
+            .with_server_keys();
+        let mut client_integers = CollectionConfig::new("posts").with_date_cursor();
+        client_integers.key_type = KeyType::Integer;
+        let mut without = server_keys.clone();
+        without.idempotency_field = None;
+        let with = |extra: Vec<ServerField>| stock().into_iter().chain(extra).collect::<Vec<_>>();
+        table.extend([
+            (
+                "server keys with a unique idempotency field",
+                server_keys.clone(),
+                with(vec![pk(true), idem(true)]),
+                None,
+            ),
+            (
+                "client integers on an auto-increment key",
+                client_integers.clone(),
+                with(vec![pk(true)]),
+                Some(("id", "use `key_type: auto_increment`")),
+            ),
+            (
+                "client integers on a plain key",
+                client_integers,
+                with(vec![pk(false)]),
+                None,
+            ),
+            (
+                "server keys on a plain key",
+                server_keys.clone(),
+                with(vec![pk(false), idem(true)]),
+                Some(("id", "use `key_type: integer`")),
+            ),
+            (
+                "no idempotency field",
+                server_keys.clone(),
+                with(vec![pk(true)]),
+                Some(("deltasync_key", "missing on the server")),
+            ),
+            (
+                "an idempotency field that is not unique",
+                server_keys,
+                with(vec![pk(true), idem(false)]),
+                Some(("deltasync_key", "not unique")),
+            ),
+            (
+                "going without, said in the file",
+                without,
+                with(vec![pk(true)]),
+                None,
+            ),
+        ]);
         for (case, c, fields, expected) in table {
             let got = check(&c, &fields).err();
             match (got, expected) {

@@ -28,7 +28,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
 impl<S: Store, R: Remote> Collection<'_, S, R> {
     /// Inserts a row (status `created`). The key is taken from `data` when present,
-    /// otherwise a new UUID is generated (uuid keys only). Returns the key.
+    /// otherwise a new UUID is generated (uuid keys), or a negative temporary key (keys the
+    /// server assigns; [`Engine::server_key`](crate::Engine::server_key) tells what it
+    /// became). Returns the key.
     pub async fn insert(&self, mut data: Row) -> Result<Key> {
         let c = self.config;
         let key = match data.remove(&c.primary_key) {
@@ -42,6 +44,11 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
                 )
             })?,
             None if c.key_type == schema::KeyType::Uuid => uuid::Uuid::new_v4().to_string(),
+            // A temporary key, as the table's default gives plain-SQL inserts.
+            None if c.key_type == schema::KeyType::AutoIncrement => {
+                let random = (uuid::Uuid::new_v4().as_u128() % 9_007_199_254_740_990) as i64;
+                (-1 - random).to_string()
+            }
             None => {
                 return Err(Error::usage(
                     UsageErrorKind::InvalidValue,

@@ -117,7 +117,7 @@ pub struct RemoteRow {
 /// The JSON form of a key for Directus: integers as numbers, everything else as strings.
 pub fn key_to_json(key: &str, key_type: schema::KeyType) -> serde_json::Value {
     match key_type {
-        schema::KeyType::Integer => key
+        schema::KeyType::Integer | schema::KeyType::AutoIncrement => key
             .parse::<i64>()
             .map(serde_json::Value::from)
             .unwrap_or_else(|_| serde_json::Value::from(key)),

@@ -154,6 +154,15 @@ pub trait Remote: Send + Sync {
         fields: &[String],
     ) -> impl Future<Output = Result<RawPage>> + Send;
 
+    /// The rows whose idempotency field (`c.idempotency_field`) holds one of `ids`, whatever
+    /// the collection's own `filter`; each with `fields`. Never cut off by a limit.
+    fn rows_created_as(
+        &self,
+        c: &CollectionConfig,
+        ids: &[String],
+        fields: &[String],
+    ) -> impl Future<Output = Result<RawPage>> + Send;
+
     /// The rows `which` covers among those passing the collection's own `filter`, in key
     /// order; each with `fields`.
     fn filtered_rows(
@@ -303,6 +312,15 @@ pub enum RowOp {
         stamp: Option<Stamp>,
         data: Row,
         base: Option<Row>,
+    },
+    /// The server created the row of temporary key `from` as `to`: the local row, the rows
+    /// of `references` (table and column) that hold `from`, and the engine's own records
+    /// move to `to`, and the move is kept in the key map. Applied before the other
+    /// operations of its step, which name the row by `to`.
+    Rekey {
+        from: Key,
+        to: Key,
+        references: Vec<(String, String)>,
     },
     /// Keep the pending change but stop pushing it: the server rejected it for good.
     Quarantine {
@@ -492,6 +510,17 @@ pub trait Store: Send + Sync {
     fn record_run(&self, run: &RunRecord) -> impl Future<Output = Result<()>> + Send;
 
     fn last_run(&self) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
+
+    /// This database's replica id, made once: part of every create's idempotency key, so that
+    /// two replicas' temporary keys never meet.
+    fn replica_id(&self) -> impl Future<Output = Result<String>> + Send;
+
+    /// The server key a temporary key of `collection` became, while the key map keeps it.
+    fn server_key(
+        &self,
+        collection: &str,
+        temporary: &Key,
+    ) -> impl Future<Output = Result<Option<Key>>> + Send;
 
     /// Writes a row as an application would (the table's triggers do the bookkeeping).
     fn write(

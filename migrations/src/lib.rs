@@ -19,7 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_conflict_local_time::Migration),
             Box::new(m0003_conflict_fields::Migration),
             Box::new(m0004_field_types::Migration),
-            Box::new(m0005_created_lane::Migration),
+            Box::new(m0005_stock_collections::Migration),
         ]
     }
 
@@ -262,9 +262,11 @@ mod m0004_field_types {
     }
 }
 
-/// The position of the second pull lane of collections on the standard date fields: rows
-/// never updated, by their created stamp. `NULL` for collections with one cursor field.
-mod m0005_created_lane {
+/// For stock Directus collections: the position of the second pull lane (rows never updated,
+/// by their created stamp; `NULL` for collections with one cursor field), the temporary keys
+/// of local creates and the server keys they became, and this database's replica id, which
+/// makes each create's idempotency key unique across replicas.
+mod m0005_stock_collections {
     use sea_orm_migration::prelude::*;
 
     #[derive(Debug)]
@@ -272,7 +274,7 @@ mod m0005_created_lane {
 
     impl MigrationName for Migration {
         fn name(&self) -> &str {
-            "m0005_created_lane"
+            "m0005_stock_collections"
         }
     }
 
@@ -286,10 +288,38 @@ mod m0005_created_lane {
                         .add_column(ColumnDef::new("pull_created").text().null())
                         .to_owned(),
                 )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table("_deltasync_key_map")
+                        .if_not_exists()
+                        .col(ColumnDef::new("collection").text().not_null())
+                        .col(ColumnDef::new("temporary_key").text().not_null())
+                        .col(ColumnDef::new("server_key").text().not_null())
+                        .col(ColumnDef::new("mapped_at").text().not_null())
+                        .primary_key(Index::create().col("collection").col("temporary_key"))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table("_deltasync_replica")
+                        .if_not_exists()
+                        .col(ColumnDef::new("id").text().not_null().primary_key())
+                        .to_owned(),
+                )
                 .await
         }
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table("_deltasync_replica").to_owned())
+                .await?;
+            manager
+                .drop_table(Table::drop().table("_deltasync_key_map").to_owned())
+                .await?;
             manager
                 .alter_table(
                     Table::alter()

@@ -11,9 +11,9 @@ use std::ops::RangeInclusive;
 use crate::error::{ConfigError, ConfigErrorKind, Position};
 use crate::locate::{Locations, Site};
 use crate::model::{
-    Auth, CollectionConfig, Config, DEFAULT_CURSOR, DEFAULT_DATABASE, DEFAULT_MAX_RETRIES,
-    DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_SECONDS, Deletes, FieldConfig,
-    FieldType, KeyType, LocalConfig, Merge, RemoteConfig, Secret, Strategy,
+    Auth, CollectionConfig, Config, DEFAULT_CURSOR, DEFAULT_DATABASE, DEFAULT_IDEMPOTENCY_FIELD,
+    DEFAULT_MAX_RETRIES, DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_SECONDS,
+    Deletes, FieldConfig, FieldType, KeyType, LocalConfig, Merge, RemoteConfig, Secret, Strategy,
 };
 use crate::validate::{MAX_RETRIES, OVERLAP_SECONDS, PAGE_SIZE, TIMEOUT_SECONDS};
 use crate::yaml::{Node, Value};
@@ -39,6 +39,7 @@ pub(crate) const COLLECTION_KEYS: &[&str] = &[
     "table",
     "primary_key",
     "key_type",
+    "idempotency_field",
     "cursor",
     "conflict",
     "merge",
@@ -327,6 +328,16 @@ impl Decoder<'_> {
         }
         if let Some(n) = map.get("key_type") {
             c.key_type = self.key_type(n, &map.path_of("key_type"))?;
+        }
+        if c.key_type == KeyType::AutoIncrement {
+            c.idempotency_field = Some(DEFAULT_IDEMPOTENCY_FIELD.to_owned());
+        }
+        if let Some(n) = map.get("idempotency_field") {
+            let path = map.path_of("idempotency_field");
+            c.idempotency_field = match self.string(n, &path)? {
+                none if none == "none" => None,
+                field => Some(field),
+            };
         }
         if let Some(n) = map.get("cursor") {
             (c.cursor, c.cursor_created) = self.cursor(n, &map.path_of("cursor"))?;

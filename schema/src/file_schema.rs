@@ -140,6 +140,10 @@ struct Collection {
     /// fields (the created field may be, read-only). Default from defaults.cursor, else
     /// last_modified.
     cursor: Option<CursorSpec>,
+    /// For key_type auto_increment: the unique string field on the server carrying each
+    /// create's idempotency key, so that a create whose answer was lost is never made twice;
+    /// none to go without (such a create may then be made twice). Default deltasync_key.
+    idempotency_field: Option<String>,
     /// How a row changed on both sides is resolved. Default from defaults.conflict.
     conflict: Option<StrategyName>,
     /// fields: edits of different fields of one row are merged, and only fields changed on
@@ -269,8 +273,11 @@ enum KeyTypeName {
     Uuid,
     /// A string.
     String,
-    /// An integer.
+    /// An integer chosen by the client.
     Integer,
+    /// An integer the server assigns (auto-increment); local creates get a negative
+    /// temporary key until the server has made them.
+    AutoIncrement,
 }
 
 #[derive(JsonSchema)]

@@ -24,6 +24,9 @@ pub const DEFAULT_PRIMARY_KEY: &str = "id";
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 /// Largest allowed page size.
 pub const MAX_PAGE_SIZE: u32 = 10_000;
+/// Default server field that carries each create's idempotency key, for collections whose
+/// keys the server assigns.
+pub const DEFAULT_IDEMPOTENCY_FIELD: &str = "deltasync_key";
 /// Default number of seconds re-read before the cursor on every pull.
 pub const DEFAULT_OVERLAP_SECONDS: u32 = 10;
 
@@ -175,6 +178,11 @@ pub struct CollectionConfig {
     pub cursor_created: Option<String>,
     /// The synced fields, in file order; never contains the primary key or the cursor.
     pub fields: Vec<FieldConfig>,
+    /// For `key_type: auto_increment`: the unique string field on the server that carries
+    /// each create's idempotency key, so that a create whose answer was lost is found, never
+    /// made twice. `None`: no such field (a create whose answer was lost may be made twice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_field: Option<String>,
     /// How a row changed on both sides is resolved.
     pub conflict: Strategy,
     /// Whether edits of different fields of one row are merged before the strategy decides.
@@ -201,6 +209,7 @@ impl CollectionConfig {
             key_type: KeyType::Uuid,
             cursor: DEFAULT_CURSOR.to_owned(),
             cursor_created: None,
+            idempotency_field: None,
             fields: Vec::new(),
             conflict: Strategy::LastWriteWins,
             merge: Merge::Fields,
@@ -222,6 +231,15 @@ impl CollectionConfig {
     pub fn with_date_cursor(mut self) -> Self {
         self.cursor = "date_updated".to_owned();
         self.cursor_created = Some("date_created".to_owned());
+        self
+    }
+
+    /// Keys assigned by the server (auto-increment integers), with creates found again by the
+    /// default idempotency field.
+    #[must_use]
+    pub fn with_server_keys(mut self) -> Self {
+        self.key_type = KeyType::AutoIncrement;
+        self.idempotency_field = Some(DEFAULT_IDEMPOTENCY_FIELD.to_owned());
         self
     }
 
@@ -335,8 +353,11 @@ spelled_enum! {
         Uuid => "uuid",
         /// A string chosen by the client.
         String => "string",
-        /// An integer.
+        /// An integer chosen by the client.
         Integer => "integer",
+        /// An integer the server assigns (Directus auto-increment): a row created locally
+        /// has a negative temporary key until the server has created it.
+        AutoIncrement => "auto_increment",
     }
 }
 
@@ -368,7 +389,7 @@ impl FieldType {
         match key {
             KeyType::Uuid => FieldType::Uuid,
             KeyType::String => FieldType::String,
-            KeyType::Integer => FieldType::Integer,
+            KeyType::Integer | KeyType::AutoIncrement => FieldType::Integer,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::ops::RangeInclusive;
 use crate::database;
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::locate::Reporter;
-use crate::model::{Auth, CollectionConfig, Config, Deletes, FieldConfig, FieldType};
+use crate::model::{Auth, CollectionConfig, Config, Deletes, FieldConfig, FieldType, KeyType};
 
 pub(crate) const TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3600;
 pub(crate) const MAX_RETRIES: RangeInclusive<u64> = 0..=100;
@@ -154,6 +154,7 @@ fn collection(c: &CollectionConfig, report: &Reporter<'_>) -> Check {
         report,
     )?;
     cursor(c, &path, report)?;
+    idempotency_field(c, &path, report)?;
     let page_size = format!("{path}.page_size");
     in_range(u64::from(c.page_size), &PAGE_SIZE, &page_size, report)?;
     let overlap = format!("{path}.overlap_seconds");
@@ -174,6 +175,39 @@ fn collection(c: &CollectionConfig, report: &Reporter<'_>) -> Check {
         ));
     }
     fields(c, &path, report)
+}
+
+/// The idempotency field is for server-assigned keys, and is none of the synced columns.
+fn idempotency_field(c: &CollectionConfig, path: &str, report: &Reporter<'_>) -> Check {
+    let Some(field) = &c.idempotency_field else {
+        return Ok(());
+    };
+    let at = format!("{path}.idempotency_field");
+    if c.key_type != KeyType::AutoIncrement {
+        return Err(report.at_value(
+            ConfigErrorKind::Invalid,
+            &at,
+            format!(
+                "only keys the server assigns need one (key_type: auto_increment); \
+                 key_type {} is chosen here, so a retried create is recognised by its key",
+                c.key_type
+            ),
+        ));
+    }
+    identifier(field, &at, Target::Column, report)?;
+    let taken = c
+        .version_fields()
+        .chain([c.primary_key.as_str()])
+        .chain(c.fields.iter().map(|f| f.name.as_str()))
+        .any(|f| f.eq_ignore_ascii_case(field));
+    if taken {
+        return Err(report.at_value(
+            ConfigErrorKind::Invalid,
+            &at,
+            format!("\"{field}\" is also a synced field; expected a field of its own, e.g. deltasync_key"),
+        ));
+    }
+    Ok(())
 }
 
 /// The cursor is one field, or `{updated, created}`: two different fields, neither of them

@@ -353,6 +353,15 @@ impl engine::ports::Remote for Hooked {
         self.before_list().await?;
         self.inner.rows_by_keys(c, keys, fields).await
     }
+    async fn rows_created_as(
+        &self,
+        c: &CollectionConfig,
+        ids: &[String],
+        fields: &[String],
+    ) -> engine::Result<engine::ports::RawPage> {
+        self.before_list().await?;
+        self.inner.rows_created_as(c, ids, fields).await
+    }
     async fn filtered_rows(
         &self,
         c: &CollectionConfig,

@@ -1,13 +1,15 @@
 //! The check before a collection is first pulled: can its cursor see every server row?
 //!
 //! Owns when the check runs (while a pull lane is at its start, so once per collection, again
-//! after the cursor changes) and the two reads it makes: the collection's fields, judged by
+//! after the cursor changes; and for integer keys whenever changes wait to be pushed) and the
+//! two reads it makes: the collection's fields, judged by
 //! [`crate::fit`], and one row without a version, if any. A collection that fails is not
 //! synced at all, so no row is silently missed.
 
 use super::*;
 use crate::cursor::{PageRequest, PullPosition, StampRange};
 use crate::error::ServerMismatch;
+use schema::KeyType;
 
 impl<S: Store, R: Remote> Engine<S, R> {
     pub(super) async fn check_server(&self, c: &CollectionConfig) -> Result<()> {
@@ -15,7 +17,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let starting = Lane::of(c)
             .iter()
             .any(|&lane| *checkpoint.position(lane) == PullPosition::Start);
-        if !starting {
+        // Integer keys are checked again before changes are pushed: who assigns them decides
+        // whether a create may take a number.
+        let integer_keys = matches!(c.key_type, KeyType::Integer | KeyType::AutoIncrement);
+        let pushing = integer_keys && !self.store.pending(c, None, 1).await?.is_empty();
+        if !starting && !pushing {
             return Ok(());
         }
         match self.remote.server_fields(&c.name).await? {
@@ -23,6 +29,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
             None => {
                 info!(collection = %c.name, "the token may not read the collection's fields; the cursor's specials are not checked");
             }
+        }
+        if !starting {
+            return Ok(());
         }
         let unversioned = PageRequest {
             lane: Lane::Cursor,

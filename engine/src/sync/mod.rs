@@ -33,6 +33,7 @@ mod pull;
 mod push;
 pub(crate) mod read;
 mod reconcile;
+mod server_keys;
 use crate::ports::{
     Action, Changes, Checkpoint, Close, ConflictRecord, DeletePage, FilteredRows, Guard,
     Permissions, Remote, RowOp, RunRecord, Store,
@@ -224,6 +225,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
         out.extend(self.store.removed(&self.config).await?);
         Ok(out)
+    }
+
+    /// The server key a temporary key of `collection` became (keys the server assigns), while
+    /// the key map keeps it (30 days); `None` before the server has created the row.
+    pub async fn server_key(&self, collection: &str, temporary: &Key) -> Result<Option<Key>> {
+        self.collection_config(collection)?;
+        self.store.server_key(collection, temporary).await
     }
 
     /// The latest finished sync run, if any.
@@ -617,7 +625,8 @@ fn batch_key(rows: &[LocalRow]) -> String {
 fn read_fields(c: &CollectionConfig) -> Vec<String> {
     let mut fields = ident_fields(c);
     let archive = archive_of(c).map(|(field, _)| field);
-    for field in c.fields.iter().map(|f| f.name.as_str()).chain(archive) {
+    let extra = archive.into_iter().chain(c.idempotency_field.as_deref());
+    for field in c.fields.iter().map(|f| f.name.as_str()).chain(extra) {
         if !fields.iter().any(|f| f == field) {
             fields.push(field.to_owned());
         }

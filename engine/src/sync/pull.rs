@@ -38,6 +38,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
         let mut position = checkpoint.position(lane).clone();
+        // Rows this replica created whose create's answer was lost are recognised and taken.
+        let replica = match c.idempotency_field {
+            Some(_) => Some(self.store.replica_id().await?),
+            None => None,
+        };
         // The next page, fetched while the previous one was applied.
         let mut prefetched = None;
         loop {
@@ -60,10 +65,37 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     continue;
                 }
             };
-            let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+            let ours: HashMap<Key, Key> = match &replica {
+                Some(replica) => page
+                    .rows
+                    .iter()
+                    .filter_map(|raw| {
+                        let temporary = server_keys::created_here(replica, c, raw)?;
+                        Some((raw.get(&c.primary_key).and_then(key_from_json)?, temporary))
+                    })
+                    .collect(),
+                None => HashMap::new(),
+            };
+            let keys: Vec<Key> = rows
+                .iter()
+                .map(|r| r.key.clone())
+                .chain(ours.values().cloned())
+                .collect();
             let locals = self.locals_by_key(c, &keys).await?;
             let mut changes = Changes::default();
             for row in rows {
+                if let Some(temporary) = ours.get(&row.key)
+                    && locals.contains_key(temporary)
+                    && !invalid.contains_key(&row.key)
+                {
+                    info!(collection = %c.name, key = %temporary, server_key = %row.key,
+                        "a create whose answer was lost had landed: taken");
+                    report.pulled += 1;
+                    changes
+                        .ops
+                        .extend(server_keys::adoption(&self.config, c, temporary, row));
+                    continue;
+                }
                 if let Some(error) = invalid.get(&row.key) {
                     report.quarantined += 1;
                     warn!(%error, "server row does not fit the configuration; not applied");

@@ -21,7 +21,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 let (creates, updates): (Vec<_>, Vec<_>) = rows
                     .into_iter()
                     .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
-                self.push_creates(c, creates, run, report).await?;
+                if c.key_type == schema::KeyType::AutoIncrement {
+                    self.push_server_key_creates(c, creates, run, report)
+                        .await?;
+                } else {
+                    self.push_creates(c, creates, run, report).await?;
+                }
                 self.push_updates(c, updates, run, report).await
             },
             report,
@@ -96,6 +101,15 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 // Rows the server never acknowledged: whether it holds them is asked first.
                 let (unacknowledged, rows): (Vec<_>, Vec<_>) =
                     rows.into_iter().partition(|r| r.base.is_none());
+                // A temporary key's create may have landed with its answer lost: such a row
+                // is taken first, and its delete goes by its server key next time.
+                let unacknowledged = match c.idempotency_field {
+                    Some(_) => {
+                        let replica = self.store.replica_id().await?;
+                        self.adopt_landed(c, &replica, unacknowledged).await?.1
+                    }
+                    None => unacknowledged,
+                };
                 let rows = self
                     .unacknowledged_deletes(c, unacknowledged, report)
                     .await?
@@ -670,7 +684,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
 /// The fields of `data` that the token may not write with `action`; empty when the server
 /// cannot say. For a create, empty values of such fields are simply left out of the body.
-fn denied_fields(
+pub(super) fn denied_fields(
     c: &CollectionConfig,
     action: Action,
     permissions: Option<&Permissions>,
