@@ -144,7 +144,12 @@ async fn check_collection(
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            for needed in ["date-created", "date-updated"] {
+            // With a created field, the cursor is stamped on update only.
+            let needs: &[&str] = match c.cursor_created {
+                Some(_) => &["date-updated"],
+                None => &["date-created", "date-updated"],
+            };
+            for &needed in needs {
                 if !specials.contains(&needed) {
                     problems.push(format!(
                         "{}.{}: cursor field lacks special {needed} (rows would not be stamped on {})",
@@ -154,6 +159,33 @@ async fn check_collection(
                     ));
                 }
             }
+        }
+    }
+    if let Some(created) = &c.cursor_created {
+        let stamped = find(created).is_some_and(|f| {
+            f["meta"]["special"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s == "date-created"))
+        });
+        if !stamped {
+            problems.push(format!(
+                "{}.{created}: the created field must be a timestamp with special date-created",
+                c.name
+            ));
+        }
+    }
+    if let Some(field) = &c.idempotency_field {
+        match find(field) {
+            None => problems.push(format!(
+                "{}.{field}: idempotency field missing; add a unique string field \
+                 (`scripts/directus seed` does), or set `idempotency_field: none`",
+                c.name
+            )),
+            Some(f) if f["schema"]["is_unique"] != json!(true) => problems.push(format!(
+                "{}.{field}: the idempotency field must be unique on the server",
+                c.name
+            )),
+            Some(_) => {}
         }
     }
     for field in &c.fields {
