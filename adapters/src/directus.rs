@@ -641,8 +641,8 @@ impl Remote for DirectusClient {
     }
 }
 
-/// `GET /fields/:collection`'s answer, typed.
-fn parse_fields(data: &Value) -> Vec<ServerField> {
+/// `GET /fields/:collection`'s answer (its `data`), typed.
+pub fn parse_fields(data: &Value) -> Vec<ServerField> {
     let list = data.as_array().map(Vec::as_slice).unwrap_or_default();
     list.iter()
         .filter_map(|f| {

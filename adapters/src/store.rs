@@ -183,20 +183,7 @@ impl SqlStore {
                     ident(&c.cursor)
                 ))
                 .await?;
-                // Only the pull starts over: the delete cursor stays, or deletes logged
-                // since the last reconcile would never be applied.
-                let mut q = Sql::new(backend);
-                q.push("UPDATE \"_deltasync_checkpoint\" SET pull = ")
-                    .bind(SqlValue::from(start_position()))
-                    .push(", pull_created = ")
-                    .bind(SqlValue::String(
-                        c.cursor_created.as_ref().map(|_| start_position()),
-                    ))
-                    .push(" WHERE collection = ")
-                    .bind(SqlValue::from(c.name.as_str()));
-                txn.execute_raw(q.build())
-                    .await
-                    .map_err(db_err("resetting the checkpoint"))?;
+                Self::restart_pull(&txn, c, "").await?;
             }
             // A field back in the file after rows were edited without it: their snapshots
             // take its current local value, so that only a change made to it since the
@@ -205,25 +192,13 @@ impl SqlStore {
                 exec(&sql::snapshot_field_backfill(backend, c, field)).await?;
             }
         }
-        // A cursor that gained or lost its created lane reads rows differently: the pull
-        // starts over (the delete cursor stays, as for new fields).
-        let mut q = Sql::new(backend);
-        q.push("UPDATE \"_deltasync_checkpoint\" SET pull = ")
-            .bind(SqlValue::from(start_position()))
-            .push(", pull_created = ")
-            .bind(SqlValue::String(
-                c.cursor_created.as_ref().map(|_| start_position()),
-            ))
-            .push(" WHERE collection = ")
-            .bind(SqlValue::from(c.name.as_str()))
-            .push(if c.cursor_created.is_some() {
-                " AND pull_created IS NULL"
-            } else {
-                " AND pull_created IS NOT NULL"
-            });
-        txn.execute_raw(q.build())
-            .await
-            .map_err(db_err("resetting the checkpoint"))?;
+        // A cursor that gained or lost its created lane reads rows differently.
+        let lane_switched = if c.cursor_created.is_some() {
+            " AND pull_created IS NULL"
+        } else {
+            " AND pull_created IS NOT NULL"
+        };
+        Self::restart_pull(&txn, c, lane_switched).await?;
         exec(&sql::create_pending_index(c)).await?;
         for statement in sql::local_write_trigger(backend, c)
             .into_iter()
@@ -232,6 +207,30 @@ impl SqlStore {
             exec(&statement).await?;
         }
         txn.commit().await.map_err(db_err(context()))
+    }
+
+    /// Starts the pull of `c` over, in every lane, where `condition` (` AND …`) holds. Only
+    /// the pull: the delete cursor stays, or deletes logged since the last reconcile would
+    /// never be applied.
+    async fn restart_pull(
+        db: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        condition: &str,
+    ) -> Result<()> {
+        let mut q = Sql::new(db.get_database_backend());
+        q.push("UPDATE \"_deltasync_checkpoint\" SET pull = ")
+            .bind(SqlValue::from(start_position()))
+            .push(", pull_created = ")
+            .bind(SqlValue::String(
+                c.cursor_created.as_ref().map(|_| start_position()),
+            ))
+            .push(" WHERE collection = ")
+            .bind(SqlValue::from(c.name.as_str()))
+            .push(condition);
+        db.execute_raw(q.build())
+            .await
+            .map_err(db_err("restarting the pull"))
+            .map(drop)
     }
 
     /// Refuses a field whose configured type differs from the one its column was made for,

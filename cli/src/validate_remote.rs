@@ -131,62 +131,19 @@ async fn check_collection(
         )),
         Some(_) => {}
     }
-    match find(&c.cursor) {
-        None => problems.push(format!(
-            "{}.{}: cursor field missing; create a timestamp field with special date-created and date-updated",
-            c.name, c.cursor
-        )),
-        Some(f) => {
-            if f["type"] != "timestamp" {
-                problems.push(format!("{}.{}: cursor must have type timestamp, has {}", c.name, c.cursor, f["type"]));
-            }
-            let specials: Vec<&str> = f["meta"]["special"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            // With a created field, the cursor is stamped on update only.
-            let needs: &[&str] = match c.cursor_created {
-                Some(_) => &["date-updated"],
-                None => &["date-created", "date-updated"],
-            };
-            for &needed in needs {
-                if !specials.contains(&needed) {
-                    problems.push(format!(
-                        "{}.{}: cursor field lacks special {needed} (rows would not be stamped on {})",
-                        c.name,
-                        c.cursor,
-                        if needed == "date-created" { "create" } else { "update" }
-                    ));
-                }
-            }
-        }
+    if let Some(f) = find(&c.cursor)
+        && f["type"] != "timestamp"
+    {
+        problems.push(format!(
+            "{}.{}: cursor must have type timestamp, has {}",
+            c.name, c.cursor, f["type"]
+        ));
     }
-    if let Some(created) = &c.cursor_created {
-        let stamped = find(created).is_some_and(|f| {
-            f["meta"]["special"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|s| s == "date-created"))
-        });
-        if !stamped {
-            problems.push(format!(
-                "{}.{created}: the created field must be a timestamp with special date-created",
-                c.name
-            ));
-        }
-    }
-    if let Some(field) = &c.idempotency_field {
-        match find(field) {
-            None => problems.push(format!(
-                "{}.{field}: idempotency field missing; add a unique string field \
-                 (`scripts/directus seed` does), or set `idempotency_field: none`",
-                c.name
-            )),
-            Some(f) if f["schema"]["is_unique"] != json!(true) => problems.push(format!(
-                "{}.{field}: the idempotency field must be unique on the server",
-                c.name
-            )),
-            Some(_) => {}
-        }
+    // The cursor's specials, who assigns the keys, the idempotency field: as `sync` checks
+    // them, all at once.
+    let typed = adapters::directus::parse_fields(&Value::Array(fields.clone()));
+    for m in engine::fit::mismatches(c, &typed) {
+        problems.push(format!("{}.{}: {}", c.name, m.field, m.message));
     }
     for field in &c.fields {
         match find(&field.name) {

@@ -4,9 +4,10 @@
 //! Owns the checks a sync makes before it first pulls a collection, and before it creates
 //! integer-key rows: the cursor must see every row (a field stamped on create and on update,
 //! or the two standard date fields), the server and the file must agree on who assigns keys,
-//! and server-assigned keys need a unique idempotency field. Pure: the
-//! server's field list in, the first mismatch out. It must not judge what it cannot lose rows
-//! over (types of ordinary fields, permissions): `deltasync validate --remote` reports those.
+//! and server-assigned keys need a unique idempotency field. Pure: the server's field list in,
+//! the mismatches out (`sync` stops at the first, `validate --remote` lists them all). It must
+//! not judge what it cannot lose rows over (types of ordinary fields, permissions):
+//! `validate --remote` reports those itself.
 
 use schema::{CollectionConfig, KeyType};
 
@@ -15,86 +16,99 @@ use crate::ports::ServerField;
 
 /// The first reason `c` cannot be synced safely against a collection with `fields`.
 pub fn check(c: &CollectionConfig, fields: &[ServerField]) -> Result<(), ServerMismatch> {
+    mismatches(c, fields).into_iter().next().map_or(Ok(()), Err)
+}
+
+/// Every reason `c` cannot be synced safely against a collection with `fields`: the cursor's
+/// first, then the keys'.
+pub fn mismatches(c: &CollectionConfig, fields: &[ServerField]) -> Vec<ServerMismatch> {
     let mismatch = |field: &str, message: String| ServerMismatch {
         collection: c.name.clone(),
         field: field.to_owned(),
         message,
     };
-    let find = |name: &str| fields.iter().find(|f| f.name == name);
-    let stamped = |name: &str, special: &str, when: &str| match find(name) {
-        None => Err(mismatch(
-            name,
-            "missing on the server; the cursor must be a timestamp the server stamps".to_owned(),
-        )),
-        Some(f) if !f.has_special(special) => Err(mismatch(
-            name,
-            format!(
-                "not stamped on {when} (no special {special}); {}",
-                advice(c, fields)
-            ),
-        )),
-        Some(_) => Ok(()),
+    let stamps: Vec<(&str, &[&str])> = match &c.cursor_created {
+        None => vec![(&c.cursor, &["date-created", "date-updated"])],
+        Some(created) => vec![(&c.cursor, &["date-updated"]), (created, &["date-created"])],
     };
-    match &c.cursor_created {
-        None => {
-            stamped(&c.cursor, "date-created", "create")?;
-            stamped(&c.cursor, "date-updated", "update")?;
-        }
-        Some(created) => {
-            stamped(&c.cursor, "date-updated", "update")?;
-            stamped(created, "date-created", "create")?;
+    let mut out = Vec::new();
+    for (name, specials) in stamps {
+        let Some(f) = fields.iter().find(|f| f.name == name) else {
+            out.push(mismatch(
+                name,
+                "missing on the server; the cursor must be a timestamp the server stamps"
+                    .to_owned(),
+            ));
+            continue;
+        };
+        for special in specials.iter().filter(|s| !f.has_special(s)) {
+            let when = if *special == "date-created" {
+                "create"
+            } else {
+                "update"
+            };
+            out.push(mismatch(
+                name,
+                format!(
+                    "not stamped on {when} (no special {special}); {}",
+                    advice(c, fields)
+                ),
+            ));
         }
     }
-    keys(c, fields).map_err(|(field, message)| mismatch(field, message))
+    out.extend(
+        keys(c, fields)
+            .into_iter()
+            .map(|(field, message)| mismatch(field, message)),
+    );
+    out
 }
 
 /// Who assigns keys must be the same on both sides: a client choosing integer keys on an
 /// auto-increment collection takes numbers the server, the app or another replica also
 /// takes. Keys the server assigns need the idempotency field, unique, unless the file says
 /// it goes without.
-fn keys<'c>(c: &'c CollectionConfig, fields: &[ServerField]) -> Result<(), (&'c str, String)> {
+fn keys<'c>(c: &'c CollectionConfig, fields: &[ServerField]) -> Vec<(&'c str, String)> {
     let pk = c.primary_key.as_str();
     let assigned = fields
         .iter()
         .find(|f| f.name == pk)
         .is_some_and(|f| f.auto_increment);
+    let mut out = Vec::new();
     match c.key_type {
-        KeyType::Integer if assigned => {
-            return Err((
-                pk,
-                "the server assigns these keys (auto-increment); use `key_type: auto_increment`, \
-                 or rows created here and elsewhere take the same numbers"
-                    .to_owned(),
-            ));
-        }
-        KeyType::AutoIncrement if !assigned => {
-            return Err((
-                pk,
-                "the server does not assign these keys (no auto-increment); use `key_type: integer`"
-                    .to_owned(),
-            ));
-        }
+        KeyType::Integer if assigned => out.push((
+            pk,
+            "the server assigns these keys (auto-increment); use `key_type: auto_increment`, \
+             or rows created here and elsewhere take the same numbers"
+                .to_owned(),
+        )),
+        KeyType::AutoIncrement if !assigned => out.push((
+            pk,
+            "the server does not assign these keys (no auto-increment); use `key_type: integer`"
+                .to_owned(),
+        )),
         _ => {}
     }
     let Some(name) = c.idempotency_field.as_deref() else {
-        return Ok(());
+        return out;
     };
     let without = "or set `idempotency_field: none` to accept that a create whose answer was \
                    lost may be made twice";
     match fields.iter().find(|f| f.name == name) {
-        None => Err((
+        None => out.push((
             name,
             format!(
                 "missing on the server: add a unique string field {name} (`deltasync init` \
                  offers it, `scripts/directus seed` adds it), {without}"
             ),
         )),
-        Some(f) if !f.unique => Err((
+        Some(f) if !f.unique => out.push((
             name,
             format!("not unique on the server: make it unique, {without}"),
         )),
-        Some(_) => Ok(()),
+        Some(_) => {}
     }
+    out
 }
 
 /// What to configure instead, from what the server has.

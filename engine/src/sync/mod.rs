@@ -160,6 +160,8 @@ pub struct Engine<S, R> {
     store: S,
     remote: R,
     resolvers: HashMap<String, Box<dyn Resolver>>,
+    /// The store's replica id, part of every create's idempotency key.
+    replica: String,
 }
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -170,6 +172,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             warn!(collections = %cycle.join(", "), "relation cycle: these collections are pushed in file order");
         }
         store.prepare(&config).await?;
+        let replica = store.replica_id().await?;
         let resolvers = config
             .collections
             .iter()
@@ -180,6 +183,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             store,
             remote,
             resolvers,
+            replica,
         })
     }
 

@@ -38,11 +38,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
         let mut position = checkpoint.position(lane).clone();
-        // Rows this replica created whose create's answer was lost are recognised and taken.
-        let replica = match c.idempotency_field {
-            Some(_) => Some(self.store.replica_id().await?),
-            None => None,
-        };
         // The next page, fetched while the previous one was applied.
         let mut prefetched = None;
         loop {
@@ -65,17 +60,16 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     continue;
                 }
             };
-            let ours: HashMap<Key, Key> = match &replica {
-                Some(replica) => page
-                    .rows
-                    .iter()
-                    .filter_map(|raw| {
-                        let temporary = server_keys::created_here(replica, c, raw)?;
-                        Some((raw.get(&c.primary_key).and_then(key_from_json)?, temporary))
-                    })
-                    .collect(),
-                None => HashMap::new(),
-            };
+            // Rows this replica created whose create's answer was lost are recognised and
+            // taken.
+            let ours: HashMap<Key, Key> = page
+                .rows
+                .iter()
+                .filter_map(|raw| {
+                    let temporary = server_keys::created_here(&self.replica, c, raw)?;
+                    Some((raw.get(&c.primary_key).and_then(key_from_json)?, temporary))
+                })
+                .collect();
             let keys: Vec<Key> = rows
                 .iter()
                 .map(|r| r.key.clone())

@@ -103,13 +103,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     rows.into_iter().partition(|r| r.base.is_none());
                 // A temporary key's create may have landed with its answer lost: such a row
                 // is taken first, and its delete goes by its server key next time.
-                let unacknowledged = match c.idempotency_field {
-                    Some(_) => {
-                        let replica = self.store.replica_id().await?;
-                        self.adopt_landed(c, &replica, unacknowledged).await?.1
-                    }
-                    None => unacknowledged,
-                };
+                let unacknowledged = self.adopt_landed(c, unacknowledged).await?.1;
                 let rows = self
                     .unacknowledged_deletes(c, unacknowledged, report)
                     .await?
@@ -175,20 +169,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
         // Directus inserts a batch row by row: a parent must come before its children.
         let mut payloads: Vec<(LocalRow, Value)> = Vec::new();
         for r in plan::parents_first(rows, &self_references) {
-            let denied = denied_fields(
-                c,
-                Action::Create,
-                permissions.as_ref(),
-                &writable(c, &r.data),
-                true,
-            );
-            if !denied.is_empty() {
-                warn!(collection = %c.name, key = %r.key, fields = %denied.join(", "),
-                    "held back: the token may not create these fields");
-                continue;
+            if let Some(body) = create_body(c, &r, permissions.as_ref()) {
+                payloads.push((r, body));
             }
-            let body = create_body(c, &r, permissions.as_ref());
-            payloads.push((r, body));
         }
         let size = |(_, body): &(LocalRow, Value)| body.to_string().len();
         // Rows rejected here, and rows held back because a parent of theirs was.
@@ -274,7 +257,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
         report: &mut CollectionReport,
     ) -> Result<bool> {
         let permissions = self.permissions(run).await?;
-        let body = create_body(c, local, permissions.as_ref());
+        let Some(body) = create_body(c, local, permissions.as_ref()) else {
+            return Ok(false);
+        };
         let idem = local.change_key.clone().unwrap_or_default();
         match self
             .remote
@@ -684,7 +669,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
 /// The fields of `data` that the token may not write with `action`; empty when the server
 /// cannot say. For a create, empty values of such fields are simply left out of the body.
-pub(super) fn denied_fields(
+fn denied_fields(
     c: &CollectionConfig,
     action: Action,
     permissions: Option<&Permissions>,
@@ -701,13 +686,34 @@ pub(super) fn denied_fields(
         .collect()
 }
 
-/// A create's body: key and synced fields, without empty fields the token may not create.
-fn create_body(c: &CollectionConfig, local: &LocalRow, permissions: Option<&Permissions>) -> Value {
-    let mut data = local.data.clone();
+/// What a create of `local` sends besides a key: its writable fields, less empty ones the
+/// token may not create. `None` (logged) when it holds a value in a field the token may not
+/// create: the row is held back, pending.
+pub(super) fn create_fields(
+    c: &CollectionConfig,
+    local: &LocalRow,
+    permissions: Option<&Permissions>,
+) -> Option<Row> {
+    let mut data = writable(c, &local.data);
+    let denied = denied_fields(c, Action::Create, permissions, &data, true);
+    if !denied.is_empty() {
+        warn!(collection = %c.name, key = %local.key, fields = %denied.join(", "),
+            "held back: the token may not create these fields");
+        return None;
+    }
     if let Some(p) = permissions {
         data.retain(|field, value| !value.is_null() || p.covers(&c.name, Action::Create, field));
     }
-    wire_row(c, &local.key, &data)
+    Some(data)
+}
+
+/// A create's body with the row's key (keys chosen here), or `None` when it is held back.
+fn create_body(
+    c: &CollectionConfig,
+    local: &LocalRow,
+    permissions: Option<&Permissions>,
+) -> Option<Value> {
+    create_fields(c, local, permissions).map(|data| wire_row(c, &local.key, &data))
 }
 
 /// The rows of a write's answer by key.

@@ -12,7 +12,7 @@
 //! Owns the rounds of creates (parents in the same collection before their children) and the
 //! adoption of rows found by their idempotency key. It must not decide conflicts.
 
-use super::push::denied_fields;
+use super::push::create_fields;
 use super::*;
 
 /// Whether `key` is a temporary key: server keys are positive.
@@ -61,7 +61,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
             return Ok(());
         }
         let permissions = self.allowed(c, Action::Create, run).await?;
-        let replica = self.store.replica_id().await?;
         let parents = self_references(c);
         let mut moved: HashMap<Key, Key> = HashMap::new();
         let mut waiting = rows;
@@ -96,25 +95,20 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
             let mut payloads = Vec::new();
             for r in ready {
-                let data = writable(c, &r.data);
-                let denied = denied_fields(c, Action::Create, permissions.as_ref(), &data, true);
-                if !denied.is_empty() {
-                    warn!(collection = %c.name, key = %r.key, fields = %denied.join(", "),
-                        "held back: the token may not create these fields");
+                let Some(mut body) = create_fields(c, &r, permissions.as_ref()) else {
                     continue;
-                }
-                let mut body = data;
+                };
                 if let Some(field) = &c.idempotency_field {
                     body.insert(
                         field.clone(),
-                        Value::from(idempotency_key(&replica, &r.key)),
+                        Value::from(idempotency_key(&self.replica, &r.key)),
                     );
                 }
                 payloads.push((r, Value::Object(body)));
             }
             let size = |(_, body): &(LocalRow, Value)| body.to_string().len();
             for batch in plan::batches_by_size(payloads, size, MAX_BODY_BYTES, MAX_CREATE_ROWS) {
-                for (from, to) in self.create_batch(c, &replica, batch, run, report).await? {
+                for (from, to) in self.create_batch(c, batch, run, report).await? {
                     moved.insert(from, to);
                 }
             }
@@ -129,7 +123,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
     async fn create_batch(
         &self,
         c: &CollectionConfig,
-        replica: &str,
         batch: Vec<(LocalRow, Value)>,
         run: &RunCache,
         report: &mut CollectionReport,
@@ -142,9 +135,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .await
         {
             Ok(created) => {
-                return self
-                    .settle_created(c, replica, &locals, created, report)
-                    .await;
+                return self.settle_created(c, &locals, created, report).await;
             }
             Err(Error::Remote(e)) => e,
             Err(e) => return Err(e),
@@ -155,14 +146,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let mut moved = Vec::new();
         let mut batch = batch;
         if error.kind == RemoteErrorKind::NotUnique && c.idempotency_field.is_some() {
-            let (found, rest) = self.adopt_landed(c, replica, locals).await?;
+            let (found, rest) = self.adopt_landed(c, locals).await?;
             batch.retain(|(l, _)| rest.iter().any(|r| r.key == l.key));
             if !found.is_empty() {
                 // What was not found goes again; another refusal is then its own.
                 moved.extend(found);
                 if !batch.is_empty() {
-                    moved
-                        .extend(Box::pin(self.create_batch(c, replica, batch, run, report)).await?);
+                    moved.extend(Box::pin(self.create_batch(c, batch, run, report)).await?);
                 }
                 return Ok(moved);
             }
@@ -175,8 +165,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     .await?;
             }
             for one in batch {
-                moved
-                    .extend(Box::pin(self.create_batch(c, replica, vec![one], run, report)).await?);
+                moved.extend(Box::pin(self.create_batch(c, vec![one], run, report)).await?);
             }
             return Ok(moved);
         }
@@ -195,12 +184,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
     async fn settle_created(
         &self,
         c: &CollectionConfig,
-        replica: &str,
         locals: &[LocalRow],
         created: Vec<Value>,
         report: &mut CollectionReport,
     ) -> Result<Vec<(Key, Key)>> {
-        let keys = answered_keys(c, replica, locals, &created)?;
+        let keys = answered_keys(c, &self.replica, locals, &created)?;
         let references = referring_columns(&self.config, c);
         let mut ops = Vec::new();
         let mut moved_locals = Vec::new();
@@ -236,7 +224,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
     pub(super) async fn adopt_landed(
         &self,
         c: &CollectionConfig,
-        replica: &str,
         locals: Vec<LocalRow>,
     ) -> Result<(Vec<(Key, Key)>, Vec<LocalRow>)> {
         if c.idempotency_field.is_none() || locals.is_empty() {
@@ -244,7 +231,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
         let ids: Vec<String> = locals
             .iter()
-            .map(|l| idempotency_key(replica, &l.key))
+            .map(|l| idempotency_key(&self.replica, &l.key))
             .collect();
         let page = self
             .remote
@@ -252,7 +239,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .await?;
         let mut found: HashMap<Key, &Value> = HashMap::new();
         for raw in &page.rows {
-            if let Some(temporary) = created_here(replica, c, raw) {
+            if let Some(temporary) = created_here(&self.replica, c, raw) {
                 found.insert(temporary, raw);
             }
         }
