@@ -88,14 +88,18 @@ pub const ERROR: &str = "_sync_error";
 /// Column type of a field.
 pub fn column_type(backend: DbBackend, kind: FieldType) -> &'static str {
     match (backend, kind) {
-        (DbBackend::Postgres, FieldType::String | FieldType::Text) => "text",
-        (DbBackend::Postgres, FieldType::Integer) => "bigint",
+        (DbBackend::Postgres, FieldType::Integer | FieldType::BigInteger) => "bigint",
         (DbBackend::Postgres, FieldType::Float) => "double precision",
         (DbBackend::Postgres, FieldType::Boolean) => "boolean",
-        (DbBackend::Postgres, FieldType::Json) => "jsonb",
+        (DbBackend::Postgres, FieldType::Json | FieldType::Csv | FieldType::Geometry) => "jsonb",
         (DbBackend::Postgres, FieldType::Uuid) => "uuid",
         (DbBackend::Postgres, FieldType::Timestamp) => "timestamptz",
-        (_, FieldType::Integer) => "INTEGER",
+        (DbBackend::Postgres, FieldType::DateTime) => "timestamp",
+        (DbBackend::Postgres, FieldType::Date) => "date",
+        (DbBackend::Postgres, FieldType::Time) => "time",
+        // Exact decimals keep their text.
+        (DbBackend::Postgres, _) => "text",
+        (_, FieldType::Integer | FieldType::BigInteger) => "INTEGER",
         (_, FieldType::Float) => "REAL",
         (_, FieldType::Boolean) => "BOOLEAN",
         (_, _) => "TEXT",
@@ -338,30 +342,50 @@ pub fn snapshot_field_backfill(backend: DbBackend, c: &CollectionConfig, field: 
 pub fn to_sql(backend: DbBackend, kind: FieldType, value: &Value) -> Result<SqlValue, String> {
     let pg = backend == DbBackend::Postgres;
     let null = || match (pg, kind) {
-        (_, FieldType::Integer) => SqlValue::BigInt(None),
+        (_, FieldType::Integer | FieldType::BigInteger) => SqlValue::BigInt(None),
         (_, FieldType::Float) => SqlValue::Double(None),
         (_, FieldType::Boolean) => SqlValue::Bool(None),
-        (true, FieldType::Json) => SqlValue::Json(None),
+        (true, FieldType::Json | FieldType::Csv | FieldType::Geometry) => SqlValue::Json(None),
         (true, FieldType::Uuid) => SqlValue::Uuid(None),
         (true, FieldType::Timestamp) => SqlValue::ChronoDateTimeUtc(None),
+        (true, FieldType::DateTime) => SqlValue::ChronoDateTime(None),
+        (true, FieldType::Date) => SqlValue::ChronoDate(None),
+        (true, FieldType::Time) => SqlValue::ChronoTime(None),
         _ => SqlValue::String(None),
     };
     if value.is_null() {
         return Ok(null());
     }
+    let value = &engine::decode::normalize(kind, value);
     engine::decode::check_value(kind, value)?;
+    let text = || value.as_str().map(str::to_owned);
     Ok(match (pg, kind) {
-        (_, FieldType::Integer) => SqlValue::BigInt(value.as_i64()),
+        (_, FieldType::Integer | FieldType::BigInteger) => SqlValue::BigInt(value.as_i64()),
         (_, FieldType::Float) => SqlValue::Double(value.as_f64()),
         (_, FieldType::Boolean) => SqlValue::Bool(value.as_bool()),
-        (true, FieldType::Json) => SqlValue::Json(Some(Box::new(value.clone()))),
-        (false, FieldType::Json) => SqlValue::String(Some(value.to_string())),
+        (true, FieldType::Json | FieldType::Csv | FieldType::Geometry) => {
+            SqlValue::Json(Some(Box::new(value.clone())))
+        }
+        (false, FieldType::Json | FieldType::Csv | FieldType::Geometry) => {
+            SqlValue::String(Some(value.to_string()))
+        }
         (true, FieldType::Uuid) => SqlValue::Uuid(value.as_str().and_then(|s| s.parse().ok())),
         (true, FieldType::Timestamp) => SqlValue::ChronoDateTimeUtc(parse_time(value)),
         (false, FieldType::Timestamp) => SqlValue::String(
             parse_time(value).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
         ),
-        _ => SqlValue::String(value.as_str().map(str::to_owned)),
+        (true, FieldType::DateTime) => {
+            SqlValue::ChronoDateTime(value.as_str().and_then(engine::decode::naive_date_time))
+        }
+        (true, FieldType::Date) => SqlValue::ChronoDate(
+            value
+                .as_str()
+                .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()),
+        ),
+        (true, FieldType::Time) => {
+            SqlValue::ChronoTime(value.as_str().and_then(engine::decode::naive_time))
+        }
+        _ => SqlValue::String(text()),
     })
 }
 
@@ -381,7 +405,7 @@ pub fn from_sql(
 ) -> Result<Value, sea_orm::DbErr> {
     let pg = backend == DbBackend::Postgres;
     Ok(match (pg, kind) {
-        (_, FieldType::Integer) => row
+        (_, FieldType::Integer | FieldType::BigInteger) => row
             .try_get_by_index::<Option<i64>>(index)?
             .map_or(Value::Null, Value::from),
         (_, FieldType::Float) => row
@@ -401,10 +425,28 @@ pub fn from_sql(
             .map_or(Value::Null, |t| {
                 Value::from(t.to_rfc3339_opts(SecondsFormat::Millis, true))
             }),
-        (false, FieldType::Json) => row
+        (false, FieldType::Json | FieldType::Csv | FieldType::Geometry) => row
             .try_get_by_index::<Option<String>>(index)?
             .map_or(Value::Null, |s| {
                 serde_json::from_str(&s).unwrap_or(Value::String(s))
+            }),
+        (true, FieldType::Csv | FieldType::Geometry) => row
+            .try_get_by_index::<Option<Value>>(index)?
+            .unwrap_or(Value::Null),
+        (true, FieldType::DateTime) => row
+            .try_get_by_index::<Option<chrono::NaiveDateTime>>(index)?
+            .map_or(Value::Null, |t| {
+                Value::from(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
+            }),
+        (true, FieldType::Date) => row
+            .try_get_by_index::<Option<chrono::NaiveDate>>(index)?
+            .map_or(Value::Null, |d| {
+                Value::from(d.format("%Y-%m-%d").to_string())
+            }),
+        (true, FieldType::Time) => row
+            .try_get_by_index::<Option<chrono::NaiveTime>>(index)?
+            .map_or(Value::Null, |t| {
+                Value::from(t.format("%H:%M:%S%.f").to_string())
             }),
         _ => row
             .try_get_by_index::<Option<String>>(index)?
@@ -438,7 +480,7 @@ pub fn normalize_snapshot(c: &CollectionConfig, snapshot: Value) -> Row {
         let value = object.remove(&f.name).unwrap_or(Value::Null);
         let value = match (f.kind, value) {
             (FieldType::Boolean, Value::Number(n)) => Value::Bool(n.as_i64() != Some(0)),
-            (FieldType::Json, Value::String(s)) => {
+            (FieldType::Json | FieldType::Csv | FieldType::Geometry, Value::String(s)) => {
                 serde_json::from_str(&s).unwrap_or(Value::String(s))
             }
             (FieldType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(&s)

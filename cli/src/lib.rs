@@ -84,6 +84,8 @@ pub async fn open_file(path: impl AsRef<std::path::Path>) -> Result<Deltasync, O
     open(Config::load(path)?).await
 }
 
+/// How server values are read and written per field type, for tools.
+pub use engine::decode as engine_decode;
 /// The engine's ports (the `Store` and `Remote` traits and their data), for tools.
 pub use engine::ports as engine_ports;
 

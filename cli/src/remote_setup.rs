@@ -28,6 +28,14 @@ pub fn directus_type(kind: FieldType) -> &'static str {
         FieldType::Json => "json",
         FieldType::Uuid => "uuid",
         FieldType::Timestamp => "timestamp",
+        FieldType::BigInteger => "bigInteger",
+        FieldType::Decimal => "decimal",
+        FieldType::DateTime => "dateTime",
+        FieldType::Date => "date",
+        FieldType::Time => "time",
+        FieldType::Csv => "csv",
+        FieldType::Geometry => "geometry",
+        FieldType::Hash => "hash",
     }
 }
 
@@ -104,10 +112,12 @@ pub fn idempotency_field(name: &str) -> Value {
 /// A nullable field. Booleans carry the `cast-boolean` special, without which Directus on
 /// SQLite answers 0 and 1 instead of false and true; JSON fields carry `cast-json`, which
 /// Directus would add itself.
-fn plain_field(name: &str, directus_type: &str) -> Value {
+pub fn plain_field(name: &str, directus_type: &str) -> Value {
     let meta = match directus_type {
         "boolean" => json!({"special": ["cast-boolean"]}),
         "json" => json!({"special": ["cast-json"]}),
+        "csv" => json!({"special": ["cast-csv"]}),
+        "hash" => json!({"special": ["hash"]}),
         _ => json!({}),
     };
     json!({"field": name, "type": directus_type, "meta": meta, "schema": {}})
@@ -264,10 +274,19 @@ mod tests {
         assert_eq!(body["fields"][0]["schema"]["has_auto_increment"], false);
         assert_eq!(body["fields"][1]["field"], "changed");
 
+        // Integer keys are chosen here, so the server must not number rows itself.
         c.key_type = KeyType::Integer;
         let body = collection_definition(&c);
         assert_eq!(body["fields"][0]["type"], "integer");
+        assert_eq!(body["fields"][0]["schema"]["has_auto_increment"], false);
+
+        let c = c.with_server_keys();
+        let body = collection_definition(&c);
+        assert_eq!(body["fields"][0]["type"], "integer");
         assert_eq!(body["fields"][0]["schema"]["has_auto_increment"], true);
+        let idempotency = body["fields"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(idempotency["field"], "deltasync_key");
+        assert_eq!(idempotency["schema"]["is_unique"], true);
     }
 
     #[test]

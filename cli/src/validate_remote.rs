@@ -205,7 +205,7 @@ async fn check_collection(
 /// Whether a Directus field type can hold a configured field type.
 fn compatible(kind: FieldType, server: &str) -> bool {
     match kind {
-        // Directus sends bigInteger and decimal values as JSON strings.
+        // Directus may send bigInteger and decimal values as JSON strings.
         FieldType::String | FieldType::Text => matches!(
             server,
             "string" | "text" | "uuid" | "hash" | "csv" | "bigInteger" | "decimal"
@@ -217,6 +217,15 @@ fn compatible(kind: FieldType, server: &str) -> bool {
         // Directus on SQLite reports a uuid field that is not a key as a string.
         FieldType::Uuid => matches!(server, "uuid" | "string"),
         FieldType::Timestamp => server == "timestamp",
+        FieldType::BigInteger => matches!(server, "bigInteger" | "integer"),
+        // Directus on SQLite reports a decimal field as float.
+        FieldType::Decimal => matches!(server, "decimal" | "float"),
+        FieldType::DateTime => server == "dateTime",
+        FieldType::Date => server == "date",
+        FieldType::Time => server == "time",
+        FieldType::Csv => server == "csv",
+        FieldType::Geometry => server.starts_with("geometry"),
+        FieldType::Hash => server == "hash",
     }
 }
 

@@ -351,3 +351,79 @@ async fn offline_creates_of_two_replicas_and_the_app_all_land_once_with_their_ch
         site.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_field_types_of_stock_collections_are_pulled_and_pushed_exactly() {
+    use deltasync::FieldType as T;
+    let types = [
+        ("big", T::BigInteger),
+        ("price", T::Decimal),
+        ("starts", T::DateTime),
+        ("day", T::Date),
+        ("at", T::Time),
+        ("tags", T::Csv),
+        ("secret", T::Hash),
+    ];
+    for (site, mut dbs) in pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let c = site.stock_collection("typed", &types).await;
+        let created = site
+            .insert(
+                &c.name,
+                vec![row(json!({"big": "4294967297", "price": "12.5", "starts": "2026-01-02T03:04:05",
+                    "day": "2026-01-02", "at": "03:04:05", "tags": ["a", "b"], "secret": "hunter2"}))],
+            )
+            .await;
+        let key = id(&created[0]);
+        let hash = created[0]["secret"].clone();
+        assert_ne!(hash, json!("hunter2"), "{label}: the server keeps a hash");
+        let project = Project::new(&site, &mut dbs).await;
+        let fields: String = types
+            .iter()
+            .map(|(name, kind)| format!("      {name}: {kind}\n"))
+            .collect();
+        let file = project.write(&format!(
+            "  {}:\n    key_type: auto_increment\n    idempotency_field: none\n    cursor: {{updated: date_updated, created: date_created}}\n    fields:\n{fields}",
+            c.name
+        ));
+        let (code, report) = project.sync(&file);
+        assert_eq!(code, 0, "{label}: {report}");
+        let local = |column: &str| format!("SELECT CAST({column} AS TEXT) FROM \"{}\"", c.name);
+        let big: String = project.value(&local("big")).await;
+        assert_eq!(big, "4294967297", "{label}: a 64-bit integer");
+        let day: String = project.value(&local("day")).await;
+        assert_eq!(day, "2026-01-02", "{label}");
+        let secret: String = project.value(&local("secret")).await;
+        assert_eq!(json!(secret), hash, "{label}: the hash is pulled as it is");
+
+        project
+            .sql(&format!(
+                "UPDATE \"{}\" SET big = 8589934593, price = '0.125', day = '2027-03-04', at = '23:59:58', \
+                 tags = '[\"x\",\"y\"]', secret = 'changed here'",
+                c.name
+            ))
+            .await;
+        let (code, report) = project.sync(&file);
+        assert_eq!(code, 0, "{label}: {report}");
+        let server = site.rows(&c.name).await;
+        let server = server.iter().find(|r| id(r) == key).unwrap();
+        assert_eq!(
+            deltasync::engine_decode::normalize(T::BigInteger, &server["big"]),
+            json!(8589934593_i64),
+            "{label}"
+        );
+        assert_eq!(server["day"], json!("2027-03-04"), "{label}");
+        assert_eq!(server["at"], json!("23:59:58"), "{label}");
+        assert_eq!(server["tags"], json!(["x", "y"]), "{label}");
+        assert_eq!(
+            server["secret"], hash,
+            "{label}: a hash field is never pushed"
+        );
+        let price = deltasync::engine_decode::normalize(T::Decimal, &server["price"]);
+        assert!(
+            price.as_str().unwrap().starts_with("0.125"),
+            "{label}: {price}"
+        );
+        site.cleanup().await;
+    }
+}

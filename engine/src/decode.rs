@@ -81,9 +81,32 @@ fn decode(
 
 /// Reads a value the way Directus means it: on SQLite, a boolean field without the
 /// `cast-boolean` special comes back as 0 or 1.
-fn normalize(kind: FieldType, value: &Value) -> Value {
-    match (kind, value.as_i64()) {
-        (FieldType::Boolean, Some(n @ (0 | 1))) => Value::Bool(n == 1),
+/// A `bigInteger` arrives as a string from Directus on PostgreSQL and as a number on SQLite,
+/// a `decimal` the other way round, and a `csv` without the `cast-csv` special as one string:
+/// each is taken in one form, the one the local column gives back.
+pub fn normalize(kind: FieldType, value: &Value) -> Value {
+    match (kind, value) {
+        (FieldType::Boolean, Value::Number(n)) if matches!(n.as_i64(), Some(0 | 1)) => {
+            Value::Bool(n.as_i64() == Some(1))
+        }
+        (FieldType::BigInteger, Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map_or_else(|_| value.clone(), Value::from),
+        (FieldType::Decimal, Value::Number(n)) => Value::String(n.to_string()),
+        (FieldType::Csv, Value::String(s)) if s.is_empty() => Value::Array(Vec::new()),
+        (FieldType::Csv, Value::String(s)) => {
+            Value::Array(s.split(',').map(|item| Value::from(item)).collect())
+        }
+        _ => value.clone(),
+    }
+}
+
+/// The form of a value Directus reads exactly: a `bigInteger` beyond 2^53 as a JSON number
+/// would be rounded by its JSON parser, so it goes as a string.
+pub fn to_wire(kind: FieldType, value: &Value) -> Value {
+    match (kind, value) {
+        (FieldType::BigInteger, Value::Number(n)) => Value::String(n.to_string()),
         _ => value.clone(),
     }
 }
@@ -136,6 +159,19 @@ pub fn check_value(kind: FieldType, value: &Value) -> Result<(), String> {
         (FieldType::Boolean, Value::Bool(_)) => true,
         (FieldType::Uuid, Value::String(s)) => uuid::Uuid::parse_str(s).is_ok(),
         (FieldType::Timestamp, Value::String(s)) => Stamp::parse(s).is_some(),
+        (FieldType::BigInteger, Value::Number(n)) => n.is_i64(),
+        (FieldType::BigInteger, Value::String(s)) => s.trim().parse::<i64>().is_ok(),
+        (FieldType::Decimal, Value::Number(_)) => true,
+        (FieldType::Decimal, Value::String(s)) => is_decimal(s),
+        (FieldType::DateTime, Value::String(s)) => naive_date_time(s).is_some(),
+        (FieldType::Date, Value::String(s)) => {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        }
+        (FieldType::Time, Value::String(s)) => naive_time(s).is_some(),
+        (FieldType::Csv, Value::String(_)) => true,
+        (FieldType::Csv, Value::Array(items)) => items.iter().all(Value::is_string),
+        (FieldType::Geometry, Value::Object(o)) => o.get("type").is_some_and(Value::is_string),
+        (FieldType::Hash, Value::String(_)) => true,
         _ => false,
     };
     if ok {
@@ -147,6 +183,32 @@ pub fn check_value(kind: FieldType, value: &Value) -> Result<(), String> {
             describe(value)
         ))
     }
+}
+
+/// A decimal number as text: an optional sign, digits, an optional fraction.
+fn is_decimal(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    !(whole.is_empty() && fraction.is_empty())
+        && whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
+}
+
+/// A Directus `dateTime`: `2026-01-02T03:04:05`, with optional fractional seconds, or a
+/// space instead of the `T`.
+pub fn naive_date_time(s: &str) -> Option<chrono::NaiveDateTime> {
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(s, format).ok())
+}
+
+/// A Directus `time`: `03:04:05`, with optional fractional seconds, or `03:04`.
+pub fn naive_time(s: &str) -> Option<chrono::NaiveTime> {
+    ["%H:%M:%S%.f", "%H:%M"]
+        .iter()
+        .find_map(|format| chrono::NaiveTime::parse_from_str(s, format).ok())
 }
 
 fn describe(value: &Value) -> String {
@@ -257,6 +319,65 @@ mod tests {
             version_of(&c, &row(Value::Null, json!("2026-01-01T00:00:00.000Z")))
                 .map(Stamp::to_wire),
             Some("2026-01-01T00:00:00.000Z".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_types_of_stock_collections_in_each_form_directus_sends() {
+        // (type, as sent, as taken, or None when it does not fit)
+        let table: Vec<(FieldType, Value, Option<Value>)> = vec![
+            (
+                FieldType::BigInteger,
+                json!("9007199254740993"),
+                Some(json!(9007199254740993_i64)),
+            ),
+            (FieldType::BigInteger, json!(42), Some(json!(42))),
+            (FieldType::BigInteger, json!("4.5"), None),
+            (
+                FieldType::Decimal,
+                json!("12.50000"),
+                Some(json!("12.50000")),
+            ),
+            (FieldType::Decimal, json!(12.5), Some(json!("12.5"))),
+            (FieldType::Decimal, json!("1e5"), None),
+            (
+                FieldType::DateTime,
+                json!("2026-01-02T03:04:05"),
+                Some(json!("2026-01-02T03:04:05")),
+            ),
+            (FieldType::DateTime, json!("2026-01-02"), None),
+            (
+                FieldType::Date,
+                json!("2026-01-02"),
+                Some(json!("2026-01-02")),
+            ),
+            (FieldType::Date, json!("02/01/2026"), None),
+            (FieldType::Time, json!("03:04:05"), Some(json!("03:04:05"))),
+            (FieldType::Time, json!("25:00:00"), None),
+            (FieldType::Csv, json!(["a", "b"]), Some(json!(["a", "b"]))),
+            (FieldType::Csv, json!("a,b"), Some(json!(["a", "b"]))),
+            (FieldType::Csv, json!(""), Some(json!([]))),
+            (FieldType::Csv, json!([1]), None),
+            (
+                FieldType::Geometry,
+                json!({"type": "Point", "coordinates": [1.5, 2.5]}),
+                Some(json!({"type": "Point", "coordinates": [1.5, 2.5]})),
+            ),
+            (FieldType::Geometry, json!("POINT (1 2)"), None),
+            (
+                FieldType::Hash,
+                json!("$argon2id$v=19$…"),
+                Some(json!("$argon2id$v=19$…")),
+            ),
+        ];
+        for (kind, sent, expected) in table {
+            let taken = normalize(kind, &sent);
+            let fits = check_value(kind, &taken).is_ok();
+            assert_eq!(fits.then_some(taken), expected, "{kind} {sent}");
+        }
+        assert_eq!(
+            to_wire(FieldType::BigInteger, &json!(9007199254740993_i64)),
+            json!("9007199254740993")
         );
     }
 

@@ -80,7 +80,31 @@ pub(crate) fn from_payload(kind: FieldType, v: &Value) -> Option<Cell> {
         // Directus writes dateTime without zone or milliseconds and date as the day only.
         FieldType::DateTime => to_instant(v).map(|ms| Cell::Time(ms - ms.rem_euclid(1000))),
         FieldType::Date => to_instant(v).map(|ms| Cell::Time(ms - ms.rem_euclid(86_400_000))),
+        // A time of day is kept as its text, as Directus on SQLite does.
+        FieldType::Time => v.as_str().map(|s| Cell::Text(s.to_string())),
+        // `cast-csv` joins a list on write.
+        FieldType::Csv => match v {
+            Value::Array(items) => Some(Cell::Text(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+            Value::String(s) => Some(Cell::Text(s.clone())),
+            _ => None,
+        },
+        // The `hash` special stores a hash of the value, never the value.
+        FieldType::Hash => v.as_str().map(|s| Cell::Text(hashed(s))),
     }
+}
+
+/// A stand-in for Directus's argon2 hash: recognisably a hash, never the value itself.
+fn hashed(value: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    format!("$argon2id$v=19$refserver${:016x}", hasher.finish())
 }
 
 /// What Directus on SQLite stores for a payload value in a column of `kind`. Directus does not
@@ -143,6 +167,9 @@ pub(crate) fn stored(kind: FieldType, v: &Value) -> Result<Cell, &'static str> {
             other => Cell::Json(other.clone()),
         },
         FieldType::Timestamp | FieldType::DateTime | FieldType::Date => Cell::Null,
+        FieldType::Time | FieldType::Csv | FieldType::Hash => {
+            from_payload(kind, v).unwrap_or_else(|| Cell::Text(as_text()))
+        }
     })
 }
 
@@ -173,6 +200,9 @@ pub(crate) fn to_json(kind: FieldType, cell: &Cell) -> Value {
         // JavaScript has one number type: an integral float prints as an integer.
         Cell::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => json!(*f as i64),
         Cell::Float(f) => json!(f),
+        // `cast-csv` splits the text on read.
+        Cell::Text(s) if kind == FieldType::Csv && s.is_empty() => json!([]),
+        Cell::Text(s) if kind == FieldType::Csv => json!(s.split(',').collect::<Vec<_>>()),
         Cell::Text(s) => json!(s),
         Cell::Json(v) => v.clone(),
         Cell::Time(ms) => json!(match kind {

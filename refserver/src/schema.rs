@@ -24,6 +24,9 @@ pub enum FieldType {
     Timestamp,
     DateTime,
     Date,
+    Time,
+    Csv,
+    Hash,
 }
 
 impl FieldType {
@@ -42,6 +45,9 @@ impl FieldType {
             FieldType::Timestamp => "timestamp",
             FieldType::DateTime => "dateTime",
             FieldType::Date => "date",
+            FieldType::Time => "time",
+            FieldType::Csv => "csv",
+            FieldType::Hash => "hash",
         }
     }
 
@@ -58,6 +64,9 @@ impl FieldType {
             FieldType::Json => "json",
             FieldType::Timestamp | FieldType::DateTime => "datetime",
             FieldType::Date => "date",
+            FieldType::Time => "time",
+            FieldType::Csv => "text",
+            FieldType::Hash => "varchar",
         }
     }
 
@@ -151,7 +160,9 @@ impl FieldType {
             | FieldType::Float
             | FieldType::Decimal
             | FieldType::DateTime
-            | FieldType::Date => RANGE,
+            | FieldType::Date
+            | FieldType::Time => RANGE,
+            FieldType::Csv | FieldType::Hash => TEXT,
             FieldType::Timestamp => DEFAULT,
         }
     }

@@ -299,6 +299,24 @@ enum FieldTypeName {
     Uuid,
     /// A UTC timestamp.
     Timestamp,
+    /// A 64-bit integer (Directus bigInteger).
+    #[serde(rename = "bigInteger")]
+    BigInteger,
+    /// An exact decimal, kept as text.
+    Decimal,
+    /// A date and time without time zone (Directus dateTime).
+    #[serde(rename = "dateTime")]
+    DateTime,
+    /// A day.
+    Date,
+    /// A time of day without time zone.
+    Time,
+    /// A list of strings (Directus csv).
+    Csv,
+    /// A GeoJSON geometry.
+    Geometry,
+    /// A hashed value: pulled, never pushed.
+    Hash,
 }
 
 /// The JSON Schema of the schema file format, with descriptions, for editors and linters.

@@ -250,7 +250,9 @@ impl CollectionConfig {
 
     /// Whether `field` is filled by the server and never pushed.
     pub fn is_read_only(&self, field: &FieldConfig) -> bool {
-        field.read_only || self.cursor_created.as_deref() == Some(field.name.as_str())
+        field.read_only
+            || field.kind == FieldType::Hash
+            || self.cursor_created.as_deref() == Some(field.name.as_str())
     }
 
     /// Adds a plain field.
@@ -380,6 +382,22 @@ spelled_enum! {
         Uuid => "uuid",
         /// A UTC timestamp (Directus `timestamp`).
         Timestamp => "timestamp",
+        /// A 64-bit integer Directus may send as a JSON string (Directus `bigInteger`).
+        BigInteger => "bigInteger",
+        /// An exact decimal number, kept as its text (Directus `decimal`).
+        Decimal => "decimal",
+        /// A date and time without time zone, `2026-01-02T03:04:05` (Directus `dateTime`).
+        DateTime => "dateTime",
+        /// A day, `2026-01-02` (Directus `date`).
+        Date => "date",
+        /// A time of day without time zone, `03:04:05` (Directus `time`).
+        Time => "time",
+        /// A list of strings (Directus `csv`).
+        Csv => "csv",
+        /// A GeoJSON geometry (Directus `geometry` and its `geometry.*` types).
+        Geometry => "geometry",
+        /// A hashed value (Directus `hash`): pulled, never pushed.
+        Hash => "hash",
     }
 }
 

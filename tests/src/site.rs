@@ -161,8 +161,10 @@ impl Site {
             system("date_updated", "timestamp", Some("date-updated")),
         ];
         definition.extend(fields.iter().map(|(name, kind)| {
-            json!({"field": name, "type": deltasync::remote_setup::directus_type(*kind),
-                "meta": {"interface": "input"}, "schema": {}})
+            deltasync::remote_setup::plain_field(
+                name,
+                deltasync::remote_setup::directus_type(*kind),
+            )
         }));
         let body = json!({"collection": config.name, "schema": {},
             "meta": {"accountability": "all", "sort_field": "sort",

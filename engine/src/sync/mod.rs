@@ -602,9 +602,22 @@ fn archive_of(c: &CollectionConfig) -> Option<(&str, &Value)> {
 
 /// A row as sent to Directus: key plus synced fields the server does not fill itself.
 fn wire_row(c: &CollectionConfig, key: &Key, data: &Row) -> Value {
-    let mut body = writable(c, data);
+    let mut body = on_the_wire(c, &writable(c, data));
     body.insert(c.primary_key.clone(), key_to_json(key, c.key_type));
     Value::Object(body)
+}
+
+/// `data` in the form Directus reads exactly (see [`crate::decode::to_wire`]).
+fn on_the_wire(c: &CollectionConfig, data: &Row) -> Row {
+    data.iter()
+        .map(|(name, value)| {
+            let value = match c.field(name) {
+                Some(f) => crate::decode::to_wire(f.kind, value),
+                None => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// The fields of `data` a push may write: read-only fields are filled by the server.

@@ -496,7 +496,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .update_if_unchanged(
                 c,
                 &rows,
-                group.patch.clone(),
+                on_the_wire(c, &group.patch),
                 &read_fields(c),
                 &batch_key(&group.rows),
             )
@@ -518,7 +518,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             .update_if_unchanged(
                 c,
                 &[(local.key.clone(), base)],
-                patch,
+                on_the_wire(c, &patch),
                 &read_fields(c),
                 &idem,
             )
@@ -704,7 +704,7 @@ pub(super) fn create_fields(
     if let Some(p) = permissions {
         data.retain(|field, value| !value.is_null() || p.covers(&c.name, Action::Create, field));
     }
-    Some(data)
+    Some(on_the_wire(c, &data))
 }
 
 /// A create's body with the row's key (keys chosen here), or `None` when it is held back.
