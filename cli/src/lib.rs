@@ -26,6 +26,7 @@
 //! ```
 
 pub mod demo;
+pub mod init;
 pub mod remote_setup;
 pub mod validate_remote;
 

@@ -75,6 +75,28 @@ enum Command {
         #[command(subcommand)]
         command: ConflictsCommand,
     },
+    /// Write a schema file from what a Directus server has (DIRECTUS_URL, DIRECTUS_TOKEN).
+    Init {
+        /// The collections to sync; every collection that is not a Directus system
+        /// collection when none is named.
+        collections: Vec<String>,
+        /// The server (default: DIRECTUS_URL).
+        #[arg(long, env = "DIRECTUS_URL", hide_env_values = true)]
+        url: Option<String>,
+        /// A static token allowed to read the server's schema (default: DIRECTUS_TOKEN).
+        #[arg(long, env = "DIRECTUS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The local database URL (default: a SQLite file beside the schema file).
+        #[arg(long)]
+        database: Option<String>,
+        /// Overwrite the schema file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Add what the server lacks for a safe sync (date fields, the idempotency field)
+        /// without asking.
+        #[arg(long)]
+        add_fields: bool,
+    },
     /// Check the schema file; with --remote also the Directus schema and permissions.
     Validate {
         #[arg(long)]
@@ -223,6 +245,58 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             } else {
                 exit::SYNC_FAILED
             })
+        }
+        Command::Init {
+            collections,
+            url,
+            token,
+            database,
+            force,
+            add_fields,
+        } => {
+            let (Some(url), Some(token)) = (url, token) else {
+                return Err(Failure {
+                    code: exit::BAD_INPUT,
+                    error: anyhow::anyhow!(
+                        "init needs the server: set DIRECTUS_URL and DIRECTUS_TOKEN, or pass --url and --token"
+                    ),
+                });
+            };
+            let options = deltasync::init::Options {
+                file: cli.config.clone(),
+                collections,
+                url,
+                token: deltasync::Secret::new(token),
+                database,
+                force,
+                add_fields,
+            };
+            let ask = |additions: &[deltasync::init::Addition]| {
+                use std::io::{BufRead, IsTerminal, Write};
+                if !std::io::stdin().is_terminal() {
+                    return false;
+                }
+                println!("the server lacks what a safe sync needs:");
+                for addition in additions {
+                    println!("  {addition}");
+                }
+                print!("add these fields on the server now? [y/N] ");
+                let _ = std::io::stdout().flush();
+                let mut answer = String::new();
+                let _ = std::io::stdin().lock().read_line(&mut answer);
+                matches!(answer.trim(), "y" | "Y" | "yes")
+            };
+            match deltasync::init::run(&options, &mut std::io::stdout(), ask).await {
+                Ok(()) => Ok(exit::OK),
+                Err(e) => Err(Failure {
+                    code: if e.is_usage() {
+                        exit::BAD_INPUT
+                    } else {
+                        exit::SYNC_FAILED
+                    },
+                    error: e.into(),
+                }),
+            }
         }
         Command::Validate { remote } => {
             let config = load(&cli.config)?;

@@ -95,7 +95,7 @@ fn primary_key(name: &str, key_type: KeyType) -> Value {
 
 /// A timestamp the server stamps: on create, on update, or both (the Data Studio's
 /// `date_created` and `date_updated` are read-only in the app).
-fn stamp_field(name: &str, specials: &[&str]) -> Value {
+pub fn stamp_field(name: &str, specials: &[&str]) -> Value {
     json!({"field": name, "type": "timestamp",
         "meta": {"special": specials, "readonly": true}, "schema": {}})
 }

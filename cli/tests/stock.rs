@@ -427,3 +427,159 @@ async fn the_field_types_of_stock_collections_are_pulled_and_pushed_exactly() {
         site.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_then_sync_takes_a_stock_server_to_a_synced_database_with_no_hand_edits() {
+    for (site, mut dbs) in pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let name = [("name", deltasync::FieldType::String)];
+        let categories = site.stock_collection("categories", &name).await;
+        let articles = site
+            .stock_collection(
+                "articles",
+                &[
+                    ("title", deltasync::FieldType::String),
+                    ("category", deltasync::FieldType::Integer),
+                ],
+            )
+            .await;
+        let (cat, art) = (categories.name.as_str(), articles.name.as_str());
+        site.call(
+            adapters::directus::Method::POST,
+            "/relations",
+            &[],
+            Some(&json!({"collection": art, "field": "category", "related_collection": cat})),
+        )
+        .await;
+        let parent = site.insert(cat, vec![row(json!({"name": "news"}))]).await;
+        site.insert(
+            art,
+            vec![row(json!({"title": "first", "category": id(&parent[0])}))],
+        )
+        .await;
+
+        let project = Project::new(&site, &mut dbs).await;
+        let file = project.dir.path().join("shop.yaml");
+        let mut init = vec![
+            "init".to_owned(),
+            cat.to_owned(),
+            art.to_owned(),
+            "--add-fields".to_owned(),
+        ];
+        let postgres = project.database.starts_with("postgres");
+        if postgres {
+            init.extend(["--database".to_owned(), project.database.clone()]);
+        }
+        let run = |args: &[String]| {
+            Command::new(env!("CARGO_BIN_EXE_deltasync"))
+                .env("DIRECTUS_URL", &project.url)
+                .env("DIRECTUS_TOKEN", &project.token)
+                .arg("-c")
+                .arg(&file)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let out = run(&init);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{label}: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains("${DIRECTUS_TOKEN}") && !text.contains(&project.token),
+            "{label}: {text}"
+        );
+        assert!(
+            text.contains(&format!("references: {cat}")),
+            "{label}: {text}"
+        );
+        assert!(
+            said.contains("added") && said.contains("deltasync_key"),
+            "{label}: {said}"
+        );
+        assert_eq!(
+            run(&init).status.code(),
+            Some(2),
+            "{label}: an existing file is kept"
+        );
+
+        let validated = run(&["validate".into(), "--remote".into()]);
+        assert_eq!(
+            validated.status.code(),
+            Some(0),
+            "{label}: {}",
+            String::from_utf8_lossy(&validated.stdout)
+        );
+        let synced = run(&["sync".into()]);
+        assert_eq!(
+            synced.status.code(),
+            Some(0),
+            "{label}: {}",
+            String::from_utf8_lossy(&synced.stdout)
+        );
+
+        // The local database sits beside the schema file unless one was given.
+        let local = if postgres {
+            project.database.clone()
+        } else {
+            format!("sqlite://{}", project.dir.path().join("shop.db").display())
+        };
+        let db = Database::connect(local.as_str()).await.unwrap();
+        let count = |sql: String| {
+            let db = &db;
+            async move {
+                let row = db
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        sql,
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get_by_index::<i64>(0).unwrap()
+            }
+        };
+        assert_eq!(
+            count(format!(
+                "SELECT COUNT(*) FROM \"{art}\" WHERE _sync_status = 'synced'"
+            ))
+            .await,
+            1,
+            "{label}"
+        );
+        db.execute_unprepared(&format!("INSERT INTO \"{cat}\" (name) VALUES ('offline')"))
+            .await
+            .unwrap();
+        let temporary = count(format!("SELECT id FROM \"{cat}\" WHERE name = 'offline'")).await;
+        db.execute_unprepared(&format!(
+            "INSERT INTO \"{art}\" (title, category) VALUES ('second', {temporary})"
+        ))
+        .await
+        .unwrap();
+        db.close().await.unwrap();
+        let synced = run(&["sync".into()]);
+        assert_eq!(
+            synced.status.code(),
+            Some(0),
+            "{label}: {}",
+            String::from_utf8_lossy(&synced.stdout)
+        );
+        let server_categories = site.rows(cat).await;
+        let offline = server_categories
+            .iter()
+            .find(|r| r["name"] == json!("offline"))
+            .unwrap();
+        let second = site
+            .rows(art)
+            .await
+            .into_iter()
+            .find(|r| r["title"] == json!("second"))
+            .unwrap();
+        assert_eq!(second["category"], json!(id(offline)), "{label}");
+        site.cleanup().await;
+    }
+}

@@ -95,9 +95,7 @@ pub fn normalize(kind: FieldType, value: &Value) -> Value {
             .map_or_else(|_| value.clone(), Value::from),
         (FieldType::Decimal, Value::Number(n)) => Value::String(n.to_string()),
         (FieldType::Csv, Value::String(s)) if s.is_empty() => Value::Array(Vec::new()),
-        (FieldType::Csv, Value::String(s)) => {
-            Value::Array(s.split(',').map(Value::from).collect())
-        }
+        (FieldType::Csv, Value::String(s)) => Value::Array(s.split(',').map(Value::from).collect()),
         _ => value.clone(),
     }
 }

@@ -11,7 +11,7 @@ use crate::cell::{self, Cell};
 use crate::error::Error;
 use crate::schema::{Collection, CollectionDef, Field, FieldDef, FieldType};
 use crate::store::{Key, Table, Txn};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 /// Name of the activity collection.
@@ -60,6 +60,8 @@ pub(crate) struct Db {
     next_meta_id: u64,
     /// `directus_revisions`: the item as it stood after each create or update, oldest first.
     revisions: Vec<Revision>,
+    /// `directus_relations`: many-to-one relations, as created.
+    relations: Vec<Value>,
 }
 
 /// One saved version of an item, as a `directus_revisions` row holds it.
@@ -85,6 +87,7 @@ impl Db {
             activity: Table::new(activity),
             next_meta_id,
             revisions: Vec::new(),
+            relations: Vec::new(),
         }
     }
 
@@ -128,6 +131,42 @@ impl Db {
             .entry(name)
             .or_insert_with(|| Table::new(schema));
         Ok(&table.schema)
+    }
+
+    /// Records a many-to-one relation (the body of `POST /relations`): the field must exist,
+    /// and the related collection too unless it is a system collection. No foreign key is
+    /// enforced.
+    pub(crate) fn create_relation(&mut self, body: &Map<String, Value>) -> Result<Value, Error> {
+        let text = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or_default();
+        let (collection, field, related) = (
+            text("collection"),
+            text("field"),
+            text("related_collection"),
+        );
+        let table = self.table(collection)?;
+        if table.schema.field_index(field).is_none() {
+            return Err(Error::InvalidPayload(format!(
+                "Field \"{field}\" does not exist in collection \"{collection}\""
+            )));
+        }
+        if !related.starts_with("directus_") {
+            self.table(related)?;
+        }
+        let relation = json!({
+            "collection": collection,
+            "field": field,
+            "related_collection": related,
+            "schema": {"table": collection, "column": field, "foreign_key_table": related,
+                "on_delete": "SET NULL"},
+            "meta": body.get("meta").cloned().unwrap_or(Value::Null),
+        });
+        self.relations.push(relation.clone());
+        Ok(relation)
+    }
+
+    /// Every relation, as `GET /relations` lists them.
+    pub(crate) fn relations(&self) -> &[Value] {
+        &self.relations
     }
 
     pub(crate) fn create_field(

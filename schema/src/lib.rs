@@ -55,10 +55,10 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrorKind, NO_FILE, Position};
 pub use file_schema::json_schema;
 pub use model::{
-    Auth, CollectionConfig, Config, DEFAULT_CURSOR, DEFAULT_DATABASE, DEFAULT_MAX_RETRIES,
-    DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_PRIMARY_KEY, DEFAULT_TIMEOUT_SECONDS,
-    Deletes, FieldConfig, FieldType, KeyType, LocalConfig, MAX_PAGE_SIZE, Merge, RemoteConfig,
-    Secret, Strategy,
+    Auth, CollectionConfig, Config, DEFAULT_CURSOR, DEFAULT_DATABASE, DEFAULT_IDEMPOTENCY_FIELD,
+    DEFAULT_MAX_RETRIES, DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_PRIMARY_KEY,
+    DEFAULT_TIMEOUT_SECONDS, Deletes, FieldConfig, FieldType, KeyType, LocalConfig, MAX_PAGE_SIZE,
+    Merge, RemoteConfig, Secret, Strategy,
 };
 pub use validate::{
     MAX_IDENTIFIER_LEN, RESERVED_COLUMN_PREFIX, RESERVED_TABLE_PREFIX, is_safe_identifier,

@@ -206,7 +206,8 @@ impl Site {
             )
             .await;
         }
-        for name in created {
+        // Children first: a relation's foreign key keeps its parent table from being dropped.
+        for name in created.iter().rev() {
             self.call(Method::DELETE, &format!("/collections/{name}"), &[], None)
                 .await;
         }

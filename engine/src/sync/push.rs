@@ -686,9 +686,10 @@ fn denied_fields(
         .collect()
 }
 
-/// What a create of `local` sends besides a key: its writable fields, less empty ones the
-/// token may not create. `None` (logged) when it holds a value in a field the token may not
-/// create: the row is held back, pending.
+/// What a create of `local` sends besides a key: its writable fields that hold a value. An
+/// empty field is left out, so that the server's default applies (a stock `status` is
+/// `NOT NULL DEFAULT 'draft'`); the answer brings it back. `None` (logged) when it holds a
+/// value in a field the token may not create: the row is held back, pending.
 pub(super) fn create_fields(
     c: &CollectionConfig,
     local: &LocalRow,
@@ -701,9 +702,7 @@ pub(super) fn create_fields(
             "held back: the token may not create these fields");
         return None;
     }
-    if let Some(p) = permissions {
-        data.retain(|field, value| !value.is_null() || p.covers(&c.name, Action::Create, field));
-    }
+    data.retain(|_, value| !value.is_null());
     Some(on_the_wire(c, &data))
 }
 

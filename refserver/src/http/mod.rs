@@ -62,6 +62,10 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
             get(system::list_fields).post(system::create_field),
         )
         .route("/fields/{collection}/{field}", get(system::get_field))
+        .route(
+            "/relations",
+            get(system::list_relations).post(system::create_relation),
+        )
         .route("/activity", get(system::list_activity))
         .route("/activity/{id}", get(system::get_activity))
         .route(

@@ -330,6 +330,24 @@ pub(super) async fn create_field(
     s.with_db(|db| Ok(data(db.create_field(&collection, &def)?)))
 }
 
+pub(super) async fn list_relations(
+    State(s): State<Arc<Server>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Reply {
+    require_admin_to_read(&ctx, "directus_relations")?;
+    Ok(data(Value::Array(s.with_db(|db| db.relations().to_vec()))))
+}
+
+pub(super) async fn create_relation(
+    State(s): State<Arc<Server>>,
+    Extension(ctx): Extension<RequestCtx>,
+    JsonBody(body): JsonBody,
+) -> Reply {
+    require_admin(&ctx)?;
+    let body = object(body)?;
+    s.with_db(|db| Ok(data(db.create_relation(&body)?)))
+}
+
 pub(super) async fn list_activity(
     State(s): State<Arc<Server>>,
     Extension(ctx): Extension<RequestCtx>,
