@@ -395,9 +395,24 @@ async fn a_server_row_that_does_not_fit_stops_nothing_else() {
             c.name
         ))
         .await;
-        // Directus on SQLite stores text in an integer field.
-        site.update(&c.name, &k0, row(json!({"views": "many"})))
+        // Directus on SQLite stores text in an integer field; on PostgreSQL no row can be
+        // made that does not fit, and the case does not arise.
+        let unfit = site
+            .try_call(
+                adapters::directus::Method::PATCH,
+                &format!("/items/{}/{k0}", c.name),
+                &[],
+                Some(&json!({"views": "many"})),
+            )
             .await;
+        if let Err(e) = unfit {
+            println!(
+                "{}: the server refuses a value of another type ({e}); not run",
+                site.label
+            );
+            site.cleanup().await;
+            continue;
+        }
         site.update(&c.name, &k1, row(json!({"title": "server edit"})))
             .await;
 

@@ -249,6 +249,17 @@ impl Site {
         crate::replica_with_quick_retries(url, self.token.clone(), database, collections).await
     }
 
+    /// An admin request that may fail.
+    pub async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, deltasync::RemoteError> {
+        self.client.request(method, path, query, body, None).await
+    }
+
     /// An admin request; panics with the site's label on failure.
     pub async fn call(
         &self,
@@ -257,8 +268,7 @@ impl Site {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Value {
-        self.client
-            .request(method.clone(), path, query, body, None)
+        self.try_call(method.clone(), path, query, body)
             .await
             .unwrap_or_else(|e| panic!("{}: {method} {path}: {e}", self.label))
     }
