@@ -452,9 +452,18 @@ async fn init_then_sync_takes_a_stock_server_to_a_synced_database_with_no_hand_e
         )
         .await;
         let parent = site.insert(cat, vec![row(json!({"name": "news"}))]).await;
+        let first = site
+            .insert(
+                art,
+                vec![row(json!({"title": "first", "category": id(&parent[0])}))],
+            )
+            .await;
+        // A many-to-many between them, through a junction without date fields.
+        let junction = site.junction(art, cat).await;
+        let (left, right) = (format!("{art}_id"), format!("{cat}_id"));
         site.insert(
-            art,
-            vec![row(json!({"title": "first", "category": id(&parent[0])}))],
+            &junction,
+            vec![row(json!({&left: id(&first[0]), &right: id(&parent[0])}))],
         )
         .await;
 
@@ -464,6 +473,7 @@ async fn init_then_sync_takes_a_stock_server_to_a_synced_database_with_no_hand_e
             "init".to_owned(),
             cat.to_owned(),
             art.to_owned(),
+            junction.clone(),
             "--add-fields".to_owned(),
         ];
         let postgres = project.database.starts_with("postgres");
@@ -498,7 +508,13 @@ async fn init_then_sync_takes_a_stock_server_to_a_synced_database_with_no_hand_e
             "{label}: {text}"
         );
         assert!(
-            said.contains("added") && said.contains("deltasync_key"),
+            text.contains(&format!("{left}: {{type: integer, references: {art}}}")),
+            "{label}: {text}"
+        );
+        assert!(
+            said.contains("added")
+                && said.contains("deltasync_key")
+                && said.contains("date_created"),
             "{label}: {said}"
         );
         assert_eq!(
@@ -560,6 +576,20 @@ async fn init_then_sync_takes_a_stock_server_to_a_synced_database_with_no_hand_e
         ))
         .await
         .unwrap();
+        assert_eq!(
+            count(format!(
+                "SELECT COUNT(*) FROM \"{junction}\" WHERE _sync_status = 'synced'"
+            ))
+            .await,
+            1,
+            "{label}: the junction row made before its date fields is pulled"
+        );
+        let second = count(format!("SELECT id FROM \"{art}\" WHERE title = 'second'")).await;
+        db.execute_unprepared(&format!(
+            "INSERT INTO \"{junction}\" ({left}, {right}) VALUES ({second}, {temporary})"
+        ))
+        .await
+        .unwrap();
         db.close().await.unwrap();
         let synced = run(&["sync".into()]);
         assert_eq!(
@@ -580,6 +610,13 @@ async fn init_then_sync_takes_a_stock_server_to_a_synced_database_with_no_hand_e
             .find(|r| r["title"] == json!("second"))
             .unwrap();
         assert_eq!(second["category"], json!(id(offline)), "{label}");
+        let links = site.rows(&junction).await;
+        assert!(
+            links
+                .iter()
+                .any(|l| l[&left] == json!(id(&second)) && l[&right] == json!(id(offline))),
+            "{label}: the offline link points at both server keys: {links:?}"
+        );
         site.cleanup().await;
     }
 }

@@ -176,6 +176,34 @@ impl Site {
         config
     }
 
+    /// Creates the junction collection of a many-to-many relation between `left` and
+    /// `right`, as the Data Studio makes it: an auto-increment `id` and one many-to-one field
+    /// to each side (`{left}_id`, `{right}_id`), without date fields. Returns its name.
+    pub async fn junction(&self, left: &str, right: &str) -> String {
+        let name = format!("{left}_{right}");
+        let side = |collection: &str| {
+            json!({"field": format!("{collection}_id"), "type": "integer",
+                "meta": {"hidden": true}, "schema": {}})
+        };
+        let body = json!({"collection": name, "schema": {}, "meta": {"hidden": true, "accountability": "all"},
+        "fields": [
+            {"field": "id", "type": "integer", "meta": {"hidden": true},
+                "schema": {"is_primary_key": true, "has_auto_increment": true}},
+            side(left),
+            side(right),
+        ]});
+        self.call(Method::POST, "/collections", &[], Some(&body))
+            .await;
+        self.created.lock().unwrap().push(name.clone());
+        for collection in [left, right] {
+            let relation = json!({"collection": name, "field": format!("{collection}_id"),
+                "related_collection": collection});
+            self.call(Method::POST, "/relations", &[], Some(&relation))
+                .await;
+        }
+        name
+    }
+
     /// Whether the server has a collection of that name.
     async fn exists(&self, collection: &str) -> bool {
         self.client.collection_info(collection).await.is_ok()
