@@ -8,7 +8,8 @@
 //! replaces the file's `remote.url`, and a `DELTASYNC_SEED_TOKEN` environment variable replaces
 //! its credentials with that static token (`scripts/directus seed` sets both for the server it
 //! runs). Each collection gets its primary key, its cursor, its fields and, for
-//! `deletes: archive`, its archive field; collections that exist are left as they are.
+//! `deletes: archive`, its archive field; collections that exist are left as they are, except
+//! that one with `key_type: auto_increment` gets the idempotency field it lacks.
 
 use std::process::ExitCode;
 
@@ -70,6 +71,10 @@ async fn run() -> Result<(), String> {
                 }
             ),
             Outcome::Existed => println!("exists  {name}: left as it is"),
+            Outcome::AddedIdempotencyField => println!(
+                "exists  {name}: added its idempotency field {}",
+                c.idempotency_field.as_deref().unwrap_or_default()
+            ),
         }
     }
     Ok(())

@@ -177,6 +177,8 @@ pub enum Outcome {
     Created,
     /// It existed already and was left as it was.
     Existed,
+    /// It existed already; the idempotency field its server-assigned keys need was added.
+    AddedIdempotencyField,
 }
 
 /// Why [`ensure_collections`] stopped. Collections created before the failure stay.
@@ -185,6 +187,12 @@ pub enum Outcome {
 pub enum SetupError {
     #[error("cannot list the collections on the server: {0}")]
     List(#[source] RemoteError),
+    #[error("cannot complete collection {collection}: {source}")]
+    Complete {
+        collection: String,
+        #[source]
+        source: RemoteError,
+    },
     #[error("cannot create collection {collection}: {source}")]
     Create {
         collection: String,
@@ -193,7 +201,8 @@ pub enum SetupError {
     },
 }
 
-/// Creates, in order, each of `collections` that the server lacks; leaves existing ones alone.
+/// Creates, in order, each of `collections` that the server lacks; leaves existing ones alone,
+/// except that one whose keys the server assigns gets the idempotency field it lacks.
 pub async fn ensure_collections(
     client: &DirectusClient,
     collections: &[CollectionConfig],
@@ -204,7 +213,12 @@ pub async fn ensure_collections(
     let mut done = Vec::with_capacity(collections.len());
     for c in collections {
         let outcome = if existing.contains(&c.name) {
-            Outcome::Existed
+            add_idempotency_field(client, c)
+                .await
+                .map_err(|source| SetupError::Complete {
+                    collection: c.name.clone(),
+                    source,
+                })?
         } else {
             create_collection(client, c)
                 .await
@@ -217,6 +231,33 @@ pub async fn ensure_collections(
         done.push((c.name.clone(), outcome));
     }
     Ok(done)
+}
+
+/// Adds the idempotency field `c` needs when the server lacks it.
+async fn add_idempotency_field(
+    client: &DirectusClient,
+    c: &CollectionConfig,
+) -> Result<Outcome, RemoteError> {
+    let Some(name) = &c.idempotency_field else {
+        return Ok(Outcome::Existed);
+    };
+    let fields = client.fields(&c.name).await?;
+    let has = fields["data"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|f| f["field"] == json!(name)));
+    if has {
+        return Ok(Outcome::Existed);
+    }
+    client
+        .request(
+            Method::POST,
+            &format!("/fields/{}", c.name),
+            &[],
+            Some(&idempotency_field(name)),
+            None,
+        )
+        .await?;
+    Ok(Outcome::AddedIdempotencyField)
 }
 
 #[cfg(test)]
