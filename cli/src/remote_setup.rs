@@ -8,7 +8,8 @@
 //! Everything goes through the public Directus API with a [`DirectusClient`]: it works the
 //! same against a real Directus and the bundled reference server. It never alters a collection
 //! that exists (fields a server lacks are reported by `deltasync validate --remote`).
-//! Many-to-one fields are created as plain key fields, without a Directus relation.
+//! Many-to-one fields are created as plain key fields; [`ensure_collections`] (the seed) adds
+//! their Directus relations once every collection exists.
 
 use std::collections::BTreeSet;
 
@@ -230,7 +231,37 @@ pub async fn ensure_collections(
         };
         done.push((c.name.clone(), outcome));
     }
+    // Relations once every collection exists: a relation needs both of its ends.
+    for (c, (_, outcome)) in collections.iter().zip(&done) {
+        if *outcome == Outcome::Created {
+            create_relations(client, c)
+                .await
+                .map_err(|source| SetupError::Create {
+                    collection: c.name.clone(),
+                    source,
+                })?;
+        }
+    }
     Ok(done)
+}
+
+/// A Directus many-to-one relation for each field of `c` with `references`, as the Data Studio
+/// makes them: `deltasync init` finds them again.
+async fn create_relations(
+    client: &DirectusClient,
+    c: &CollectionConfig,
+) -> Result<(), RemoteError> {
+    for f in &c.fields {
+        let Some(parent) = &f.references else {
+            continue;
+        };
+        let relation = json!({"collection": c.name, "field": f.name, "related_collection": parent,
+            "schema": {"on_delete": "SET NULL"}});
+        client
+            .request(Method::POST, "/relations", &[], Some(&relation), None)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Adds the idempotency field `c` needs when the server lacks it.
