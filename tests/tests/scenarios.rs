@@ -607,8 +607,9 @@ async fn a_failed_pull_resumes_where_it_stopped() {
         let mut c = articles(Strategy::LastWriteWins);
         c.page_size = 100;
         let a = world.hooked_replica(vec![c]).await;
-        // One page goes through, then the server becomes unreachable.
-        a.remote().fail_lists_after(Some(1));
+        // The check before a first pull (one list: rows without a version) and one page go
+        // through, then the server becomes unreachable.
+        a.remote().fail_lists_after(Some(2));
         let failed = a.sync(None).await.unwrap();
         assert!(failed.failed(), "{failed:?}");
         assert_eq!(
