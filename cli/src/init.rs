@@ -558,25 +558,10 @@ pub async fn read(client: &DirectusClient) -> Result<ServerSchema, RemoteError> 
 
 /// Adds a field the server lacks (see [`Addition`]).
 pub async fn add(client: &DirectusClient, addition: &Addition) -> Result<(), RemoteError> {
-    let post = async |collection: &str, field: Value| {
-        client
-            .request(
-                Method::POST,
-                &format!("/fields/{collection}"),
-                &[],
-                Some(&field),
-                None,
-            )
-            .await
-            .map(drop)
-    };
+    use crate::remote_setup::{add_field, idempotency_field, stamp_field};
     match addition {
         Addition::IdempotencyField { collection } => {
-            post(
-                collection,
-                crate::remote_setup::idempotency_field(IDEMPOTENCY_FIELD),
-            )
-            .await
+            add_field(client, collection, &idempotency_field(IDEMPOTENCY_FIELD)).await
         }
         Addition::DateFields {
             collection,
@@ -584,18 +569,12 @@ pub async fn add(client: &DirectusClient, addition: &Addition) -> Result<(), Rem
             updated,
         } => {
             if *created {
-                post(
-                    collection,
-                    crate::remote_setup::stamp_field("date_created", &["date-created"]),
-                )
-                .await?;
+                let field = stamp_field("date_created", &["date-created"]);
+                add_field(client, collection, &field).await?;
             }
             if *updated {
-                post(
-                    collection,
-                    crate::remote_setup::stamp_field("date_updated", &["date-updated"]),
-                )
-                .await?;
+                let field = stamp_field("date_updated", &["date-updated"]);
+                add_field(client, collection, &field).await?;
             }
             stamp_existing_rows(client, collection).await
         }

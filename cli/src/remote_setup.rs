@@ -279,16 +279,26 @@ async fn add_idempotency_field(
     if has {
         return Ok(Outcome::Existed);
     }
+    add_field(client, &c.name, &idempotency_field(name)).await?;
+    Ok(Outcome::AddedIdempotencyField)
+}
+
+/// Adds a field (the body of `POST /fields/:collection`) to an existing collection.
+pub async fn add_field(
+    client: &DirectusClient,
+    collection: &str,
+    field: &Value,
+) -> Result<(), RemoteError> {
     client
         .request(
             Method::POST,
-            &format!("/fields/{}", c.name),
+            &format!("/fields/{collection}"),
             &[],
-            Some(&idempotency_field(name)),
+            Some(field),
             None,
         )
-        .await?;
-    Ok(Outcome::AddedIdempotencyField)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
