@@ -12,8 +12,10 @@
 //! their Directus relations once every collection exists.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use adapters::directus::Method;
+use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Map, Value, json};
 
 use crate::{CollectionConfig, Deletes, DirectusClient, FieldType, KeyType, RemoteError};
@@ -257,10 +259,26 @@ async fn create_relations(
         };
         let relation = json!({"collection": c.name, "field": f.name, "related_collection": parent,
             "schema": {"on_delete": "SET NULL"}});
-        client
-            .request(Method::POST, "/relations", &[], Some(&relation), None)
-            .await?;
+        create_relation(client, &relation).await?;
     }
+    Ok(())
+}
+
+/// Creates a relation (the body of `POST /relations`) between collections that exist.
+///
+/// Directus checks both ends against its cached schema, and a request that read the schema
+/// while a collection was being created can put the old schema back into that cache after
+/// the creation cleared it (several requests at once make this likely). The relation is then
+/// refused as `INVALID_PAYLOAD` naming a collection that exists, so that refusal is retried a
+/// few times before it is believed.
+pub async fn create_relation(client: &DirectusClient, relation: &Value) -> Result<(), RemoteError> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_times(5);
+    (|| client.request(Method::POST, "/relations", &[], Some(relation), None))
+        .retry(backoff)
+        .when(|e: &RemoteError| e.code.as_deref() == Some("INVALID_PAYLOAD"))
+        .await?;
     Ok(())
 }
 

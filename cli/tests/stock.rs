@@ -444,13 +444,8 @@ async fn init_then_sync_takes_a_stock_server_to_a_synced_database_with_no_hand_e
             )
             .await;
         let (cat, art) = (categories.name.as_str(), articles.name.as_str());
-        site.call(
-            adapters::directus::Method::POST,
-            "/relations",
-            &[],
-            Some(&json!({"collection": art, "field": "category", "related_collection": cat})),
-        )
-        .await;
+        site.relate(&json!({"collection": art, "field": "category", "related_collection": cat}))
+            .await;
         let parent = site.insert(cat, vec![row(json!({"name": "news"}))]).await;
         let first = site
             .insert(

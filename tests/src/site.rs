@@ -198,10 +198,16 @@ impl Site {
         for collection in [left, right] {
             let relation = json!({"collection": name, "field": format!("{collection}_id"),
                 "related_collection": collection});
-            self.call(Method::POST, "/relations", &[], Some(&relation))
-                .await;
+            self.relate(&relation).await;
         }
         name
+    }
+
+    /// Creates a relation (the body of `POST /relations`); panics with the site's label.
+    pub async fn relate(&self, relation: &Value) {
+        deltasync::remote_setup::create_relation(&self.client, relation)
+            .await
+            .unwrap_or_else(|e| panic!("{}: POST /relations: {e}", self.label));
     }
 
     /// Whether the server has a collection of that name.
