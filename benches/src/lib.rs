@@ -171,7 +171,7 @@ pub async fn load_reference(
 ) -> Result<(), Error> {
     let client = admin_client(&server.url(), server.admin_token())?;
     for c in collections() {
-        deltasync::remote_setup::create_collection(&client, &c)
+        cli::remote_setup::create_collection(&client, &c)
             .await
             .map_err(remote(format!("creating {}", c.name)))?;
     }
@@ -210,7 +210,7 @@ pub async fn load_directus(
 ) -> Result<(), Error> {
     let client = admin_client(url, token)?;
     for c in collections_named(suffix) {
-        deltasync::remote_setup::create_collection(&client, &c)
+        cli::remote_setup::create_collection(&client, &c)
             .await
             .map_err(remote(format!("creating {}", c.name)))?;
     }

@@ -1,7 +1,7 @@
 //! Creates on a Directus server the collections of a deltasync schema file that it lacks.
 //!
 //! ```text
-//! cargo run --release -p deltasync --example directus_seed -- FILE.yaml [--url URL]
+//! cargo run --release -p cli --example directus_seed -- FILE.yaml [--url URL]
 //! ```
 //!
 //! The file is loaded as `deltasync` loads it (environment references included). `--url`
@@ -13,7 +13,7 @@
 
 use std::process::ExitCode;
 
-use deltasync::remote_setup::{self, Outcome};
+use cli::remote_setup::{self, Outcome};
 use deltasync::{Auth, Config, DirectusClient, Secret};
 
 const USAGE: &str = "usage: directus_seed FILE.yaml [--url URL]";

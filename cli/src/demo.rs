@@ -9,7 +9,7 @@ use std::io::Write;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::{CollectionConfig, Config, Deltasync, FieldType, Row, Strategy};
+use deltasync::{CollectionConfig, Config, Deltasync, FieldType, Row, Strategy};
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -27,7 +27,7 @@ pub async fn create_collection(
         server.url(),
         schema::Auth::Token(schema::Secret::new(server.admin_token())),
     );
-    let client = crate::DirectusClient::new(&remote)?;
+    let client = deltasync::DirectusClient::new(&remote)?;
     let config = fields
         .iter()
         .fold(CollectionConfig::new(name), |c, (field, kind)| {
@@ -68,7 +68,7 @@ async fn replica(
         database,
         vec![articles()],
     );
-    Ok(crate::open(config).await?)
+    Ok(deltasync::open(config).await?)
 }
 
 fn line(out: &mut impl Write, text: impl AsRef<str>) -> DemoResult<()> {
@@ -76,7 +76,7 @@ fn line(out: &mut impl Write, text: impl AsRef<str>) -> DemoResult<()> {
     Ok(())
 }
 
-fn summary(report: &crate::SyncReport) -> String {
+fn summary(report: &deltasync::SyncReport) -> String {
     let c = &report.collections[0];
     format!(
         "pushed {}, pulled {}, deleted {}, conflicts {}",
@@ -164,10 +164,10 @@ pub async fn run(out: &mut impl Write) -> DemoResult<bool> {
     )?;
     if let Some(record) = b.conflicts(false).await?.first() {
         let kept = match record.resolution {
-            Some(crate::Resolution::KeepLocal) => {
+            Some(deltasync::Resolution::KeepLocal) => {
                 "B's local edit is later than the server's version: it stands"
             }
-            Some(crate::Resolution::TakeRemote) => {
+            Some(deltasync::Resolution::TakeRemote) => {
                 "the server's version is as late as B's edit: the server wins ties"
             }
             _ => "parked for a person",
@@ -191,9 +191,9 @@ pub async fn run(out: &mut impl Write) -> DemoResult<bool> {
     )?;
     for remote in &on_server {
         let k = remote["id"].as_str().unwrap_or_default();
-        let same = |r: Option<crate::LocalRow>| {
+        let same = |r: Option<deltasync::LocalRow>| {
             r.is_some_and(|r| {
-                r.status == crate::SyncStatus::Synced
+                r.status == deltasync::SyncStatus::Synced
                     && r.data["title"] == remote["title"]
                     && r.data["views"] == remote["views"]
             })

@@ -12,7 +12,7 @@ use adapters::directus::{Method, parse_fields};
 use engine::ports::ServerField;
 use serde_json::{Value, json};
 
-use crate::{DirectusClient, FieldType, KeyType, RemoteError};
+use deltasync::{DirectusClient, FieldType, KeyType, RemoteError};
 
 /// The field each create's idempotency key goes in, where `init` adds it.
 pub const IDEMPOTENCY_FIELD: &str = schema::DEFAULT_IDEMPOTENCY_FIELD;

@@ -237,7 +237,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Command::Demo => {
-            let converged = deltasync::demo::run(&mut std::io::stdout())
+            let converged = cli::demo::run(&mut std::io::stdout())
                 .await
                 .map_err(|e| anyhow::anyhow!("demo failed: {e}"))?;
             Ok(if converged {
@@ -262,7 +262,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     ),
                 });
             };
-            let options = deltasync::init::Options {
+            let options = cli::init::Options {
                 file: cli.config.clone(),
                 collections,
                 url,
@@ -271,7 +271,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 force,
                 add_fields,
             };
-            let ask = |additions: &[deltasync::init::Addition]| {
+            let ask = |additions: &[cli::init::Addition]| {
                 use std::io::{BufRead, IsTerminal, Write};
                 if !std::io::stdin().is_terminal() {
                     return false;
@@ -286,7 +286,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 let _ = std::io::stdin().lock().read_line(&mut answer);
                 matches!(answer.trim(), "y" | "Y" | "yes")
             };
-            match deltasync::init::run(&options, &mut std::io::stdout(), ask).await {
+            match cli::init::run(&options, &mut std::io::stdout(), ask).await {
                 Ok(()) => Ok(exit::OK),
                 Err(e) => Err(Failure {
                     code: if e.is_usage() {
@@ -316,7 +316,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             if !remote {
                 return Ok(exit::OK);
             }
-            let problems = deltasync::validate_remote::check(&config).await?;
+            let problems = cli::validate_remote::check(&config).await?;
             for p in &problems {
                 println!("  {p}");
             }

@@ -18,7 +18,7 @@ use adapters::directus::Method;
 use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Map, Value, json};
 
-use crate::{CollectionConfig, Deletes, DirectusClient, FieldType, KeyType, RemoteError};
+use deltasync::{CollectionConfig, Deletes, DirectusClient, FieldType, KeyType, RemoteError};
 
 /// The Directus field type that holds a configured field type.
 pub fn directus_type(kind: FieldType) -> &'static str {
@@ -427,7 +427,7 @@ mod tests {
         let server = refserver::start(Default::default()).await.unwrap();
         let remote = schema::RemoteConfig::new(
             server.url(),
-            crate::Auth::Token(crate::Secret::new(server.admin_token())),
+            deltasync::Auth::Token(deltasync::Secret::new(server.admin_token())),
         );
         let client = DirectusClient::new(&remote).unwrap();
         let authors = CollectionConfig::new("authors").with_field("name", FieldType::String);

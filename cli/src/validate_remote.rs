@@ -6,7 +6,7 @@
 use adapters::directus::Method;
 use serde_json::{Value, json};
 
-use crate::{
+use deltasync::{
     CollectionConfig, Config, Deletes, DirectusClient, Error, FieldType, OpenError, RemoteErrorKind,
 };
 

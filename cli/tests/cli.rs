@@ -87,10 +87,8 @@ fn the_demo_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_remote_names_what_the_server_lacks() {
     use deltasync::FieldType;
-    let server = deltasync::refserver::start(Default::default())
-        .await
-        .unwrap();
-    deltasync::demo::create_collection(
+    let server = refserver::start(Default::default()).await.unwrap();
+    cli::demo::create_collection(
         &server,
         "articles",
         &[("title", FieldType::String), ("views", FieldType::Integer)],
@@ -160,10 +158,8 @@ async fn run_cli(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_conflict_goes_from_sync_to_status_to_resolve() {
     use deltasync::FieldType;
-    let server = deltasync::refserver::start(Default::default())
-        .await
-        .unwrap();
-    deltasync::demo::create_collection(&server, "articles", &[("title", FieldType::String)])
+    let server = refserver::start(Default::default()).await.unwrap();
+    cli::demo::create_collection(&server, "articles", &[("title", FieldType::String)])
         .await
         .unwrap();
     let seeded = server

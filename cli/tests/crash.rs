@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use deltasync::FieldType;
-use deltasync::refserver::proxy::{FaultProxy, Moment};
+use refserver::proxy::{FaultProxy, Moment};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
@@ -55,11 +55,9 @@ async fn database(dir: &tempfile::TempDir, postgres: Option<&str>) -> String {
 
 /// One trial; returns whether the process was really killed (the kill point was reached).
 async fn trial(seed: u64, postgres: Option<&str>) -> bool {
-    let server = deltasync::refserver::start(Default::default())
-        .await
-        .unwrap();
+    let server = refserver::start(Default::default()).await.unwrap();
     let fields = [("title", FieldType::String), ("views", FieldType::Integer)];
-    deltasync::demo::create_collection(&server, "articles", &fields)
+    cli::demo::create_collection(&server, "articles", &fields)
         .await
         .unwrap();
     let seeded = server

@@ -191,7 +191,7 @@ async fn the_standard_date_fields_see_every_row_and_date_updated_alone_is_refuse
 
 /// Adds the idempotency field to a stock collection, as `scripts/directus seed` does.
 async fn add_idempotency_field(site: &Site, collection: &str) {
-    let field = deltasync::remote_setup::idempotency_field("deltasync_key");
+    let field = cli::remote_setup::idempotency_field("deltasync_key");
     site.call(
         adapters::directus::Method::POST,
         &format!("/fields/{collection}"),

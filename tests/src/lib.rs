@@ -107,7 +107,7 @@ impl World {
 
     /// Creates a collection on the server with a uuid key, a `last_modified` cursor and `fields`.
     pub async fn collection(&self, name: &str, fields: &[(&str, FieldType)]) {
-        deltasync::demo::create_collection(&self.server, name, fields)
+        cli::demo::create_collection(&self.server, name, fields)
             .await
             .expect("collection created");
     }

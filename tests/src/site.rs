@@ -109,8 +109,7 @@ impl Site {
     ) -> CollectionConfig {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let config = crate::World::config(&format!("{base}_{suffix}"), fields);
-        let created = match deltasync::remote_setup::create_collection(&self.client, &config).await
-        {
+        let created = match cli::remote_setup::create_collection(&self.client, &config).await {
             // A retried create whose first attempt landed (Directus is slow to change its
             // schema while other tests change theirs) finds the collection there.
             Err(_) if self.exists(&config.name).await => Ok(()),
@@ -161,10 +160,7 @@ impl Site {
             system("date_updated", "timestamp", Some("date-updated")),
         ];
         definition.extend(fields.iter().map(|(name, kind)| {
-            deltasync::remote_setup::plain_field(
-                name,
-                deltasync::remote_setup::directus_type(*kind),
-            )
+            cli::remote_setup::plain_field(name, cli::remote_setup::directus_type(*kind))
         }));
         let body = json!({"collection": config.name, "schema": {},
             "meta": {"accountability": "all", "sort_field": "sort",
@@ -205,7 +201,7 @@ impl Site {
 
     /// Creates a relation (the body of `POST /relations`); panics with the site's label.
     pub async fn relate(&self, relation: &Value) {
-        deltasync::remote_setup::create_relation(&self.client, relation)
+        cli::remote_setup::create_relation(&self.client, relation)
             .await
             .unwrap_or_else(|e| panic!("{}: POST /relations: {e}", self.label));
     }

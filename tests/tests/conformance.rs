@@ -2,7 +2,7 @@
 //!
 //! The same sequence of requests goes, over raw HTTP, to a real Directus and to a reference
 //! server started in-process, each holding an identically created collection (made with
-//! `deltasync::remote_setup`). For every request the HTTP status, `errors[0].extensions.code`
+//! `cli::remote_setup`). For every request the HTTP status, `errors[0].extensions.code`
 //! and the JSON answer must agree, after normalising what legitimately differs between two
 //! servers: timestamps, keys and ids the servers generate, tokens. So must the `Content-Type`,
 //! and both must send a `Date`. Some behaviours deltasync builds on are also checked as facts
@@ -397,7 +397,7 @@ impl Conformance {
         keys
     }
 
-    /// Creates `config` on both servers through `deltasync::remote_setup`.
+    /// Creates `config` on both servers through `cli::remote_setup`.
     async fn create_collection(&self, config: &CollectionConfig) {
         for side in &self.sides {
             let remote = schema::RemoteConfig::new(
@@ -405,7 +405,7 @@ impl Conformance {
                 RemoteAuth::Token(Secret::new(side.token.clone())),
             );
             let client = DirectusClient::new(&remote).expect("client");
-            deltasync::remote_setup::create_collection(&client, config)
+            cli::remote_setup::create_collection(&client, config)
                 .await
                 .unwrap_or_else(|e| panic!("{}: cannot create {}: {e}", side.label, config.name));
         }

@@ -345,7 +345,7 @@ async fn validate_remote_names_what_a_restricted_token_lacks() {
     let token = site.token_for(&c.name, &["read"], false).await;
     let config =
         deltasync::Config::new(site.url.clone(), token, "sqlite::memory:", vec![c.clone()]);
-    let problems = deltasync::validate_remote::check(&config).await.unwrap();
+    let problems = cli::validate_remote::check(&config).await.unwrap();
     // Users count against the server's seats: gone before anything can fail.
     site.cleanup().await;
     for expected in [
