@@ -5,10 +5,12 @@
 //! - `query`: the Directus filter dialect the client speaks for the engine's typed requests.
 //! - [`store`]: the SQLite/PostgreSQL store, implementing [`engine::ports::Store`].
 //! - [`sql`]: SQL text for both backends (quoting, placeholders, types, triggers).
+//! - `lease`: the leases of the local database (advisory locks, lock files).
 //!
 //! The engine never sees reqwest or sea-orm; these types are all it gets.
 
 pub mod directus;
+mod lease;
 mod query;
 pub mod sql;
 pub mod store;

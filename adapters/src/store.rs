@@ -11,8 +11,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use engine::conflict::{ConflictKind, Resolution};
 use engine::cursor::PullPosition;
 use engine::ports::{
-    Base, Changes, Checkpoint, CollectionStatus, ConflictRecord, Guard, LocalWrite, RowOp,
-    RunRecord, Store,
+    Base, Changes, Checkpoint, CollectionStatus, ConflictRecord, Guard, Lease, LeaseWait,
+    LocalWrite, RowOp, RunRecord, Store,
 };
 use engine::{Key, LocalRow, RemoteRow, Row, Stamp, StoreError, StoreErrorKind, SyncStatus};
 use migrations::Migrator;
@@ -24,6 +24,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
+use crate::lease::Leases;
 use crate::sql::{self, CHANGE_KEY, CHANGED_AT, ERROR, REV, STATUS, Sql, ident};
 
 /// A push the server acknowledged: `RowOp::Settle` without data.
@@ -37,6 +38,7 @@ struct Ack<'a> {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: DatabaseConnection,
+    leases: std::sync::Arc<Leases>,
 }
 
 type Result<T, E = engine::Error> = std::result::Result<T, E>;
@@ -102,7 +104,27 @@ impl SqlStore {
                 url: redact_url(url),
                 message: e.to_string(),
             })?;
-        Ok(SqlStore { db })
+        let leases = Leases::of(&db).await.map_err(|e| crate::Error::Connect {
+            url: redact_url(url),
+            message: e.to_string(),
+        })?;
+        Ok(SqlStore {
+            db,
+            leases: std::sync::Arc::new(leases),
+        })
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting up to the busy timeout: a deferred transaction that reads first
+    /// fails at its first write, without waiting, when another connection wrote meanwhile.
+    async fn begin_write(&self, context: &str) -> Result<sea_orm::DatabaseTransaction> {
+        self.db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .map_err(db_err(context))
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -148,7 +170,7 @@ impl SqlStore {
     /// checks a statement against another connection's stale copy of the schema.
     async fn prepare_collection(&self, c: &CollectionConfig) -> Result<()> {
         let context = || format!("preparing table {}", c.table);
-        let txn = self.db.begin().await.map_err(db_err(context()))?;
+        let txn = self.begin_write(&context()).await?;
         let backend = txn.get_database_backend();
         let exec = async |statement: &str| {
             txn.execute_unprepared(statement)
@@ -1064,10 +1086,20 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The lease held while the tables are created or upgraded (collection names never start
+/// with `_deltasync`).
+const PREPARE_LEASE: &str = "_deltasync_prepare";
+
 const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at, fields";
 
 impl Store for SqlStore {
+    async fn lease(&self, name: &str, wait: LeaseWait) -> Result<Option<Lease>> {
+        self.leases.take(&self.db, name, wait).await
+    }
+
     async fn prepare(&self, config: &Config) -> Result<()> {
+        // One process at a time creates and upgrades tables; the others wait and find them.
+        let _upgrading = self.lease(PREPARE_LEASE, LeaseWait::Wait).await?;
         Migrator::up(&self.db, None)
             .await
             .map_err(db_err("creating the engine's tables"))?;
@@ -1256,11 +1288,7 @@ impl Store for SqlStore {
         if changes.is_empty() {
             return Ok(0);
         }
-        let tx = self
-            .db
-            .begin()
-            .await
-            .map_err(db_err("starting a transaction"))?;
+        let tx = self.begin_write("starting a transaction").await?;
         let mut applied = 0;
         // Keys move first: the other operations name rows by their new keys.
         let (rekeys, ops): (Vec<&RowOp>, Vec<&RowOp>) = changes

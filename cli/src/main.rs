@@ -339,6 +339,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let engine = open(&cli.config).await?;
             let options = deltasync::SyncOptions {
                 reconcile_keys: reconcile,
+                ..Default::default()
             };
             let report = engine.sync_with(collection.as_deref(), options).await?;
             if json {

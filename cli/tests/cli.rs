@@ -239,3 +239,48 @@ async fn a_manual_conflict_goes_from_sync_to_status_to_resolve() {
     assert_eq!(code, Some(2), "{log}");
     assert!(log.contains("no conflict with id 999"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_syncs_started_together_on_one_sqlite_file_all_succeed_and_push_once() {
+    use deltasync::FieldType;
+    let server = refserver::start(Default::default()).await.unwrap();
+    cli::demo::create_collection(&server, "articles", &[("title", FieldType::String)])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "deltasync.yaml",
+        &format!(
+            "remote:\n  url: {}\n  token: {}\nlocal:\n  database: sqlite://{}\n\
+             collections:\n  articles:\n    fields: {{title: string}}\n",
+            server.url(),
+            server.admin_token(),
+            dir.path().join("local.db").display()
+        ),
+    );
+    {
+        let local = deltasync::open_file(&path).await.unwrap();
+        let articles = local.collection("articles").unwrap();
+        for i in 0..20 {
+            let data = serde_json::json!({"title": format!("offline {i}")});
+            articles
+                .insert(data.as_object().unwrap().clone())
+                .await
+                .unwrap();
+        }
+    }
+    let sync = || {
+        let args = ["-c", path.to_str().unwrap(), "sync", "--json"];
+        run_cli(args.iter().map(|a| a.to_string()).collect())
+    };
+    let (a, b, c) = tokio::join!(sync(), sync(), sync());
+    let mut pushed = 0;
+    for (code, json, log) in [a, b, c] {
+        assert_eq!(code, Some(0), "{log}");
+        assert!(!log.contains("locked"), "{log}");
+        pushed += json["collections"][0]["pushed"].as_u64().unwrap();
+    }
+    assert_eq!(pushed, 20, "each change pushed by one of them");
+    assert_eq!(server.state().count("articles"), 20);
+}

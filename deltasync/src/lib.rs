@@ -33,7 +33,7 @@
 
 pub use adapters::{DirectusClient, SqlStore};
 pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
-pub use engine::ports::{CollectionStatus, ConflictRecord};
+pub use engine::ports::{CollectionStatus, ConflictRecord, Lease, LeaseWait};
 pub use engine::verify::CollectionDrift;
 pub use engine::{
     Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, ErrorKind, FieldChoice,

@@ -438,8 +438,46 @@ pub struct RunRecord {
     pub summary: Value,
 }
 
+/// What to do when another process holds a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseWait {
+    /// Wait until it is released.
+    Wait,
+    /// Do without: the holder does the work.
+    Skip,
+}
+
+/// The right to sync one collection (or to upgrade the tables) while it is held, across every
+/// process on the local database. Dropping it releases it; so does the holder's death.
+pub struct Lease {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl Lease {
+    /// A lease held as long as `held` lives.
+    pub fn new(held: impl Send + Sync + 'static) -> Lease {
+        Lease {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lease")
+    }
+}
+
 /// What the engine needs from the local database.
 pub trait Store: Send + Sync {
+    /// Takes the lease `name` in the local database: at most one holder at a time, in any
+    /// process; with [`LeaseWait::Skip`], `None` when another holds it.
+    fn lease(
+        &self,
+        name: &str,
+        wait: LeaseWait,
+    ) -> impl Future<Output = Result<Option<Lease>>> + Send;
+
     /// Creates the engine's tables and creates or upgrades every collection table.
     fn prepare(&self, config: &Config) -> impl Future<Output = Result<()>> + Send;
 

@@ -1,12 +1,13 @@
 //! Remote deletes the activity log cannot tell: key reconciliation, on demand and as the
 //! fallback when the log is off, unreadable or cut by retention; rows leaving a filter.
 
-use deltasync::SyncOptions;
+use deltasync::{LeaseWait, SyncOptions};
 use serde_json::json;
 use tests::{FIELDS, World, assert_converged, backends, local_rows, row};
 
 const KEYS: SyncOptions = SyncOptions {
     reconcile_keys: true,
+    lease: LeaseWait::Wait,
 };
 
 async fn synced_world(backend: tests::Backend) -> (World, deltasync::Deltasync, Vec<String>) {

@@ -35,7 +35,7 @@ pub(crate) mod read;
 mod reconcile;
 mod server_keys;
 use crate::ports::{
-    Action, Changes, Checkpoint, Close, ConflictRecord, DeletePage, FilteredRows, Guard,
+    Action, Changes, Checkpoint, Close, ConflictRecord, DeletePage, FilteredRows, Guard, LeaseWait,
     Permissions, Remote, RowOp, RunRecord, Store,
 };
 use read::InvalidRow;
@@ -88,6 +88,10 @@ pub struct CollectionReport {
     /// The phase that failed (`push`, `push_deletes`, `pull`, `reconcile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_phase: Option<String>,
+    /// Another process held this collection's lease and synced it instead
+    /// ([`LeaseWait::Skip`]); this run did nothing with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_elsewhere: bool,
 }
 
 impl CollectionReport {
@@ -108,6 +112,7 @@ impl CollectionReport {
             error: self.error.clone(),
             error_kind: self.error_kind,
             error_phase: self.error_phase.clone(),
+            held_elsewhere: self.held_elsewhere,
         }
     }
 }
@@ -120,11 +125,23 @@ pub struct MergeNote {
 }
 
 /// How a sync cycle runs beyond the defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncOptions {
     /// Compare every synced local key with the server and remove what it no longer has
     /// (or what left the collection's filter), whatever the activity log says.
     pub reconcile_keys: bool,
+    /// What to do with a collection whose lease another process holds: wait for it (the
+    /// default), or leave the collection to that process.
+    pub lease: LeaseWait,
+}
+
+impl Default for SyncOptions {
+    fn default() -> SyncOptions {
+        SyncOptions {
+            reconcile_keys: false,
+            lease: LeaseWait::Wait,
+        }
+    }
 }
 
 /// What a sync did, per collection.
@@ -265,10 +282,24 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let started = Instant::now();
         let started_at = Utc::now();
         let order = push_order(&self.config);
-        let selected: Vec<&CollectionConfig> = order
+        // Leases in push order, so that two processes waiting for each other's never meet
+        // in opposite orders. Held until the run is recorded.
+        let mut leases = Vec::new();
+        let mut held_elsewhere = Vec::new();
+        for c in order
             .into_iter()
             .filter(|c| only.is_none_or(|name| c.name == name))
-            .collect();
+        {
+            match self.store.lease(&c.name, options.lease).await? {
+                Some(lease) => leases.push((c, lease)),
+                None => held_elsewhere.push(CollectionReport {
+                    collection: c.name.clone(),
+                    held_elsewhere: true,
+                    ..Default::default()
+                }),
+            }
+        }
+        let selected: Vec<&CollectionConfig> = leases.iter().map(|(c, _)| *c).collect();
         let mut reports: Vec<CollectionReport> = selected
             .iter()
             .map(|c| CollectionReport {
@@ -321,6 +352,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 None
             }
         };
+        reports.extend(held_elsewhere);
         let report = SyncReport {
             collections: reports,
             waiting,
@@ -338,6 +370,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         if let Err(e) = recorded {
             warn!(error = %e, "recording the run failed");
         }
+        drop(leases);
         Ok(report)
     }
 
