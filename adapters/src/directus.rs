@@ -639,6 +639,21 @@ impl Remote for DirectusClient {
     fn clock_skew(&self) -> chrono::Duration {
         chrono::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
     }
+
+    async fn ping(&self) -> engine::Result<()> {
+        let response = self
+            .http
+            .get(format!("{}/server/ping", self.base))
+            .send()
+            .await
+            .map_err(|e| RemoteError::new(RemoteErrorKind::Unreachable, transport_message(e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(classify(status, &bytes, &Method::GET, "/server/ping").into())
+    }
 }
 
 /// `GET /fields/:collection`'s answer (its `data`), typed.

@@ -34,6 +34,9 @@
 pub use adapters::{DirectusClient, SqlStore};
 pub use engine::conflict::{FirstWriteWins, LastWriteWins, Manual};
 pub use engine::ports::{CollectionStatus, ConflictRecord, Lease, LeaseWait};
+pub use engine::service::{
+    Activity, CollectionState, LastError, ServiceStatus, SyncEvent, SyncerHandle, SyncerOptions,
+};
 pub use engine::verify::CollectionDrift;
 pub use engine::{
     Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, ErrorKind, FieldChoice,
@@ -46,9 +49,13 @@ pub use schema::{
     KeyType, Merge, Secret, Strategy,
 };
 pub use serde_json;
+pub use tokio_util::sync::CancellationToken;
 
 /// The engine as configured from a schema file: Directus remote, SQL store.
 pub type Deltasync = engine::Engine<SqlStore, DirectusClient>;
+
+/// The sync service of a [`Deltasync`]: spawn [`Syncer::run`] on the application's runtime.
+pub type Syncer = engine::service::Syncer<SqlStore, DirectusClient>;
 
 /// Why [`open`] failed.
 #[derive(Debug, thiserror::Error)]

@@ -60,16 +60,11 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
             }
         };
         self.check(&data)?;
-        self.engine
-            .store()
-            .write(
-                c,
-                LocalWrite::Insert {
-                    key: key.clone(),
-                    data,
-                },
-            )
-            .await?;
+        let write = LocalWrite::Insert {
+            key: key.clone(),
+            data,
+        };
+        self.write(write).await?;
         Ok(key)
     }
 
@@ -81,7 +76,7 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
             key: key.to_owned(),
             data: patch,
         };
-        self.engine.store().write(self.config, write).await
+        self.write(write).await
     }
 
     /// Marks a row deleted (status `deleted`); the engine pushes the delete, then removes it.
@@ -90,7 +85,16 @@ impl<S: Store, R: Remote> Collection<'_, S, R> {
         let write = LocalWrite::Delete {
             key: key.to_owned(),
         };
-        self.engine.store().write(self.config, write).await
+        self.write(write).await
+    }
+
+    /// Writes through the store and tells the engine's listeners.
+    async fn write(&self, write: LocalWrite) -> Result<bool> {
+        let written = self.engine.store().write(self.config, write).await?;
+        if written {
+            self.engine.wrote(&self.config.name);
+        }
+        Ok(written)
     }
 
     /// The local row, with its sync state.

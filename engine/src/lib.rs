@@ -12,8 +12,10 @@
 //! - [`ports`]: the [`Remote`](ports::Remote) and [`Store`](ports::Store) traits adapters implement.
 //! - [`handle`]: local writes through Rust, same meaning as the plain-SQL contract.
 //! - [`sync`]: the driver that sequences push, pull and reconcile through the ports.
+//! - [`service`]: the [`Syncer`](service::Syncer), which runs each collection's cycle when
+//!   something calls for it, for as long as an application runs.
 //!
-//! Only [`sync`] awaits; everything it decides comes from the pure modules, which never do IO.
+//! Only [`sync`] and [`service`] await; everything it decides comes from the pure modules, which never do IO.
 
 pub mod conflict;
 pub mod cursor;
@@ -26,6 +28,7 @@ pub mod merge;
 pub mod model;
 pub mod plan;
 pub mod ports;
+pub mod service;
 pub mod sync;
 #[cfg(test)]
 mod testing;

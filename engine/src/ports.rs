@@ -250,6 +250,10 @@ pub trait Remote: Send + Sync {
 
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;
+
+    /// Whether the server answers, in one cheap unauthenticated request, without retries:
+    /// the probe of a server that was down.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Per-collection progress kept by the store, advanced with the rows it covers.

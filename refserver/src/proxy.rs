@@ -78,6 +78,8 @@ struct Shared {
     log: Mutex<Vec<(String, Fault)>>,
     /// Runs once, at the given moment of the request with this number (1-based).
     hook: Mutex<Option<(usize, Moment, Hook)>>,
+    /// An outage: every request's connection breaks before it is forwarded.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -98,6 +100,7 @@ impl Shared {
             storm: Mutex::new(0),
             log: Mutex::new(Vec::new()),
             hook: Mutex::new(None),
+            down: Default::default(),
         }
     }
 
@@ -166,6 +169,14 @@ impl FaultProxy {
         *self.shared.hook.lock().unwrap() = Some((seen + number, moment, Box::new(hook)));
     }
 
+    /// Starts (`true`) or ends an outage: while it lasts, every connection breaks before the
+    /// server sees the request, whatever the fault rate.
+    pub fn set_down(&self, down: bool) {
+        self.shared
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Removes a hook that has not run yet.
     pub fn disarm(&self) {
         self.shared.hook.lock().unwrap().take();
@@ -178,6 +189,9 @@ impl FaultProxy {
 }
 
 fn pick(shared: &Shared) -> Fault {
+    if shared.down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Fault::ResetBefore;
+    }
     let rate = *shared.rate.lock().unwrap();
     let mut storm = shared.storm.lock().unwrap();
     if rate == 0.0 {

@@ -441,6 +441,10 @@ impl engine::ports::Remote for Hooked {
     fn clock_skew(&self) -> chrono::Duration {
         self.inner.clock_skew()
     }
+
+    async fn ping(&self) -> Result<(), deltasync::Error> {
+        self.inner.ping().await
+    }
 }
 
 /// Moves the local change time of a pending row an hour back: an edit made offline earlier.

@@ -52,6 +52,8 @@ const PENDING_CHUNK: usize = 1_000;
 const MAX_GROUP_ROWS: usize = 200;
 /// Compare-and-set updates in flight at once.
 const UPDATE_CONCURRENCY: usize = 8;
+/// Local write notices kept for a slow listener before it is told it lagged.
+const LOCAL_WRITE_BACKLOG: usize = 256;
 
 /// What one collection's part of a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -179,6 +181,9 @@ pub struct Engine<S, R> {
     resolvers: HashMap<String, Box<dyn Resolver>>,
     /// The store's replica id, part of every create's idempotency key.
     replica: String,
+    /// The collection of each write through [`Collection`](crate::Collection), for a
+    /// [`Syncer`](crate::service::Syncer) to push it at once.
+    local_writes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -201,7 +206,20 @@ impl<S: Store, R: Remote> Engine<S, R> {
             remote,
             resolvers,
             replica,
+            local_writes: tokio::sync::broadcast::channel(LOCAL_WRITE_BACKLOG).0,
         })
+    }
+
+    /// The collection of each write made through [`Collection`](crate::Collection) from now
+    /// on. A receiver that falls behind learns it (`Lagged`) and should treat every
+    /// collection as written.
+    pub fn local_writes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.local_writes.subscribe()
+    }
+
+    pub(crate) fn wrote(&self, collection: &str) {
+        // Nobody listening is fine: a sync finds the change anyway.
+        let _ = self.local_writes.send(collection.to_owned());
     }
 
     /// Replaces the strategy of one collection with a custom resolver.

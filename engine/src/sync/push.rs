@@ -12,26 +12,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let statuses = [SyncStatus::Created, SyncStatus::Updated];
-        self.for_pending(
-            c,
-            &statuses,
-            async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
-                let rows = self.without_held_back(c, rows).await?;
-                let (creates, updates): (Vec<_>, Vec<_>) = rows
-                    .into_iter()
-                    .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
-                if c.key_type == schema::KeyType::AutoIncrement {
-                    self.push_server_key_creates(c, creates, run, report)
-                        .await?;
-                } else {
-                    self.push_creates(c, creates, run, report).await?;
-                }
-                self.push_updates(c, updates, run, report).await
-            },
-            report,
-        )
-        .await
+        let mut pending = Pending::new(&[SyncStatus::Created, SyncStatus::Updated]);
+        while let Some(rows) = pending.next(&self.store, c).await? {
+            let rows = self.without_held_back(c, rows).await?;
+            let (creates, updates): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
+            if c.key_type == schema::KeyType::AutoIncrement {
+                self.push_server_key_creates(c, creates, run, report)
+                    .await?;
+            } else {
+                self.push_creates(c, creates, run, report).await?;
+            }
+            self.push_updates(c, updates, run, report).await?;
+        }
+        Ok(())
     }
 
     /// Leaves out rows that refer, through a configured relation, to a parent that never
@@ -93,63 +88,29 @@ impl<S: Store, R: Remote> Engine<S, R> {
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        self.for_pending(
-            c,
-            &[SyncStatus::Deleted],
-            async |rows: Vec<LocalRow>, report: &mut CollectionReport| {
-                self.allowed(c, Action::Delete, run).await?;
-                // Rows the server never acknowledged: whether it holds them is asked first.
-                let (unacknowledged, rows): (Vec<_>, Vec<_>) =
-                    rows.into_iter().partition(|r| r.base.is_none());
-                // A temporary key's create may have landed with its answer lost: such a row
-                // is taken first, and its delete goes by its server key next time.
-                let unacknowledged = self.adopt_landed(c, unacknowledged).await?.1;
-                let rows = self
-                    .unacknowledged_deletes(c, unacknowledged, report)
-                    .await?
-                    .into_iter()
-                    .chain(rows)
-                    .collect();
-                // A delete by query reaches at most QUERY_LIMIT_MAX rows, which the page
-                // size must not exceed either.
-                let most = MAX_DELETE_ROWS.min(c.page_size.max(1) as usize);
-                for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
-                    self.push_delete_batch(c, batch, run, report).await?;
-                }
-                Ok(())
-            },
-            report,
-        )
-        .await
-    }
-
-    /// Feeds pending rows of the given statuses to `push`, a chunk at a time, in key order.
-    pub(super) async fn for_pending(
-        &self,
-        c: &CollectionConfig,
-        statuses: &[SyncStatus],
-        push: impl AsyncFn(Vec<LocalRow>, &mut CollectionReport) -> Result<()>,
-        report: &mut CollectionReport,
-    ) -> Result<()> {
-        let mut after: Option<Key> = None;
-        loop {
-            let rows = self.store.pending(c, after.as_ref(), PENDING_CHUNK).await?;
-            let Some(last) = rows.last() else {
-                return Ok(());
-            };
-            after = Some(last.key.clone());
-            let full = rows.len() == PENDING_CHUNK;
-            let rows: Vec<LocalRow> = rows
+        let mut pending = Pending::new(&[SyncStatus::Deleted]);
+        while let Some(rows) = pending.next(&self.store, c).await? {
+            self.allowed(c, Action::Delete, run).await?;
+            // Rows the server never acknowledged: whether it holds them is asked first.
+            let (unacknowledged, rows): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|r| r.base.is_none());
+            // A temporary key's create may have landed with its answer lost: such a row
+            // is taken first, and its delete goes by its server key next time.
+            let unacknowledged = self.adopt_landed(c, unacknowledged).await?.1;
+            let rows = self
+                .unacknowledged_deletes(c, unacknowledged, report)
+                .await?
                 .into_iter()
-                .filter(|r| statuses.contains(&r.status))
+                .chain(rows)
                 .collect();
-            if !rows.is_empty() {
-                push(rows, report).await?;
-            }
-            if !full {
-                return Ok(());
+            // A delete by query reaches at most QUERY_LIMIT_MAX rows, which the page
+            // size must not exceed either.
+            let most = MAX_DELETE_ROWS.min(c.page_size.max(1) as usize);
+            for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
+                self.push_delete_batch(c, batch, run, report).await?;
             }
         }
+        Ok(())
     }
 
     /// Creates rows in batches, parents first. A batch the server refuses is retried one by
@@ -770,5 +731,46 @@ pub(super) fn server_version(fetched: &read::Fetched) -> decide::ServerVersion<'
             data: &r.data,
             fits: false,
         },
+    }
+}
+
+/// Pending rows of some statuses, read a chunk at a time in key order.
+struct Pending<'a> {
+    statuses: &'a [SyncStatus],
+    after: Option<Key>,
+    done: bool,
+}
+
+impl<'a> Pending<'a> {
+    fn new(statuses: &'a [SyncStatus]) -> Pending<'a> {
+        Pending {
+            statuses,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next non-empty chunk, or `None` past the last pending row.
+    async fn next<S: Store>(
+        &mut self,
+        store: &S,
+        c: &CollectionConfig,
+    ) -> Result<Option<Vec<LocalRow>>> {
+        while !self.done {
+            let rows = store.pending(c, self.after.as_ref(), PENDING_CHUNK).await?;
+            self.done = rows.len() < PENDING_CHUNK;
+            let Some(last) = rows.last() else {
+                return Ok(None);
+            };
+            self.after = Some(last.key.clone());
+            let rows: Vec<LocalRow> = rows
+                .into_iter()
+                .filter(|r| self.statuses.contains(&r.status))
+                .collect();
+            if !rows.is_empty() {
+                return Ok(Some(rows));
+            }
+        }
+        Ok(None)
     }
 }

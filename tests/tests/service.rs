@@ -1,0 +1,261 @@
+//! The sync service (`Syncer`) against the reference server: spawned on the runtime, it syncs
+//! at once, follows local writes and pokes, survives an outage, shares a database with a
+//! second instance, and stops when asked.
+//!
+//! Intervals are an hour long, so every cycle here is called for by the step before it; the
+//! tests wait on the service's events and status, never on the clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltasync::{CancellationToken, Deltasync, SyncEvent, Syncer, SyncerHandle, SyncerOptions};
+use refserver::proxy::FaultProxy;
+use serde_json::json;
+use tests::{FIELDS, World, backends, local_rows, row};
+use tokio::sync::broadcast;
+
+fn options() -> SyncerOptions {
+    SyncerOptions {
+        interval: Duration::from_secs(3600),
+        probe_min: Duration::from_millis(10),
+        probe_max: Duration::from_millis(50),
+        ..Default::default()
+    }
+}
+
+/// Spawns the service of `engine`; returns its handle, its stop token and its task.
+fn spawn(engine: Arc<Deltasync>) -> (SyncerHandle, CancellationToken, tokio::task::JoinHandle<()>) {
+    let (syncer, handle) = Syncer::new(engine, options());
+    let stop = CancellationToken::new();
+    // Send + 'static: it runs on the runtime's threads like any service task.
+    let task = tokio::spawn(syncer.run(stop.clone()));
+    (handle, stop, task)
+}
+
+/// Waits for the next cycle of `collection` that satisfies `wanted`.
+async fn cycle_where(
+    events: &mut broadcast::Receiver<SyncEvent>,
+    collection: &str,
+    wanted: impl Fn(&deltasync::CollectionReport) -> bool,
+) -> deltasync::CollectionReport {
+    loop {
+        match events.recv().await.expect("the service runs") {
+            SyncEvent::Cycle(report) if report.collection == collection && wanted(&report) => {
+                return report;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn event_where(events: &mut broadcast::Receiver<SyncEvent>, wanted: fn(&SyncEvent) -> bool) {
+    while !wanted(&events.recv().await.expect("the service runs")) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_service_syncs_at_once_follows_writes_and_pokes_and_stops() {
+    for backend in backends() {
+        let mut world = World::new(backend.clone()).await;
+        world.collection("articles", &FIELDS).await;
+        let seeded = world.seed(
+            "articles",
+            (0..3)
+                .map(|i| row(json!({"title": format!("server {i}")})))
+                .collect(),
+        );
+        let engine = Arc::new(
+            world
+                .replica(vec![World::config("articles", &FIELDS)])
+                .await,
+        );
+        let (handle, stop, task) = spawn(engine.clone());
+        let mut events = handle.events();
+
+        let mut status = handle.status();
+        status.wait_for(|s| s.ready()).await.unwrap();
+        let local = local_rows(&engine, "articles").await;
+        assert_eq!(local.len(), 3, "{backend:?}: the first cycle pulls at once");
+
+        // A write through the library is pushed without waiting for the interval.
+        let key = engine
+            .collection("articles")
+            .unwrap()
+            .insert(row(json!({"title": "local"})))
+            .await
+            .unwrap();
+        cycle_where(&mut events, "articles", |r| r.pushed == 1).await;
+        assert!(
+            world
+                .server_rows("articles")
+                .iter()
+                .any(|r| r["id"] == json!(key))
+        );
+
+        // A poke (what a server change notice does) pulls the change.
+        world
+            .server
+            .state()
+            .update("articles", &seeded[0], row(json!({"title": "edited"})))
+            .unwrap();
+        handle.poke("articles");
+        cycle_where(&mut events, "articles", |r| r.pulled == 1).await;
+        let edited = engine
+            .collection("articles")
+            .unwrap()
+            .get(&seeded[0])
+            .await
+            .unwrap();
+        assert_eq!(edited.unwrap().data["title"], "edited", "{backend:?}");
+
+        let now = handle.sync_now().await;
+        assert!(now.collections["articles"].last_error.is_none(), "{now:?}");
+        assert_eq!(now.collections["articles"].pending, Some(0));
+
+        stop.cancel();
+        task.await.unwrap();
+        assert!(!handle.status().borrow().running, "{backend:?}: stopped");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_reported_probed_and_caught_up_without_losing_anything() {
+    for backend in backends() {
+        let mut world = World::new(backend.clone()).await;
+        world.collection("articles", &FIELDS).await;
+        let proxy = FaultProxy::start(&world.server.url(), 1, 0.0).await;
+        let engine = Arc::new(
+            world
+                .replica_behind(proxy.url(), vec![World::config("articles", &FIELDS)])
+                .await,
+        );
+        let (handle, stop, task) = spawn(engine.clone());
+        let mut events = handle.events();
+        handle.status().wait_for(|s| s.ready()).await.unwrap();
+
+        proxy.set_down(true);
+        let articles = engine.collection("articles").unwrap();
+        articles
+            .insert(row(json!({"title": "offline 1"})))
+            .await
+            .unwrap();
+        event_where(&mut events, |e| matches!(e, SyncEvent::RemoteDown { .. })).await;
+        assert!(
+            !handle.status().borrow().remote_up,
+            "{backend:?}: reported down"
+        );
+        // Work goes on while the server is away, on both sides.
+        articles
+            .insert(row(json!({"title": "offline 2"})))
+            .await
+            .unwrap();
+        let server_side = world.seed("articles", vec![row(json!({"title": "meanwhile"}))]);
+
+        proxy.set_down(false);
+        event_where(&mut events, |e| *e == SyncEvent::RemoteUp).await;
+        let caught_up = handle
+            .status()
+            .wait_for(|s| {
+                s.remote_up
+                    && s.collections["articles"].pending == Some(0)
+                    && s.collections["articles"].last_error.is_none()
+            })
+            .await
+            .unwrap()
+            .clone();
+        assert!(caught_up.remote_up);
+        let titles: Vec<String> = world
+            .server_rows("articles")
+            .iter()
+            .map(|r| r["title"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        for title in ["offline 1", "offline 2", "meanwhile"] {
+            assert_eq!(
+                titles.iter().filter(|t| *t == title).count(),
+                1,
+                "{backend:?}: {titles:?}"
+            );
+        }
+        // The server's row arrives too (the next cycle after the catch-up, at the latest).
+        handle.sync_now().await;
+        let local = articles.get(&server_side[0]).await.unwrap();
+        assert!(local.is_some(), "{backend:?}: the server's row arrived");
+
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_one_database_push_each_change_once_and_converge() {
+    for backend in backends() {
+        let mut world = World::new(backend.clone()).await;
+        world.collection("articles", &FIELDS).await;
+        let config = world
+            .replica_config(vec![World::config("articles", &FIELDS)])
+            .await;
+        let a = Arc::new(deltasync::open(config.clone()).await.unwrap());
+        let b = Arc::new(deltasync::open(config).await.unwrap());
+        let (handle_a, stop_a, task_a) = spawn(a.clone());
+        let (handle_b, stop_b, task_b) = spawn(b.clone());
+        let (mut events_a, mut events_b) = (handle_a.events(), handle_b.events());
+        handle_a.status().wait_for(|s| s.ready()).await.unwrap();
+        handle_b.status().wait_for(|s| s.ready()).await.unwrap();
+        world.server.state().reset_stats();
+
+        // Local writes through both instances and server edits, all at once.
+        const EACH: usize = 25;
+        let write = |engine: Arc<Deltasync>, side: &'static str| async move {
+            let articles = engine.collection("articles").unwrap();
+            for i in 0..EACH {
+                articles
+                    .insert(row(json!({"title": format!("{side} {i}")})))
+                    .await
+                    .unwrap();
+            }
+        };
+        let server = async {
+            for i in 0..EACH {
+                world.seed(
+                    "articles",
+                    vec![row(json!({"title": format!("server {i}")}))],
+                );
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::join!(write(a.clone(), "a"), write(b.clone(), "b"), server);
+
+        // Both drain: every local change pushed, and one more cycle each to pull the rest.
+        handle_a
+            .status()
+            .wait_for(|s| s.collections["articles"].pending == Some(0))
+            .await
+            .unwrap();
+        handle_a.sync_now().await;
+        handle_b.sync_now().await;
+        stop_a.cancel();
+        stop_b.cancel();
+        task_a.await.unwrap();
+        task_b.await.unwrap();
+
+        let mut pushed = 0;
+        for events in [&mut events_a, &mut events_b] {
+            while let Ok(event) = events.try_recv() {
+                if let SyncEvent::Cycle(report) = event {
+                    pushed += report.pushed;
+                }
+            }
+        }
+        assert_eq!(
+            pushed,
+            2 * EACH as u64,
+            "{backend:?}: each change pushed once"
+        );
+        assert_eq!(
+            world.server.state().count("articles"),
+            3 * EACH,
+            "{backend:?}"
+        );
+        let local = local_rows(&a, "articles").await;
+        assert_eq!(local.len(), 3 * EACH, "{backend:?}: converged");
+    }
+}
