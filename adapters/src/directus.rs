@@ -43,6 +43,9 @@ pub struct DirectusClient {
     min_backoff: Duration,
     /// Server clock minus local clock, in milliseconds, from the latest `Date` header.
     skew_ms: AtomicI64,
+    /// Requests sent, retries included, by the HTTP status of their answer (`error` when no
+    /// answer came), for metrics.
+    answers: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Tokens of a login session (unused with a static token).
@@ -92,6 +95,7 @@ impl DirectusClient {
             max_retries: config.max_retries,
             min_backoff: Duration::from_millis(200),
             skew_ms: AtomicI64::new(0),
+            answers: Default::default(),
         })
     }
 
@@ -184,7 +188,9 @@ impl DirectusClient {
             request = request.json(body);
         }
         debug!(%method, path, "request");
-        let response = request.send().await.map_err(|e| Attempt {
+        let sent = request.send().await;
+        self.count_answer(sent.as_ref().ok().map(|r| r.status()));
+        let response = sent.map_err(|e| Attempt {
             error: RemoteError::new(RemoteErrorKind::Unreachable, transport_message(e)),
             retry_after: None,
         })?;
@@ -213,6 +219,23 @@ impl DirectusClient {
             error: classify(status, &bytes, method, path),
             retry_after: retry_after(&headers),
         })
+    }
+
+    fn count_answer(&self, status: Option<StatusCode>) {
+        let label = status.map_or_else(|| "error".to_owned(), |s| s.as_u16().to_string());
+        *self
+            .answers
+            .lock()
+            .expect("answer counts")
+            .entry(label)
+            .or_default() += 1;
+    }
+
+    /// Requests sent so far, retries included, by the HTTP status of their answer (`error`
+    /// when the connection failed).
+    pub fn answer_counts(&self) -> Vec<(String, u64)> {
+        let counts = self.answers.lock().expect("answer counts");
+        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     fn observe_date(&self, headers: &HeaderMap) -> Option<DateTime<Utc>> {

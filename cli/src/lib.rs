@@ -1,5 +1,5 @@
 //! The tools behind the `deltasync` command: writing a schema file from a server (`init`),
-//! checking a server against one (`validate_remote`), creating collections on a server
+//! running the sync service (`run`), checking a server against one (`validate_remote`), creating collections on a server
 //! (`remote_setup`, also used by `scripts/directus seed`, the tests and the benchmarks) and
 //! the demo.
 //!
@@ -9,4 +9,5 @@
 pub mod demo;
 pub mod init;
 pub mod remote_setup;
+pub mod run;
 pub mod validate_remote;

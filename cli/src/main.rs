@@ -1,5 +1,6 @@
-//! The `deltasync` command line. Exit codes: 0 done; 1 sync failed (nothing lost, retry
-//! later); 2 bad usage or bad configuration; 3 done, but conflicts wait for a person.
+//! The `deltasync` command line. Exit codes: 0 done (for `run`: stopped cleanly); 1 sync
+//! failed (nothing lost, retry later); 2 bad usage or bad configuration; 3 done, but
+//! conflicts wait for a person; 4 `verify` found drift.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,18 @@ enum Command {
         /// Also compare every synced key with the server and remove what it no longer has.
         #[arg(long)]
         reconcile: bool,
+    },
+    /// Sync continuously until SIGTERM or SIGINT: every collection at once, then on its
+    /// interval, after writes through the library, and as soon as the server answers again
+    /// after an outage. One line per cycle on stdout.
+    Run {
+        /// Seconds between two cycles of a collection when nothing else calls for one.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+        /// Serve Prometheus metrics at /metrics, and /healthz and /readyz, on this address
+        /// (for example 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Compare local synced rows with the server (keys and cursor stamps, both ways).
     Verify {
@@ -349,6 +362,20 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(sync_exit(&report))
         }
+        Command::Run { interval, metrics } => {
+            let engine = open(&cli.config).await?;
+            let options = cli::run::Options {
+                interval: Some(std::time::Duration::from_secs(interval)),
+                metrics,
+            };
+            match cli::run::run(engine, options, stop_signal(), std::io::stdout()).await {
+                Ok(()) => Ok(exit::OK),
+                Err(e) => Err(Failure {
+                    code: exit::BAD_INPUT,
+                    error: e.into(),
+                }),
+            }
+        }
         Command::Verify {
             collection,
             repair,
@@ -366,6 +393,29 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Status { json } => status(&open(&cli.config).await?, json).await,
         Command::Conflicts { command } => conflicts(&open(&cli.config).await?, command).await,
+    }
+}
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -51,6 +51,9 @@ pub use schema::{
 pub use serde_json;
 pub use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
+
 /// The engine as configured from a schema file: Directus remote, SQL store.
 pub type Deltasync = engine::Engine<SqlStore, DirectusClient>;
 
