@@ -28,7 +28,12 @@ async fn main() -> Result<(), Error> {
     let following = (metrics.clone(), service.clone(), stop.clone());
     tokio::spawn(async move { following.0.follow(&following.1, following.2).await });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    tokio::spawn(metrics::serve(listener, metrics, service.clone(), stop.clone()));
+    tokio::spawn(metrics::serve(
+        listener,
+        metrics,
+        service.clone(),
+        stop.clone(),
+    ));
     println!("syncing {file}; metrics on http://{addr}/metrics; Ctrl-C stops");
 
     // The application's own work goes here, for example:

@@ -6,6 +6,7 @@
 //! - [`store`]: the SQLite/PostgreSQL store, implementing [`engine::ports::Store`].
 //! - [`sql`]: SQL text for both backends (quoting, placeholders, types, triggers).
 //! - `lease`: the leases of the local database (advisory locks, lock files).
+//! - [`watch`]: notices of local writes made by other processes (`LISTEN`, `data_version`).
 //!
 //! The engine never sees reqwest or sea-orm; these types are all it gets.
 
@@ -14,6 +15,7 @@ mod lease;
 mod query;
 pub mod sql;
 pub mod store;
+pub mod watch;
 
 pub use directus::DirectusClient;
 pub use store::SqlStore;

@@ -253,6 +253,37 @@ $body$"
     }
 }
 
+/// PostgreSQL only: statements that (re)create the trigger that tells listeners on
+/// [`NOTICE_CHANNEL`](crate::watch::NOTICE_CHANNEL) of each application write to `c`: an
+/// insert of a pending row, or an update that stamped a new change time (the sync's own
+/// writes never do). Notices are sent at commit, once per transaction and collection.
+pub fn write_notice_trigger(backend: DbBackend, c: &CollectionConfig) -> Vec<String> {
+    if backend != DbBackend::Postgres {
+        return Vec::new();
+    }
+    let table = ident(&c.table);
+    let collection = c.name.replace('\'', "''");
+    let function = ident(&format!("_deltasync_notice_{}", c.table));
+    let name = ident(&format!("{}__sync_write_notice", c.table));
+    let channel = crate::watch::NOTICE_CHANNEL;
+    vec![
+        format!(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+  IF NEW.{STATUS} <> 'synced' AND (TG_OP = 'INSERT' OR NEW.{CHANGED_AT} IS DISTINCT FROM OLD.{CHANGED_AT}) THEN
+    PERFORM pg_notify('{channel}', '{collection}');
+  END IF;
+  RETURN NULL;
+END
+$body$"
+        ),
+        format!("DROP TRIGGER IF EXISTS {name} ON {table}"),
+        format!(
+            "CREATE TRIGGER {name} AFTER INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()"
+        ),
+    ]
+}
+
 fn trigger_name(c: &CollectionConfig) -> String {
     ident(&format!("{}__sync_local_write", c.table))
 }

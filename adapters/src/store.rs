@@ -225,6 +225,7 @@ impl SqlStore {
         for statement in sql::local_write_trigger(backend, c)
             .into_iter()
             .chain(sql::server_key_guard(backend, c))
+            .chain(sql::write_notice_trigger(backend, c))
         {
             exec(&statement).await?;
         }
@@ -1093,6 +1094,15 @@ const PREPARE_LEASE: &str = "_deltasync_prepare";
 const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at, fields";
 
 impl Store for SqlStore {
+    async fn watch_writes(
+        &self,
+        config: &Config,
+        notices: tokio::sync::mpsc::Sender<String>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
+        crate::watch::watch(&self.db, config, notices, stop).await
+    }
+
     async fn lease(&self, name: &str, wait: LeaseWait) -> Result<Option<Lease>> {
         self.leases.take(&self.db, name, wait).await
     }

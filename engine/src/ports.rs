@@ -474,6 +474,17 @@ impl std::fmt::Debug for Lease {
 
 /// What the engine needs from the local database.
 pub trait Store: Send + Sync {
+    /// Until `stop`, sends on `notices` the collection of each write that another
+    /// connection (another process, plain SQL) makes to a collection table, leaving a row
+    /// pending. Cheap while nothing happens. A store that cannot tell returns an error at
+    /// once, and the caller relies on its interval.
+    fn watch_writes(
+        &self,
+        config: &Config,
+        notices: tokio::sync::mpsc::Sender<String>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Takes the lease `name` in the local database: at most one holder at a time, in any
     /// process; with [`LeaseWait::Skip`], `None` when another holds it.
     fn lease(

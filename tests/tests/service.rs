@@ -32,24 +32,36 @@ fn spawn(engine: Arc<Deltasync>) -> (SyncerHandle, CancellationToken, tokio::tas
     (handle, stop, task)
 }
 
+/// How long a test waits for an event before it fails: far more than any step here takes,
+/// so that a missing trigger fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// Waits for the next cycle of `collection` that satisfies `wanted`.
 async fn cycle_where(
     events: &mut broadcast::Receiver<SyncEvent>,
     collection: &str,
     wanted: impl Fn(&deltasync::CollectionReport) -> bool,
 ) -> deltasync::CollectionReport {
-    loop {
-        match events.recv().await.expect("the service runs") {
-            SyncEvent::Cycle(report) if report.collection == collection && wanted(&report) => {
-                return report;
+    let found = async {
+        loop {
+            match events.recv().await.expect("the service runs") {
+                SyncEvent::Cycle(report) if report.collection == collection && wanted(&report) => {
+                    return report;
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
+    };
+    tokio::time::timeout(PATIENCE, found)
+        .await
+        .expect("no such cycle came")
 }
 
 async fn event_where(events: &mut broadcast::Receiver<SyncEvent>, wanted: fn(&SyncEvent) -> bool) {
-    while !wanted(&events.recv().await.expect("the service runs")) {}
+    let found = async { while !wanted(&events.recv().await.expect("the service runs")) {} };
+    tokio::time::timeout(PATIENCE, found)
+        .await
+        .expect("no such event came");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,5 +269,56 @@ async fn two_services_on_one_database_push_each_change_once_and_converge() {
         );
         let local = local_rows(&a, "articles").await;
         assert_eq!(local.len(), 3 * EACH, "{backend:?}: converged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_sql_insert_by_another_process_is_pushed_promptly() {
+    use sea_orm::ConnectionTrait;
+    for backend in backends() {
+        let mut world = World::new(backend.clone()).await;
+        world.collection("articles", &FIELDS).await;
+        let config = world
+            .replica_config(vec![World::config("articles", &FIELDS)])
+            .await;
+        let engine = Arc::new(deltasync::open(config.clone()).await.unwrap());
+        let (handle, stop, task) = spawn(engine);
+        let mut events = handle.events();
+        handle.status().wait_for(|s| s.ready()).await.unwrap();
+
+        // Another program, on a connection of its own, writes with plain SQL.
+        let other = sea_orm::Database::connect(config.local.database.as_str())
+            .await
+            .unwrap();
+        let key = uuid::Uuid::new_v4().to_string();
+        other
+            .execute_unprepared(&format!(
+                "INSERT INTO articles (id, title) VALUES ('{key}', 'plain sql')"
+            ))
+            .await
+            .unwrap();
+
+        // The interval is an hour: only the notice of the write can call for this cycle.
+        cycle_where(&mut events, "articles", |r| r.pushed == 1).await;
+        let on_server = world.server_rows("articles");
+        assert!(
+            on_server.iter().any(|r| r["id"] == json!(key)),
+            "{backend:?}"
+        );
+
+        // An update by plain SQL too.
+        other
+            .execute_unprepared(&format!(
+                "UPDATE articles SET title = 'edited by sql' WHERE id = '{key}'"
+            ))
+            .await
+            .unwrap();
+        cycle_where(&mut events, "articles", |r| r.pushed == 1).await;
+        let edited = world.server_rows("articles");
+        let row = edited.iter().find(|r| r["id"] == json!(key)).unwrap();
+        assert_eq!(row["title"], "edited by sql", "{backend:?}");
+
+        stop.cancel();
+        task.await.unwrap();
     }
 }

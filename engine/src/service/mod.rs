@@ -1,8 +1,9 @@
 //! The sync service: runs each collection's cycle whenever something calls for it, for as
 //! long as the application runs.
 //!
-//! Owns the triggers (the interval, writes through the engine, pokes from outside such as a
-//! server change or a plain-SQL write seen by a watcher, [`SyncerHandle::sync_now`]), the
+//! Owns the triggers (the interval, writes through the engine, writes by other processes as
+//! the store notices them ([`Store::watch_writes`]), pokes from outside such as a server
+//! change, [`SyncerHandle::sync_now`]), the
 //! remote's connectivity and its probe, the published status and events, and shutdown.
 //!
 //! One task per collection: a collection never runs two cycles at once, and collections run
@@ -155,6 +156,9 @@ type BoxedCycle<'a> = std::pin::Pin<
     >,
 >;
 
+/// Notices of writes by other processes waiting to be turned into pokes.
+const STORE_NOTICE_BACKLOG: usize = 64;
+
 /// Events kept for a slow listener before it is told it lagged.
 const EVENT_BACKLOG: usize = 1024;
 
@@ -264,6 +268,11 @@ impl<S: Store + 'static, R: Remote + 'static> Syncer<S, R> {
             self.shared.clone(),
             health,
             self.options.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(follow_store_writes(
+            self.engine.clone(),
+            self.shared.clone(),
             stop.clone(),
         ));
         tasks.spawn(follow_local_writes(
@@ -527,6 +536,29 @@ async fn probe<S: Store, R: Remote>(
         shared.status.send_modify(|s| s.remote_up = true);
         shared.emit(SyncEvent::RemoteUp);
         shared.poke_all();
+    }
+}
+
+/// Pokes the collection of each write another process makes to the local database.
+async fn follow_store_writes<S: Store, R: Remote>(
+    engine: Arc<Engine<S, R>>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let (notices, mut received) = tokio::sync::mpsc::channel(STORE_NOTICE_BACKLOG);
+    let watching = engine
+        .store()
+        .watch_writes(engine.config(), notices, stop.clone());
+    let forwarding = async {
+        while let Some(collection) = received.recv().await {
+            shared.poke(&collection);
+        }
+    };
+    tokio::select! {
+        watched = watching => if let Err(e) = watched {
+            warn!(error = %e, "writes by other processes are picked up on each collection's interval only");
+        },
+        () = forwarding => {}
     }
 }
 
