@@ -251,6 +251,11 @@ impl DirectusClient {
         matches!(self.auth, Auth::Login { .. })
     }
 
+    /// The token a realtime connection authenticates with (see [`Self::token`]).
+    pub(crate) async fn access_token(&self) -> Result<Secret, RemoteError> {
+        self.token().await
+    }
+
     /// The bearer token to send: the static token, or the session's access token (logging
     /// in first when there is none).
     async fn token(&self) -> Result<Secret, RemoteError> {
@@ -661,6 +666,15 @@ impl Remote for DirectusClient {
 
     fn clock_skew(&self) -> chrono::Duration {
         chrono::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    async fn watch_changes(
+        &self,
+        config: &schema::Config,
+        notices: tokio::sync::mpsc::Sender<String>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> engine::Result<engine::ports::Realtime> {
+        crate::realtime::follow(self, config, notices, stop).await
     }
 
     async fn ping(&self) -> engine::Result<()> {

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`directus`]: the Directus REST client, implementing [`engine::ports::Remote`].
+//! - `realtime`: Directus realtime (`/websocket`): which collections the server says changed.
 //! - `query`: the Directus filter dialect the client speaks for the engine's typed requests.
 //! - [`store`]: the SQLite/PostgreSQL store, implementing [`engine::ports::Store`].
 //! - [`sql`]: SQL text for both backends (quoting, placeholders, types, triggers).
@@ -13,6 +14,7 @@
 pub mod directus;
 mod lease;
 mod query;
+mod realtime;
 pub mod sql;
 pub mod store;
 pub mod watch;

@@ -124,6 +124,9 @@ fn line(event: &SyncEvent) -> String {
             format!("server down ({message}); probing until it answers")
         }
         SyncEvent::RemoteUp => "server answers again; catching up".to_owned(),
+        SyncEvent::RealtimeOff { reason } => {
+            format!("no realtime from the server ({reason}); its changes arrive on the interval")
+        }
     }
 }
 

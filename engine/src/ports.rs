@@ -251,6 +251,17 @@ pub trait Remote: Send + Sync {
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;
 
+    /// Until `stop`, sends on `notices` the collection of each change the server announces
+    /// (Directus realtime), and every collection after each (re)connection, since nothing
+    /// announced meanwhile is replayed. Reconnects by itself. Returns
+    /// [`Realtime::Unavailable`] at once when the server offers no such channel.
+    fn watch_changes(
+        &self,
+        config: &Config,
+        notices: tokio::sync::mpsc::Sender<String>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = Result<Realtime>> + Send;
+
     /// Whether the server answers, in one cheap unauthenticated request, without retries:
     /// the probe of a server that was down.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
@@ -440,6 +451,16 @@ pub struct RunRecord {
     pub finished_at: DateTime<Utc>,
     pub ok: bool,
     pub summary: Value,
+}
+
+/// How following the server's changes ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Realtime {
+    /// Stopped as asked.
+    Stopped,
+    /// The server offers no realtime channel (Directus with `WEBSOCKETS_ENABLED=false`, its
+    /// default): why, as the server answered.
+    Unavailable(String),
 }
 
 /// What to do when another process holds a lease.

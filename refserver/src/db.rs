@@ -62,6 +62,17 @@ pub(crate) struct Db {
     revisions: Vec<Revision>,
     /// `directus_relations`: many-to-one relations, as created.
     relations: Vec<Value>,
+    /// Each write through the item services, for realtime subscribers.
+    events: tokio::sync::broadcast::Sender<ItemEvent>,
+}
+
+/// A write through the item services, as realtime subscriptions announce it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ItemEvent {
+    pub collection: String,
+    /// `create`, `update` or `delete`.
+    pub event: &'static str,
+    pub keys: Vec<Value>,
 }
 
 /// One saved version of an item, as a `directus_revisions` row holds it.
@@ -88,7 +99,13 @@ impl Db {
             next_meta_id,
             revisions: Vec::new(),
             relations: Vec::new(),
+            events: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Writes through the item services from now on.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ItemEvent> {
+        self.events.subscribe()
     }
 
     /// Looks a collection up; `directus_activity` resolves to the activity log.
@@ -342,6 +359,12 @@ impl Db {
     /// accountability `all`, creates and updates also save a revision, which the activity row
     /// lists in `revisions`.
     fn log(&mut self, collection: &str, action: Action, keys: &[Key], ctx: WriteCtx<'_>) {
+        // Realtime announces every write of the item services, logged or not.
+        let _ = self.events.send(ItemEvent {
+            collection: collection.to_owned(),
+            event: action.as_str(),
+            keys: keys.iter().map(Key::to_json).collect(),
+        });
         let Some(accountability) = self
             .tables
             .get(collection)

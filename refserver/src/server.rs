@@ -39,6 +39,11 @@ pub struct Options {
     pub max_payload_bytes: usize,
     /// `QUERY_LIMIT_MAX`; `None` means unlimited (reported as -1).
     pub query_limit_max: Option<u32>,
+    /// `WEBSOCKETS_ENABLED`: whether `/websocket` exists (off by default in Directus, on here
+    /// so that the sync service's realtime path is what the tests see).
+    pub websockets: bool,
+    /// How often a realtime connection gets the server's `ping` (30 s in Directus).
+    pub ws_ping_interval: Duration,
 }
 
 impl Default for Options {
@@ -51,6 +56,8 @@ impl Default for Options {
             access_token_ttl: Duration::from_secs(15 * 60),
             max_payload_bytes: 1_000_000,
             query_limit_max: None,
+            websockets: true,
+            ws_ping_interval: Duration::from_secs(30),
         }
     }
 }

@@ -445,6 +445,15 @@ impl engine::ports::Remote for Hooked {
     async fn ping(&self) -> Result<(), deltasync::Error> {
         self.inner.ping().await
     }
+
+    async fn watch_changes(
+        &self,
+        config: &deltasync::Config,
+        notices: tokio::sync::mpsc::Sender<String>,
+        stop: deltasync::CancellationToken,
+    ) -> Result<engine::ports::Realtime, deltasync::Error> {
+        self.inner.watch_changes(config, notices, stop).await
+    }
 }
 
 /// Moves the local change time of a pending row an hour back: an edit made offline earlier.

@@ -65,7 +65,7 @@ async fn event_where(events: &mut broadcast::Receiver<SyncEvent>, wanted: fn(&Sy
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spawned_service_syncs_at_once_follows_writes_and_pokes_and_stops() {
+async fn a_spawned_service_syncs_at_once_follows_local_and_server_changes_and_stops() {
     for backend in backends() {
         let mut world = World::new(backend.clone()).await;
         world.collection("articles", &FIELDS).await;
@@ -103,13 +103,12 @@ async fn a_spawned_service_syncs_at_once_follows_writes_and_pokes_and_stops() {
                 .any(|r| r["id"] == json!(key))
         );
 
-        // A poke (what a server change notice does) pulls the change.
+        // A server edit is announced over the realtime connection and pulled at once.
         world
             .server
             .state()
             .update("articles", &seeded[0], row(json!({"title": "edited"})))
             .unwrap();
-        handle.poke("articles");
         cycle_where(&mut events, "articles", |r| r.pulled == 1).await;
         let edited = engine
             .collection("articles")
@@ -321,4 +320,50 @@ async fn a_plain_sql_insert_by_another_process_is_pushed_promptly() {
         stop.cancel();
         task.await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_realtime_on_the_server_the_service_says_so_and_a_poke_still_pulls() {
+    let options = refserver::Options {
+        websockets: false,
+        ..Default::default()
+    };
+    let mut world = World::with_options(tests::Backend::Sqlite, options).await;
+    world.collection("articles", &FIELDS).await;
+    let seeded = world.seed("articles", vec![row(json!({"title": "first"}))]);
+    let engine = Arc::new(
+        world
+            .replica(vec![World::config("articles", &FIELDS)])
+            .await,
+    );
+    let (handle, stop, task) = spawn(engine.clone());
+    let off = handle
+        .status()
+        .wait_for(|s| s.realtime_off.is_some() && s.ready())
+        .await
+        .unwrap()
+        .clone();
+    assert!(
+        off.realtime_off.unwrap().contains("404"),
+        "names the answer"
+    );
+    let mut events = handle.events();
+
+    world
+        .server
+        .state()
+        .update("articles", &seeded[0], row(json!({"title": "edited"})))
+        .unwrap();
+    handle.poke("articles");
+    cycle_where(&mut events, "articles", |r| r.pulled == 1).await;
+    let local = engine
+        .collection("articles")
+        .unwrap()
+        .get(&seeded[0])
+        .await
+        .unwrap();
+    assert_eq!(local.unwrap().data["title"], "edited");
+
+    stop.cancel();
+    task.await.unwrap();
 }

@@ -2,8 +2,8 @@
 //! long as the application runs.
 //!
 //! Owns the triggers (the interval, writes through the engine, writes by other processes as
-//! the store notices them ([`Store::watch_writes`]), pokes from outside such as a server
-//! change, [`SyncerHandle::sync_now`]), the
+//! the store notices them ([`Store::watch_writes`]), changes the server announces
+//! ([`Remote::watch_changes`]), pokes, [`SyncerHandle::sync_now`]), the
 //! remote's connectivity and its probe, the published status and events, and shutdown.
 //!
 //! One task per collection: a collection never runs two cycles at once, and collections run
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::ErrorKind;
-use crate::ports::{LeaseWait, Remote, Store};
+use crate::ports::{LeaseWait, Realtime, Remote, Store};
 use crate::sync::{CollectionReport, Engine, SyncOptions};
 pub use schedule::Connectivity;
 
@@ -126,6 +126,8 @@ pub struct ServiceStatus {
     pub running: bool,
     /// The server answered the last request or probe.
     pub remote_up: bool,
+    /// Why the server's changes arrive on the interval only, when they do (no realtime).
+    pub realtime_off: Option<String>,
     pub collections: BTreeMap<String, CollectionState>,
 }
 
@@ -144,6 +146,9 @@ pub enum SyncEvent {
     /// A collection's cycle finished: its counts (pushed, pulled, deleted, conflicts,
     /// quarantined) and its error, if any.
     Cycle(CollectionReport),
+    /// The server offers no realtime channel (or refused it): its changes arrive on each
+    /// collection's interval. Said once.
+    RealtimeOff { reason: String },
     /// The server stopped answering; cycles wait until a probe gets an answer.
     RemoteDown { message: String },
     /// The server answers again; every collection syncs at once.
@@ -156,8 +161,8 @@ type BoxedCycle<'a> = std::pin::Pin<
     >,
 >;
 
-/// Notices of writes by other processes waiting to be turned into pokes.
-const STORE_NOTICE_BACKLOG: usize = 64;
+/// Notices of writes (by other processes, or on the server) waiting to become pokes.
+const NOTICE_BACKLOG: usize = 64;
 
 /// Events kept for a slow listener before it is told it lagged.
 const EVENT_BACKLOG: usize = 1024;
@@ -221,6 +226,7 @@ impl<S: Store + 'static, R: Remote + 'static> Syncer<S, R> {
         let status = ServiceStatus {
             running: false,
             remote_up: true,
+            realtime_off: None,
             collections: names
                 .iter()
                 .map(|n| (n.clone(), CollectionState::new()))
@@ -268,6 +274,11 @@ impl<S: Store + 'static, R: Remote + 'static> Syncer<S, R> {
             self.shared.clone(),
             health,
             self.options.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(follow_server_changes(
+            self.engine.clone(),
+            self.shared.clone(),
             stop.clone(),
         ));
         tasks.spawn(follow_store_writes(
@@ -539,13 +550,43 @@ async fn probe<S: Store, R: Remote>(
     }
 }
 
+/// Pokes the collection of each change the server announces.
+async fn follow_server_changes<S: Store, R: Remote>(
+    engine: Arc<Engine<S, R>>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let (notices, mut received) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
+    let watching = engine
+        .remote()
+        .watch_changes(engine.config(), notices, stop.clone());
+    let forwarding = async {
+        while let Some(collection) = received.recv().await {
+            shared.poke(&collection);
+        }
+    };
+    let why = tokio::select! {
+        watched = watching => match watched {
+            Ok(Realtime::Stopped) => return,
+            Ok(Realtime::Unavailable(why)) => why,
+            Err(e) => e.to_string(),
+        },
+        () = forwarding => return,
+    };
+    warn!(reason = %why, "no realtime from the server: its changes arrive on each collection's interval");
+    shared
+        .status
+        .send_modify(|s| s.realtime_off = Some(why.clone()));
+    shared.emit(SyncEvent::RealtimeOff { reason: why });
+}
+
 /// Pokes the collection of each write another process makes to the local database.
 async fn follow_store_writes<S: Store, R: Remote>(
     engine: Arc<Engine<S, R>>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let (notices, mut received) = tokio::sync::mpsc::channel(STORE_NOTICE_BACKLOG);
+    let (notices, mut received) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
     let watching = engine
         .store()
         .watch_writes(engine.config(), notices, stop.clone());

@@ -6,6 +6,7 @@
 //! Must not: hold state of its own or implement data rules (see `db` and `query`).
 
 mod items;
+mod realtime;
 mod system;
 
 use crate::auth::Accountability;
@@ -43,6 +44,7 @@ struct Backdate(Duration);
 pub(crate) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/server/ping", get(system::ping))
+        .route("/websocket", get(realtime::upgrade))
         .route("/server/info", get(system::info))
         .route("/auth/login", post(system::login))
         .route("/auth/refresh", post(system::refresh))
