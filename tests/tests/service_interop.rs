@@ -1,0 +1,185 @@
+//! The sync service against the reference server and, when `DELTASYNC_TEST_DIRECTUS` is set,
+//! a real Directus (with WebSockets on, as `scripts/directus` runs it), on every backend: a
+//! server edit reaches the local table while the interval is an hour long; local writes,
+//! through the library and by plain SQL from another connection, are pushed promptly; an
+//! outage through the fault proxy is reported, ridden out and caught up, nothing lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltasync::{CancellationToken, Deltasync, SyncEvent, Syncer, SyncerOptions};
+use refserver::proxy::FaultProxy;
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+use tests::{FIELDS, pairs, row};
+use tokio::sync::broadcast;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn spawn(
+    engine: Arc<Deltasync>,
+) -> (
+    deltasync::SyncerHandle,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let options = SyncerOptions {
+        interval: Duration::from_secs(3600),
+        probe_min: Duration::from_millis(10),
+        probe_max: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (syncer, handle) = Syncer::new(engine, options);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(syncer.run(stop.clone()));
+    (handle, stop, task)
+}
+
+async fn cycle_where(
+    events: &mut broadcast::Receiver<SyncEvent>,
+    wanted: impl Fn(&deltasync::CollectionReport) -> bool,
+) {
+    let found = async {
+        loop {
+            if let SyncEvent::Cycle(report) = events.recv().await.expect("the service runs")
+                && wanted(&report)
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, found)
+        .await
+        .expect("no such cycle came");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_edits_and_local_writes_cross_at_once_while_the_interval_is_long() {
+    for (site, mut dbs) in pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let c = site.collection("service", &FIELDS).await;
+        let seeded = site
+            .insert(&c.name, vec![row(json!({"title": "first"}))])
+            .await;
+        let key = seeded[0]["id"].as_str().unwrap().to_owned();
+        let config = site.replica_config(&mut dbs, vec![c.clone()]).await;
+        let engine = Arc::new(deltasync::open(config.clone()).await.unwrap());
+        let (handle, stop, task) = spawn(engine.clone());
+        let status = handle
+            .status()
+            .wait_for(|s| s.ready())
+            .await
+            .unwrap()
+            .clone();
+        assert!(status.realtime_off.is_none(), "{label}: {status:?}");
+        // Past the first cycles, and the one that follows the subscription.
+        handle.sync_now().await;
+        let mut events = handle.events();
+
+        site.update(&c.name, &key, row(json!({"title": "edited on the server"})))
+            .await;
+        cycle_where(&mut events, |r| r.collection == c.name && r.pulled == 1).await;
+        let local = engine.collection(&c.name).unwrap().get(&key).await.unwrap();
+        assert_eq!(
+            local.unwrap().data["title"],
+            "edited on the server",
+            "{label}"
+        );
+
+        let written = engine
+            .collection(&c.name)
+            .unwrap()
+            .insert(row(json!({"title": "through the library"})))
+            .await
+            .unwrap();
+        cycle_where(&mut events, |r| r.collection == c.name && r.pushed == 1).await;
+
+        let other = sea_orm::Database::connect(config.local.database.as_str())
+            .await
+            .unwrap();
+        let by_sql = uuid::Uuid::new_v4().to_string();
+        other
+            .execute_unprepared(&format!(
+                "INSERT INTO \"{}\" (id, title) VALUES ('{by_sql}', 'by plain sql')",
+                c.table
+            ))
+            .await
+            .unwrap();
+        cycle_where(&mut events, |r| r.collection == c.name && r.pushed == 1).await;
+
+        let on_server = site.rows(&c.name).await;
+        for wanted in [&written, &by_sql] {
+            assert!(
+                on_server.iter().any(|r| r["id"] == json!(wanted)),
+                "{label}: {wanted} on the server"
+            );
+        }
+        stop.cancel();
+        task.await.unwrap();
+        site.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_reported_and_caught_up_with_nothing_lost() {
+    for (site, mut dbs) in pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let c = site.collection("outage", &FIELDS).await;
+        let proxy = FaultProxy::start(&site.url, 7, 0.0).await;
+        let engine = Arc::new(
+            site.replica_behind(&mut dbs, proxy.url(), vec![c.clone()])
+                .await,
+        );
+        let (handle, stop, task) = spawn(engine.clone());
+        handle.status().wait_for(|s| s.ready()).await.unwrap();
+        let mut events = handle.events();
+
+        proxy.set_down(true);
+        let articles = engine.collection(&c.name).unwrap();
+        articles
+            .insert(row(json!({"title": "offline 1"})))
+            .await
+            .unwrap();
+        let down =
+            async { while !matches!(events.recv().await, Ok(SyncEvent::RemoteDown { .. })) {} };
+        tokio::time::timeout(PATIENCE, down)
+            .await
+            .expect("reported down");
+        assert!(!handle.status().borrow().remote_up, "{label}");
+        articles
+            .insert(row(json!({"title": "offline 2"})))
+            .await
+            .unwrap();
+        let meanwhile = site
+            .insert(&c.name, vec![row(json!({"title": "meanwhile"}))])
+            .await;
+        let meanwhile = meanwhile[0]["id"].as_str().unwrap().to_owned();
+
+        proxy.set_down(false);
+        let mut status = handle.status();
+        let caught_up = status.wait_for(|s| {
+            s.remote_up
+                && s.collections[&c.name].pending == Some(0)
+                && s.collections[&c.name].last_error.is_none()
+        });
+        tokio::time::timeout(PATIENCE, caught_up)
+            .await
+            .expect("caught up")
+            .unwrap();
+        handle.sync_now().await;
+        let titles: Vec<String> = site
+            .rows(&c.name)
+            .await
+            .iter()
+            .map(|r| r["title"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        for title in ["offline 1", "offline 2", "meanwhile"] {
+            let n = titles.iter().filter(|t| *t == title).count();
+            assert_eq!(n, 1, "{label}: {title} in {titles:?}");
+        }
+        assert!(articles.get(&meanwhile).await.unwrap().is_some(), "{label}");
+        stop.cancel();
+        task.await.unwrap();
+        site.cleanup().await;
+    }
+}
