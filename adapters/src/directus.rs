@@ -436,6 +436,21 @@ impl Remote for DirectusClient {
         self.list(&c.name, query::page(c, request, fields)).await
     }
 
+    async fn count(
+        &self,
+        c: &CollectionConfig,
+        request: &PageRequest,
+    ) -> Result<Option<u64>, EngineError> {
+        let mut query = query::page(c, request, std::slice::from_ref(&c.primary_key));
+        query.limit = 0;
+        let mut params = query.params();
+        params.push(("meta", "filter_count".to_owned()));
+        let answer = self
+            .send(Method::GET, &items_path(&c.name), &params, None, None)
+            .await?;
+        Ok(answer.body["meta"]["filter_count"].as_u64())
+    }
+
     async fn rows_by_keys(
         &self,
         c: &CollectionConfig,

@@ -8,6 +8,7 @@
 
 pub mod demo;
 pub mod init;
+pub mod progress;
 pub mod remote_setup;
 pub mod run;
 pub mod validate_remote;

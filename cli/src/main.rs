@@ -82,6 +82,11 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Refresh every SECONDS (default 2) until interrupted; with --json, one JSON
+        /// document per line and refresh.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+            value_parser = clap::value_parser!(u64).range(1..))]
+        watch: Option<u64>,
     },
     /// List, show and resolve conflicts and rejected changes.
     Conflicts {
@@ -354,7 +359,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 reconcile_keys: reconcile,
                 ..Default::default()
             };
-            let report = engine.sync_with(collection.as_deref(), options).await?;
+            let bars = (!json && std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .then(|| cli::progress::Bars::show(&engine));
+            let report = engine.sync_with(collection.as_deref(), options).await;
+            if let Some(bars) = bars {
+                bars.finish().await;
+            }
+            let report = report?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -391,7 +402,37 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let left = drift.iter().any(|d| d.drifted()) && !repair;
             Ok(if left { exit::DRIFT } else { exit::OK })
         }
-        Command::Status { json } => status(&open(&cli.config).await?, json).await,
+        Command::Status { json, watch: None } => {
+            let format = if json { Format::Json } else { Format::Table };
+            status(&open(&cli.config).await?, format).await
+        }
+        Command::Status {
+            json,
+            watch: Some(seconds),
+        } => {
+            let engine = open(&cli.config).await?;
+            let every = std::time::Duration::from_secs(seconds);
+            let watching = async {
+                loop {
+                    if !json {
+                        // Clear the screen and go home, as `watch` does.
+                        print!("\x1b[2J\x1b[H");
+                        println!("every {seconds} s; Ctrl-C stops\n");
+                    }
+                    let format = if json {
+                        Format::JsonLine
+                    } else {
+                        Format::Table
+                    };
+                    status(&engine, format).await?;
+                    tokio::time::sleep(every).await;
+                }
+            };
+            tokio::select! {
+                result = watching => result,
+                () = stop_signal() => Ok(exit::OK),
+            }
+        }
         Command::Conflicts { command } => conflicts(&open(&cli.config).await?, command).await,
     }
 }
@@ -533,17 +574,26 @@ fn print_drift(drift: &[deltasync::CollectionDrift]) {
     }
 }
 
-async fn status(engine: &Deltasync, as_json: bool) -> Result<u8, Failure> {
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    /// One JSON document on one line (`status --watch --json`).
+    JsonLine,
+}
+
+async fn status(engine: &Deltasync, format: Format) -> Result<u8, Failure> {
     let rows = engine.status().await?;
     let last = engine.last_run().await?;
     let waiting = engine.waiting().await?;
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"collections": rows, "last_run": last, "waiting": waiting})
-            )?
-        );
+    if format != Format::Table {
+        let body = json!({"collections": rows, "last_run": last, "waiting": waiting});
+        if format == Format::JsonLine {
+            println!("{}", serde_json::to_string(&body)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
     } else {
         let mut table = Table::new();
         table.set_header([

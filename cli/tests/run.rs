@@ -110,7 +110,7 @@ async fn run_serves_metrics_health_and_readiness_and_stops_on_sigterm() {
         "deltasync_pending_changes{collection=\"articles\"} 0",
         "deltasync_remote_up 1",
         "deltasync_requests_total{status=\"200\"}",
-        "deltasync_sync_duration_seconds_count{collection=\"articles\"} 1",
+        "deltasync_sync_duration_seconds_count{collection=\"articles\"}",
         "deltasync_conflicts_total{collection=\"articles\",strategy=\"last_write_wins\"} 0",
         "deltasync_last_success_timestamp_seconds{collection=\"articles\"}",
     ] {
@@ -182,4 +182,64 @@ async fn sigterm_in_the_middle_of_a_pull_loses_nothing() {
         pulled < 60,
         "the first run's pages were kept: the sync pulled {pulled}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_stays_off_a_pipe_and_status_watch_refreshes_until_sigterm() {
+    let server = refserver::start(Default::default()).await.unwrap();
+    cli::demo::create_collection(&server, "articles", &[("title", FieldType::String)])
+        .await
+        .unwrap();
+    let rows = (0..3_000)
+        .map(|i| row(json!({"title": format!("s{i}")})))
+        .collect();
+    server.state().insert("articles", rows).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = schema_file(&dir, &server.url(), server.admin_token(), 500);
+
+    // A long pull, but stdout is a pipe: the summary table only, no bar.
+    let child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .arg("-c")
+        .arg(&config)
+        .arg("sync")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, text, _) = exited(child).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3000"), "{text}");
+    assert!(
+        !text.contains("rows,") && !text.contains('\u{2591}'),
+        "{text}"
+    );
+
+    // `status --watch --json`: a JSON document per line and refresh, until SIGTERM.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .arg("-c")
+        .arg(&config)
+        .args(["status", "--watch", "1", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first_two = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(|line| line.unwrap())
+            .collect::<Vec<String>>()
+    })
+    .await
+    .unwrap();
+    for line in &first_two {
+        let status: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(status["collections"][0]["rows"], 3000, "{line}");
+    }
+    terminate(child.id());
+    let (code, text, took) = exited(child).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(took < Duration::from_secs(10));
 }

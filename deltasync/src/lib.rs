@@ -40,9 +40,9 @@ pub use engine::service::{
 pub use engine::verify::CollectionDrift;
 pub use engine::{
     Choice, Collection, CollectionReport, Conflict, ConflictKind, Error, ErrorKind, FieldChoice,
-    FieldConflict, FieldSource, FieldSources, Key, LocalRow, RemoteError, RemoteErrorKind,
-    Resolution, Resolver, Row, StoreError, StoreErrorKind, SyncOptions, SyncReport, SyncStatus,
-    UsageError, UsageErrorKind,
+    FieldConflict, FieldSource, FieldSources, Key, LocalRow, Progress, ProgressPhase, RemoteError,
+    RemoteErrorKind, Resolution, Resolver, Row, StoreError, StoreErrorKind, SyncOptions,
+    SyncReport, SyncStatus, UsageError, UsageErrorKind,
 };
 pub use schema::{
     Auth, CollectionConfig, Config, ConfigError, ConfigErrorKind, Deletes, FieldConfig, FieldType,

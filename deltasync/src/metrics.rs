@@ -55,7 +55,7 @@ impl Collector for Requests {
         let counts = self.0.remote().answer_counts();
         let mut family = encoder.encode_descriptor(
             "deltasync_requests",
-            "Requests sent to Directus, retries included, by the HTTP status of the answer (error: no answer).",
+            "Requests sent to Directus, retries included, by the HTTP status of the answer (error: no answer)",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
@@ -79,38 +79,38 @@ impl Metrics {
         let pulled = counter(
             &mut registry,
             "deltasync_rows_pulled",
-            "Server rows written locally.",
+            "Server rows written locally",
         );
         let pushed = counter(
             &mut registry,
             "deltasync_rows_pushed",
-            "Local changes the server acknowledged.",
+            "Local changes the server acknowledged",
         );
         let deleted = counter(
             &mut registry,
             "deltasync_rows_deleted",
-            "Local rows removed because the server deleted them.",
+            "Local rows removed because the server deleted them",
         );
         let conflicts = counter(
             &mut registry,
             "deltasync_conflicts",
-            "Conflicts met, by the collection's strategy.",
+            "Conflicts met, by the collection's strategy",
         );
         let quarantined = counter(
             &mut registry,
             "deltasync_quarantined",
-            "Local changes rejected for good and server rows that did not fit.",
+            "Local changes rejected for good and server rows that did not fit",
         );
         let pending = Family::<Labels, Gauge>::default();
         registry.register(
             "deltasync_pending_changes",
-            "Local changes waiting to be pushed.",
+            "Local changes waiting to be pushed",
             pending.clone(),
         );
         let last_success = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
             "deltasync_last_success_timestamp_seconds",
-            "When the collection last synced without error (Unix time).",
+            "When the collection last synced without error (Unix time)",
             last_success.clone(),
         );
         let duration: Family<Labels, Histogram> = Family::new_with_constructor(|| {
@@ -119,14 +119,14 @@ impl Metrics {
         });
         registry.register(
             "deltasync_sync_duration_seconds",
-            "How long a collection's cycle took.",
+            "How long a collection's cycle took",
             duration.clone(),
         );
         let remote_up = Gauge::default();
         remote_up.set(1);
         registry.register(
             "deltasync_remote_up",
-            "Whether the server answers (1) or not (0).",
+            "Whether the server answers (1) or not (0)",
             remote_up.clone(),
         );
         registry.register_collector(Box::new(Requests(engine.clone())));

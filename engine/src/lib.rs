@@ -42,4 +42,6 @@ pub use error::{
 pub use handle::Collection;
 pub use merge::{FieldSource, FieldSources};
 pub use model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus};
-pub use sync::{Choice, CollectionReport, Engine, MergeNote, SyncOptions, SyncReport};
+pub use sync::{
+    Choice, CollectionReport, Engine, MergeNote, Progress, ProgressPhase, SyncOptions, SyncReport,
+};

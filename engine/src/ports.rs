@@ -145,6 +145,14 @@ pub trait Remote: Send + Sync {
         fields: &[String],
     ) -> impl Future<Output = Result<RawPage>> + Send;
 
+    /// How many rows the pull of `request` will read from its position on (the server's
+    /// `filter_count`), in one request; `None` when the server does not say.
+    fn count(
+        &self,
+        c: &CollectionConfig,
+        request: &PageRequest,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send;
+
     /// The rows among `keys`, whatever the collection's own `filter`, in key order; each
     /// with `fields`. Rows the server does not hold are left out, never cut off by a limit.
     fn rows_by_keys(

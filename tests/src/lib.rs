@@ -442,6 +442,14 @@ impl engine::ports::Remote for Hooked {
         self.inner.clock_skew()
     }
 
+    async fn count(
+        &self,
+        c: &CollectionConfig,
+        request: &engine::cursor::PageRequest,
+    ) -> Result<Option<u64>, deltasync::Error> {
+        self.inner.count(c, request).await
+    }
+
     async fn ping(&self) -> Result<(), deltasync::Error> {
         self.inner.ping().await
     }

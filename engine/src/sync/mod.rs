@@ -29,6 +29,7 @@ use crate::plan::{self, RemoteDelete};
 
 mod check;
 mod conflicts;
+mod progress;
 mod pull;
 mod push;
 pub(crate) mod read;
@@ -38,6 +39,7 @@ use crate::ports::{
     Action, Changes, Checkpoint, Close, ConflictRecord, DeletePage, FilteredRows, Guard, LeaseWait,
     Permissions, Remote, RowOp, RunRecord, Store,
 };
+pub use progress::{Progress, ProgressPhase};
 use read::InvalidRow;
 
 /// Largest request body sent, under Directus's default 1 MB `MAX_PAYLOAD_SIZE`.
@@ -54,6 +56,8 @@ const MAX_GROUP_ROWS: usize = 200;
 const UPDATE_CONCURRENCY: usize = 8;
 /// Local write notices kept for a slow listener before it is told it lagged.
 const LOCAL_WRITE_BACKLOG: usize = 256;
+/// Progress notices kept for a slow listener.
+const PROGRESS_BACKLOG: usize = 64;
 
 /// What one collection's part of a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -184,6 +188,10 @@ pub struct Engine<S, R> {
     /// The collection of each write through [`Collection`](crate::Collection), for a
     /// [`Syncer`](crate::service::Syncer) to push it at once.
     local_writes: tokio::sync::broadcast::Sender<String>,
+    /// How far pushes and pulls have come, for whoever listens.
+    progress: tokio::sync::broadcast::Sender<Progress>,
+    /// Whether pulls count their rows first, for [`Progress::total`].
+    count_totals: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -207,7 +215,43 @@ impl<S: Store, R: Remote> Engine<S, R> {
             resolvers,
             replica,
             local_writes: tokio::sync::broadcast::channel(LOCAL_WRITE_BACKLOG).0,
+            progress: tokio::sync::broadcast::channel(PROGRESS_BACKLOG).0,
+            count_totals: Default::default(),
         })
+    }
+
+    /// Progress of pushes and pulls from now on. A receiver that falls behind skips notices;
+    /// the next one says where things stand.
+    pub fn progress(&self) -> tokio::sync::broadcast::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Whether [`Progress`] notices carry totals. Counting costs each pull one request.
+    pub fn count_totals(&self, count: bool) {
+        self.count_totals
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn counting(&self) -> bool {
+        self.progress.receiver_count() > 0
+            && self.count_totals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn report_progress(
+        &self,
+        collection: &str,
+        phase: ProgressPhase,
+        done: u64,
+        total: Option<u64>,
+    ) {
+        if self.progress.receiver_count() > 0 {
+            let _ = self.progress.send(Progress {
+                collection: collection.to_owned(),
+                phase,
+                done,
+                total,
+            });
+        }
     }
 
     /// The collection of each write made through [`Collection`](crate::Collection) from now

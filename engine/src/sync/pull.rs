@@ -38,6 +38,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
         let mut position = checkpoint.position(lane).clone();
+        let total = if self.counting() {
+            let whole = page_request(lane, &position, c.page_size);
+            self.remote.count(c, &whole).await.unwrap_or(None)
+        } else {
+            None
+        };
+        let mut read = 0u64;
         // The next page, fetched while the previous one was applied.
         let mut prefetched = None;
         loop {
@@ -111,6 +118,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     None => {}
                 }
             }
+            read += page.rows.len() as u64;
+            self.report_progress(&c.name, ProgressPhase::Pull, read, total);
             position = if done {
                 settle(&next, settled.expect("set on the first page"))
             } else {

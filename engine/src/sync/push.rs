@@ -12,6 +12,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
+        let total = self.push_total(c).await;
         let mut pending = Pending::new(&[SyncStatus::Created, SyncStatus::Updated]);
         while let Some(rows) = pending.next(&self.store, c).await? {
             let rows = self.without_held_back(c, rows).await?;
@@ -25,8 +26,18 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 self.push_creates(c, creates, run, report).await?;
             }
             self.push_updates(c, updates, run, report).await?;
+            self.report_progress(&c.name, ProgressPhase::Push, report.pushed, total);
         }
         Ok(())
+    }
+
+    /// The changes waiting to be pushed, when progress totals are counted.
+    async fn push_total(&self, c: &CollectionConfig) -> Option<u64> {
+        if !self.counting() {
+            return None;
+        }
+        let status = self.store.status(c).await.ok()?;
+        Some(status.created + status.updated + status.deleted)
     }
 
     /// Leaves out rows that refer, through a configured relation, to a parent that never
@@ -109,6 +120,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
                 self.push_delete_batch(c, batch, run, report).await?;
             }
+            self.report_progress(&c.name, ProgressPhase::Push, report.pushed, None);
         }
         Ok(())
     }
