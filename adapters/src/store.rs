@@ -1087,6 +1087,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Runs kept in the run history.
+const RUNS_KEPT: u32 = 1_000;
+
 /// The lease held while the tables are created or upgraded (collection names never start
 /// with `_deltasync`).
 const PREPARE_LEASE: &str = "_deltasync_prepare";
@@ -1513,6 +1516,13 @@ impl Store for SqlStore {
             .execute_raw(q.build())
             .await
             .map_err(db_err("recording the run"))?;
+        // The service records a run per cycle: the history keeps the latest runs only.
+        self.db
+            .execute_unprepared(&format!(
+                "DELETE FROM \"_deltasync_run\" WHERE id <= (SELECT max(id) FROM \"_deltasync_run\") - {RUNS_KEPT}"
+            ))
+            .await
+            .map_err(db_err("pruning the run history"))?;
         let mut q = Sql::new(self.backend());
         q.push("DELETE FROM \"_deltasync_key_map\" WHERE mapped_at < ")
             .bind(SqlValue::from(time_text(run.finished_at - KEY_MAP_KEPT)));

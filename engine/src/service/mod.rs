@@ -77,10 +77,21 @@ impl SyncerOptions {
 
 /// What a collection is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", tag = "activity")]
 pub enum Activity {
     Idle,
+    /// A cycle runs, between phases or in one that reports no progress.
     Syncing,
+    /// Changes pushed so far in this cycle, of `total` when counted.
+    Pushing {
+        done: u64,
+        total: Option<u64>,
+    },
+    /// Rows read so far in this lane of the pull, of `total` when counted.
+    Pulling {
+        done: u64,
+        total: Option<u64>,
+    },
 }
 
 /// The last failure of a collection's cycle.
@@ -286,6 +297,11 @@ impl<S: Store + 'static, R: Remote + 'static> Syncer<S, R> {
             self.shared.clone(),
             stop.clone(),
         ));
+        tasks.spawn(follow_progress(
+            self.engine.progress(),
+            self.shared.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(follow_local_writes(
             self.engine.local_writes(),
             self.shared.clone(),
@@ -329,7 +345,7 @@ impl SyncerHandle {
             .map(|(n, c)| {
                 (
                     n.clone(),
-                    c.cycles + u64::from(c.activity == Activity::Syncing),
+                    c.cycles + u64::from(c.activity != Activity::Idle),
                 )
             })
             .collect();
@@ -419,6 +435,22 @@ impl<S: Store + 'static, R: Remote + 'static> CollectionTask<S, R> {
         }
         let now = Utc::now();
         let outcome = report.as_ref().map(schedule::outcome);
+        // The event goes out before the status shows the cycle: whoever subscribes after
+        // seeing the status never receives the event of a cycle that status already covers.
+        if let Some(report) = &report {
+            info!(
+                collection = %report.collection,
+                pushed = report.pushed,
+                pulled = report.pulled,
+                deleted = report.deleted,
+                conflicts = report.conflicts,
+                quarantined = report.quarantined,
+                held_elsewhere = report.held_elsewhere,
+                error = report.error.as_deref().unwrap_or(""),
+                "cycle"
+            );
+            shared.emit(SyncEvent::Cycle(report.clone()));
+        }
         shared.update(&self.name, |s| {
             s.activity = Activity::Idle;
             s.cycles += 1;
@@ -448,7 +480,7 @@ impl<S: Store + 'static, R: Remote + 'static> CollectionTask<S, R> {
                 self.children.iter().for_each(|c| shared.poke(c));
             }
             if let Some(schedule::Outcome::RemoteDown) = outcome {
-                let message = report.error.clone().unwrap_or_default();
+                let message = report.error.unwrap_or_default();
                 if self.health.send_if_modified(|h| {
                     std::mem::replace(h, Connectivity::Down) == Connectivity::Up
                 }) {
@@ -457,18 +489,6 @@ impl<S: Store + 'static, R: Remote + 'static> CollectionTask<S, R> {
                     shared.emit(SyncEvent::RemoteDown { message });
                 }
             }
-            info!(
-                collection = %report.collection,
-                pushed = report.pushed,
-                pulled = report.pulled,
-                deleted = report.deleted,
-                conflicts = report.conflicts,
-                quarantined = report.quarantined,
-                held_elsewhere = report.held_elsewhere,
-                error = report.error.as_deref().unwrap_or(""),
-                "cycle"
-            );
-            shared.emit(SyncEvent::Cycle(report));
         }
         !stopped
     }
@@ -600,6 +620,34 @@ async fn follow_store_writes<S: Store, R: Remote>(
             warn!(error = %e, "writes by other processes are picked up on each collection's interval only");
         },
         () = forwarding => {}
+    }
+}
+
+/// Shows the progress of running cycles in the status.
+async fn follow_progress(
+    mut progress: broadcast::Receiver<crate::sync::Progress>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    loop {
+        let notice = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            notice = progress.recv() => notice,
+        };
+        match notice {
+            Ok(p) => shared.update(&p.collection, |s| {
+                if s.activity != Activity::Idle {
+                    let (done, total) = (p.done, p.total);
+                    s.activity = match p.phase {
+                        crate::sync::ProgressPhase::Push => Activity::Pushing { done, total },
+                        crate::sync::ProgressPhase::Pull => Activity::Pulling { done, total },
+                    };
+                }
+            }),
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

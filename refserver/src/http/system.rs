@@ -106,7 +106,20 @@ pub(super) async fn info(
             "queryLimit".into(),
             json!({ "default": crate::query::DEFAULT_LIMIT, "max": max }),
         );
-        info.insert("websocket".into(), json!(false));
+        // WEBSOCKETS_ENABLED: what Directus 12.4.0 reports with its defaults otherwise
+        // (REST and GraphQL subscriptions, authentication inside the connection).
+        let websocket = if s.options().websockets {
+            json!({
+                "rest": {"authentication": "handshake", "path": "/websocket"},
+                "graphql": {"authentication": "handshake", "path": "/graphql"},
+                "heartbeat": s.options().ws_ping_interval.as_secs(),
+                "collaborativeEditing": true,
+                "logs": {"allowedLogLevels": {"info": 30, "warn": 40, "error": 50, "fatal": 60}},
+            })
+        } else {
+            json!(false)
+        };
+        info.insert("websocket".into(), websocket);
         info.insert("version".into(), json!("12.4.0"));
     }
     info.insert(
