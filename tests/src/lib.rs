@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+pub mod service;
 mod site;
 pub use site::{Site, pairs, sites};
 

@@ -125,7 +125,32 @@ impl Site {
             panic!("{}: creating {}: {e}{hint}", self.label, config.name)
         });
         self.created.lock().unwrap().push(config.name.clone());
+        let mut expected = vec![config.primary_key.as_str(), config.cursor.as_str()];
+        expected.extend(config.fields.iter().map(|f| f.name.as_str()));
+        self.until_listed(&config.name, &expected).await;
         config
+    }
+
+    /// Waits until `GET /fields/{collection}` lists every one of `fields`. Directus answers
+    /// from a schema cache that a concurrent request can refill with the schema from before
+    /// a collection was created: a sync started at once could find its fields missing.
+    async fn until_listed(&self, collection: &str, fields: &[&str]) {
+        for _ in 0..50 {
+            let listed = self.client.fields(collection).await.ok();
+            let names: Vec<&str> = listed
+                .as_ref()
+                .and_then(|body| body["data"].as_array())
+                .map(|list| list.iter().filter_map(|f| f["field"].as_str()).collect())
+                .unwrap_or_default();
+            if fields.iter().all(|f| names.contains(f)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{}: {collection} never listed all of {fields:?}",
+            self.label
+        );
     }
 
     /// Creates a collection as the Data Studio makes one with every optional system field:
@@ -169,6 +194,9 @@ impl Site {
         self.call(Method::POST, "/collections", &[], Some(&body))
             .await;
         self.created.lock().unwrap().push(config.name.clone());
+        let mut expected = vec!["id", "date_created", "date_updated"];
+        expected.extend(fields.iter().map(|(name, _)| *name));
+        self.until_listed(&config.name, &expected).await;
         config
     }
 
@@ -191,6 +219,9 @@ impl Site {
         self.call(Method::POST, "/collections", &[], Some(&body))
             .await;
         self.created.lock().unwrap().push(name.clone());
+        let sides = [format!("{left}_id"), format!("{right}_id")];
+        self.until_listed(&name, &["id", &sides[0], &sides[1]])
+            .await;
         for collection in [left, right] {
             let relation = json!({"collection": name, "field": format!("{collection}_id"),
                 "related_collection": collection});

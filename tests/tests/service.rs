@@ -6,63 +6,12 @@
 //! tests wait on the service's events and status, never on the clock.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use deltasync::{CancellationToken, Deltasync, SyncEvent, Syncer, SyncerHandle, SyncerOptions};
+use deltasync::{Deltasync, SyncEvent};
 use refserver::proxy::FaultProxy;
 use serde_json::json;
+use tests::service::{cycle_where, event_where, spawn};
 use tests::{FIELDS, World, backends, local_rows, row};
-use tokio::sync::broadcast;
-
-fn options() -> SyncerOptions {
-    SyncerOptions {
-        interval: Duration::from_secs(3600),
-        probe_min: Duration::from_millis(10),
-        probe_max: Duration::from_millis(50),
-        ..Default::default()
-    }
-}
-
-/// Spawns the service of `engine`; returns its handle, its stop token and its task.
-fn spawn(engine: Arc<Deltasync>) -> (SyncerHandle, CancellationToken, tokio::task::JoinHandle<()>) {
-    let (syncer, handle) = Syncer::new(engine, options());
-    let stop = CancellationToken::new();
-    // Send + 'static: it runs on the runtime's threads like any service task.
-    let task = tokio::spawn(syncer.run(stop.clone()));
-    (handle, stop, task)
-}
-
-/// How long a test waits for an event before it fails: far more than any step here takes,
-/// so that a missing trigger fails the test instead of hanging it.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Waits for the next cycle of `collection` that satisfies `wanted`.
-async fn cycle_where(
-    events: &mut broadcast::Receiver<SyncEvent>,
-    collection: &str,
-    wanted: impl Fn(&deltasync::CollectionReport) -> bool,
-) -> deltasync::CollectionReport {
-    let found = async {
-        loop {
-            match events.recv().await.expect("the service runs") {
-                SyncEvent::Cycle(report) if report.collection == collection && wanted(&report) => {
-                    return report;
-                }
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, found)
-        .await
-        .expect("no such cycle came")
-}
-
-async fn event_where(events: &mut broadcast::Receiver<SyncEvent>, wanted: fn(&SyncEvent) -> bool) {
-    let found = async { while !wanted(&events.recv().await.expect("the service runs")) {} };
-    tokio::time::timeout(PATIENCE, found)
-        .await
-        .expect("no such event came");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spawned_service_syncs_at_once_follows_local_and_server_changes_and_stops() {

@@ -5,53 +5,13 @@
 //! outage through the fault proxy is reported, ridden out and caught up, nothing lost.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use deltasync::{CancellationToken, Deltasync, SyncEvent, Syncer, SyncerOptions};
+use deltasync::SyncEvent;
 use refserver::proxy::FaultProxy;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
+use tests::service::{cycle_where, event_where, spawn};
 use tests::{FIELDS, pairs, row};
-use tokio::sync::broadcast;
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn spawn(
-    engine: Arc<Deltasync>,
-) -> (
-    deltasync::SyncerHandle,
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
-    let options = SyncerOptions {
-        interval: Duration::from_secs(3600),
-        probe_min: Duration::from_millis(10),
-        probe_max: Duration::from_millis(100),
-        ..Default::default()
-    };
-    let (syncer, handle) = Syncer::new(engine, options);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(syncer.run(stop.clone()));
-    (handle, stop, task)
-}
-
-async fn cycle_where(
-    events: &mut broadcast::Receiver<SyncEvent>,
-    wanted: impl Fn(&deltasync::CollectionReport) -> bool,
-) {
-    let found = async {
-        loop {
-            if let SyncEvent::Cycle(report) = events.recv().await.expect("the service runs")
-                && wanted(&report)
-            {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, found)
-        .await
-        .expect("no such cycle came");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_edits_and_local_writes_cross_at_once_while_the_interval_is_long() {
@@ -78,7 +38,7 @@ async fn server_edits_and_local_writes_cross_at_once_while_the_interval_is_long(
 
         site.update(&c.name, &key, row(json!({"title": "edited on the server"})))
             .await;
-        cycle_where(&mut events, |r| r.collection == c.name && r.pulled == 1).await;
+        cycle_where(&mut events, &c.name, |r| r.pulled == 1).await;
         let local = engine.collection(&c.name).unwrap().get(&key).await.unwrap();
         assert_eq!(
             local.unwrap().data["title"],
@@ -92,7 +52,7 @@ async fn server_edits_and_local_writes_cross_at_once_while_the_interval_is_long(
             .insert(row(json!({"title": "through the library"})))
             .await
             .unwrap();
-        cycle_where(&mut events, |r| r.collection == c.name && r.pushed == 1).await;
+        cycle_where(&mut events, &c.name, |r| r.pushed == 1).await;
 
         let other = sea_orm::Database::connect(config.local.database.as_str())
             .await
@@ -105,7 +65,7 @@ async fn server_edits_and_local_writes_cross_at_once_while_the_interval_is_long(
             ))
             .await
             .unwrap();
-        cycle_where(&mut events, |r| r.collection == c.name && r.pushed == 1).await;
+        cycle_where(&mut events, &c.name, |r| r.pushed == 1).await;
 
         let on_server = site.rows(&c.name).await;
         for wanted in [&written, &by_sql] {
@@ -140,11 +100,7 @@ async fn an_outage_is_reported_and_caught_up_with_nothing_lost() {
             .insert(row(json!({"title": "offline 1"})))
             .await
             .unwrap();
-        let down =
-            async { while !matches!(events.recv().await, Ok(SyncEvent::RemoteDown { .. })) {} };
-        tokio::time::timeout(PATIENCE, down)
-            .await
-            .expect("reported down");
+        event_where(&mut events, |e| matches!(e, SyncEvent::RemoteDown { .. })).await;
         assert!(!handle.status().borrow().remote_up, "{label}");
         articles
             .insert(row(json!({"title": "offline 2"})))
@@ -162,7 +118,7 @@ async fn an_outage_is_reported_and_caught_up_with_nothing_lost() {
                 && s.collections[&c.name].pending == Some(0)
                 && s.collections[&c.name].last_error.is_none()
         });
-        tokio::time::timeout(PATIENCE, caught_up)
+        tokio::time::timeout(tests::service::PATIENCE, caught_up)
             .await
             .expect("caught up")
             .unwrap();

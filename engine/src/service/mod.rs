@@ -19,6 +19,7 @@
 //! [`SyncerHandle`] are cancel-safe; a write through [`Collection`](crate::Collection) that
 //! is dropped before it returns may or may not have committed, as with any SQL write.
 
+mod follow;
 mod schedule;
 
 use std::collections::{BTreeMap, HashMap};
@@ -280,29 +281,29 @@ impl<S: Store + 'static, R: Remote + 'static> Syncer<S, R> {
             };
             tasks.spawn(task.run(stop.clone()));
         }
-        tasks.spawn(probe(
+        tasks.spawn(follow::probe(
             self.engine.clone(),
             self.shared.clone(),
             health,
             self.options.clone(),
             stop.clone(),
         ));
-        tasks.spawn(follow_server_changes(
+        tasks.spawn(follow::follow_server_changes(
             self.engine.clone(),
             self.shared.clone(),
             stop.clone(),
         ));
-        tasks.spawn(follow_store_writes(
+        tasks.spawn(follow::follow_store_writes(
             self.engine.clone(),
             self.shared.clone(),
             stop.clone(),
         ));
-        tasks.spawn(follow_progress(
+        tasks.spawn(follow::follow_progress(
             self.engine.progress(),
             self.shared.clone(),
             stop.clone(),
         ));
-        tasks.spawn(follow_local_writes(
+        tasks.spawn(follow::follow_local_writes(
             self.engine.local_writes(),
             self.shared.clone(),
             stop.clone(),
@@ -531,142 +532,5 @@ impl<S: Store + 'static, R: Remote + 'static> CollectionTask<S, R> {
         let c = self.engine.collection_config(&self.name).ok()?;
         let status = self.engine.store().status(c).await.ok()?;
         Some(status.created + status.updated + status.deleted)
-    }
-}
-
-/// Probes a server that is down, backing off with jitter, and brings every collection back
-/// when it answers.
-async fn probe<S: Store, R: Remote>(
-    engine: Arc<Engine<S, R>>,
-    shared: Arc<Shared>,
-    health: Arc<watch::Sender<Connectivity>>,
-    options: SyncerOptions,
-    stop: CancellationToken,
-) {
-    let mut watch = health.subscribe();
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            down = watch.wait_for(|h| *h == Connectivity::Down) => if down.is_err() { return },
-        }
-        let mut delays = schedule::probe_delays(options.probe_min, options.probe_max);
-        loop {
-            let delay = delays.next().unwrap_or(options.probe_max);
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            if engine.remote().ping().await.is_ok() {
-                break;
-            }
-        }
-        info!("the server answers again");
-        health.send_replace(Connectivity::Up);
-        shared.status.send_modify(|s| s.remote_up = true);
-        shared.emit(SyncEvent::RemoteUp);
-        shared.poke_all();
-    }
-}
-
-/// Pokes the collection of each change the server announces.
-async fn follow_server_changes<S: Store, R: Remote>(
-    engine: Arc<Engine<S, R>>,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) {
-    let (notices, mut received) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
-    let watching = engine
-        .remote()
-        .watch_changes(engine.config(), notices, stop.clone());
-    let forwarding = async {
-        while let Some(collection) = received.recv().await {
-            shared.poke(&collection);
-        }
-    };
-    let why = tokio::select! {
-        watched = watching => match watched {
-            Ok(Realtime::Stopped) => return,
-            Ok(Realtime::Unavailable(why)) => why,
-            Err(e) => e.to_string(),
-        },
-        () = forwarding => return,
-    };
-    warn!(reason = %why, "no realtime from the server: its changes arrive on each collection's interval");
-    shared
-        .status
-        .send_modify(|s| s.realtime_off = Some(why.clone()));
-    shared.emit(SyncEvent::RealtimeOff { reason: why });
-}
-
-/// Pokes the collection of each write another process makes to the local database.
-async fn follow_store_writes<S: Store, R: Remote>(
-    engine: Arc<Engine<S, R>>,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) {
-    let (notices, mut received) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
-    let watching = engine
-        .store()
-        .watch_writes(engine.config(), notices, stop.clone());
-    let forwarding = async {
-        while let Some(collection) = received.recv().await {
-            shared.poke(&collection);
-        }
-    };
-    tokio::select! {
-        watched = watching => if let Err(e) = watched {
-            warn!(error = %e, "writes by other processes are picked up on each collection's interval only");
-        },
-        () = forwarding => {}
-    }
-}
-
-/// Shows the progress of running cycles in the status.
-async fn follow_progress(
-    mut progress: broadcast::Receiver<crate::sync::Progress>,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) {
-    loop {
-        let notice = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            notice = progress.recv() => notice,
-        };
-        match notice {
-            Ok(p) => shared.update(&p.collection, |s| {
-                if s.activity != Activity::Idle {
-                    let (done, total) = (p.done, p.total);
-                    s.activity = match p.phase {
-                        crate::sync::ProgressPhase::Push => Activity::Pushing { done, total },
-                        crate::sync::ProgressPhase::Pull => Activity::Pulling { done, total },
-                    };
-                }
-            }),
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Pokes the collection of each write made through the engine.
-async fn follow_local_writes(
-    mut writes: broadcast::Receiver<String>,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) {
-    loop {
-        let written = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            written = writes.recv() => written,
-        };
-        match written {
-            Ok(collection) => shared.poke(&collection),
-            Err(broadcast::error::RecvError::Lagged(_)) => shared.poke_all(),
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
     }
 }
