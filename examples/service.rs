@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use deltasync::metrics::{self, Metrics};
+use deltasync::metrics;
 use deltasync::{CancellationToken, Syncer, SyncerOptions};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -24,13 +24,10 @@ async fn main() -> Result<(), Error> {
     let stop = CancellationToken::new();
     let running = tokio::spawn(syncer.run(stop.clone()));
 
-    let metrics = Arc::new(Metrics::new(engine.clone()));
-    let following = (metrics.clone(), service.clone(), stop.clone());
-    tokio::spawn(async move { following.0.follow(&following.1, following.2).await });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    tokio::spawn(metrics::serve(
+    tokio::spawn(metrics::expose(
         listener,
-        metrics,
+        engine.clone(),
         service.clone(),
         stop.clone(),
     ));

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deltasync::metrics::{self, Metrics};
+use deltasync::metrics;
 use deltasync::{CancellationToken, CollectionReport, Deltasync, SyncEvent, Syncer, SyncerOptions};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -91,11 +91,7 @@ pub async fn run(
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
         }
-        let metrics = Arc::new(Metrics::new(engine.clone()));
-        let (follow, stop_follow) = (metrics.clone(), stop.clone());
-        let following = service.clone();
-        tokio::spawn(async move { follow.follow(&following, stop_follow).await });
-        let serving = metrics::serve(listener, metrics, service.clone(), stop.clone());
+        let serving = metrics::expose(listener, engine.clone(), service.clone(), stop.clone());
         tokio::spawn(async move {
             if let Err(e) = serving.await {
                 tracing::warn!(error = %e, "the metrics endpoint stopped");

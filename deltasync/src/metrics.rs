@@ -229,6 +229,21 @@ struct Endpoint {
     service: SyncerHandle,
 }
 
+/// The metrics of `engine`, fed by `service` and served on `listener` (see [`serve`]), until
+/// `stop` is cancelled: what a service that only wants its metrics exposed spawns.
+pub async fn expose(
+    listener: TcpListener,
+    engine: Arc<Deltasync>,
+    service: SyncerHandle,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let metrics = Arc::new(Metrics::new(engine));
+    let following = metrics.follow(&service, stop.clone());
+    let serving = serve(listener, metrics.clone(), service.clone(), stop);
+    let ((), served) = tokio::join!(following, serving);
+    served
+}
+
 /// Serves `/metrics` (Prometheus text), `/healthz` (200 while the service loop runs) and
 /// `/readyz` (200 once every collection synced once) on `listener` until `stop` is cancelled.
 pub async fn serve(
