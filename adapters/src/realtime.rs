@@ -4,8 +4,10 @@
 //! (asking for the primary key only), the answer to the server's `ping`, and reconnection with
 //! backoff and jitter. An event is only a notice: the pull stays the source of truth, and since
 //! nothing is replayed after a disconnect, every collection is announced after each
-//! (re)subscription. A server with WebSockets off answers the upgrade with an HTTP error:
-//! that is reported once as [`Realtime::Unavailable`], not retried. It must not read rows.
+//! (re)subscription. A server with WebSockets off refuses the upgrade with a client error
+//! (Directus: 404): that is reported once as [`Realtime::Unavailable`], not retried. Any other
+//! failure, a gateway's 502 while the server restarts included, is retried. It must not read
+//! rows.
 
 use std::time::Duration;
 
@@ -65,7 +67,7 @@ pub(crate) async fn follow(
                 // A connection that worked starts the backoff over.
                 delays = reconnect_delays();
             }
-            Err(tungstenite::Error::Http(response)) => {
+            Err(tungstenite::Error::Http(response)) if refuses_realtime(response.status()) => {
                 return Ok(Realtime::Unavailable(format!(
                     "GET /websocket answered {}",
                     response.status()
@@ -89,6 +91,12 @@ fn reconnect_delays() -> impl Iterator<Item = Duration> {
         .without_max_times()
         .with_jitter()
         .build()
+}
+
+/// Whether an answer to the upgrade says the server offers no realtime, rather than that it
+/// cannot serve now (a timeout, a rate limit, a server or gateway error).
+fn refuses_realtime(status: tungstenite::http::StatusCode) -> bool {
+    status.is_client_error() && !matches!(status.as_u16(), 408 | 429)
 }
 
 fn websocket_url(base: &str) -> String {
@@ -203,6 +211,24 @@ async fn next_json(socket: &mut Socket) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_client_error_means_the_server_offers_no_realtime() {
+        for (status, refused) in [
+            (404, true),
+            (403, true),
+            (400, true),
+            (408, false),
+            (429, false),
+            (500, false),
+            (502, false),
+            (503, false),
+            (200, false),
+        ] {
+            let status = tungstenite::http::StatusCode::from_u16(status).unwrap();
+            assert_eq!(refuses_realtime(status), refused, "{status}");
+        }
+    }
 
     #[test]
     fn websocket_urls() {

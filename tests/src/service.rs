@@ -62,3 +62,24 @@ pub async fn event_where(
         .await
         .expect("no such event came");
 }
+
+/// Waits until `proxy` has refused a WebSocket upgrade: the service noticed its realtime
+/// connection cut and tried to connect again.
+pub async fn realtime_refused(proxy: &refserver::proxy::FaultProxy) {
+    use refserver::proxy::Fault;
+    let refused = || {
+        proxy
+            .log()
+            .iter()
+            .any(|(request, fault)| request.contains("/websocket") && *fault == Fault::ResetBefore)
+    };
+    let seen = async {
+        // The proxy has no notice to wait on; its log is read every few milliseconds.
+        while !refused() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, seen)
+        .await
+        .expect("the service tried to reconnect its realtime connection");
+}

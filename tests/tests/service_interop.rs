@@ -2,15 +2,16 @@
 //! a real Directus (with WebSockets on, as `scripts/directus` runs it), on every backend: a
 //! server edit reaches the local table while the interval is an hour long; local writes,
 //! through the library and by plain SQL from another connection, are pushed promptly; an
-//! outage through the fault proxy is reported, ridden out and caught up, nothing lost.
+//! outage through the fault proxy is reported, ridden out and caught up, nothing lost; a
+//! realtime connection that is cut reconnects and pulls in full.
 
 use std::sync::Arc;
 
 use deltasync::SyncEvent;
-use refserver::proxy::FaultProxy;
+use refserver::proxy::{Fault, FaultProxy};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
-use tests::service::{cycle_where, event_where, spawn};
+use tests::service::{cycle_where, event_where, realtime_refused, spawn};
 use tests::{FIELDS, pairs, row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,6 +96,7 @@ async fn an_outage_is_reported_and_caught_up_with_nothing_lost() {
         let mut events = handle.events();
 
         proxy.set_down(true);
+        realtime_refused(&proxy).await;
         let articles = engine.collection(&c.name).unwrap();
         articles
             .insert(row(json!({"title": "offline 1"})))
@@ -134,6 +136,60 @@ async fn an_outage_is_reported_and_caught_up_with_nothing_lost() {
             assert_eq!(n, 1, "{label}: {title} in {titles:?}");
         }
         assert!(articles.get(&meanwhile).await.unwrap().is_some(), "{label}");
+
+        // Realtime came back with the server (a gateway's 502 is not "no realtime"): a server
+        // edit arrives while the interval is an hour long.
+        let mut events = handle.events();
+        site.update(&c.name, &meanwhile, row(json!({"title": "after"})))
+            .await;
+        cycle_where(&mut events, &c.name, |r| r.pulled == 1).await;
+        let local = articles.get(&meanwhile).await.unwrap().unwrap();
+        assert_eq!(local.data["title"], "after", "{label}");
+        assert!(handle.status().borrow().realtime_off.is_none(), "{label}");
+        stop.cancel();
+        task.await.unwrap();
+        site.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_realtime_connection_reconnects_and_pulls_what_it_missed() {
+    for (site, mut dbs) in pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let c = site.collection("deaf", &FIELDS).await;
+        let seeded = site
+            .insert(&c.name, vec![row(json!({"title": "before"}))])
+            .await;
+        let key = seeded[0]["id"].as_str().unwrap().to_owned();
+        let proxy = FaultProxy::start(&site.url, 11, 0.0).await;
+        let engine = Arc::new(
+            site.replica_behind(&mut dbs, proxy.url(), vec![c.clone()])
+                .await,
+        );
+        let (handle, stop, task) = spawn(engine.clone());
+        handle.status().wait_for(|s| s.ready()).await.unwrap();
+        handle.sync_now().await;
+        assert!(handle.status().borrow().realtime_off.is_none(), "{label}");
+
+        // No subscription hears this edit: nothing is replayed on reconnecting.
+        proxy.set_realtime_down(true);
+        site.update(&c.name, &key, row(json!({"title": "missed"})))
+            .await;
+        realtime_refused(&proxy).await;
+        let local = engine.collection(&c.name).unwrap().get(&key).await.unwrap();
+        assert_eq!(local.unwrap().data["title"], "before", "{label}");
+
+        let mut events = handle.events();
+        proxy.set_realtime_down(false);
+        cycle_where(&mut events, &c.name, |r| r.pulled == 1).await;
+        let local = engine.collection(&c.name).unwrap().get(&key).await.unwrap();
+        assert_eq!(local.unwrap().data["title"], "missed", "{label}");
+        let upgrades = proxy
+            .log()
+            .iter()
+            .filter(|(request, fault)| request.contains("/websocket") && *fault == Fault::None)
+            .count();
+        assert!(upgrades >= 2, "{label}: {upgrades} realtime connections");
         stop.cancel();
         task.await.unwrap();
         site.cleanup().await;

@@ -5,8 +5,9 @@
 //! production brings: the answer lost after the server committed, a connection cut before or
 //! after the server saw the request, a truncated body, an answer delayed after the server
 //! committed (so that concurrent requests finish out of order), 429 with and without
-//! `Retry-After`, storms of 503 and single 500s. The proxy knows nothing of deltasync; it
-//! speaks plain HTTP.
+//! `Retry-After`, storms of 503 and single 500s. WebSocket upgrades are relayed
+//! ([`websocket`]), and cut by an outage. The proxy knows nothing of deltasync; it speaks
+//! plain HTTP.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+
+mod websocket;
 
 /// What the proxy does to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,10 @@ struct Shared {
     hook: Mutex<Option<(usize, Moment, Hook)>>,
     /// An outage: every request's connection breaks before it is forwarded.
     down: std::sync::atomic::AtomicBool,
+    /// Realtime alone is down: upgrades are refused, plain requests pass.
+    realtime_down: std::sync::atomic::AtomicBool,
+    /// Bumped to cut every relayed WebSocket connection.
+    cut: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -101,7 +109,27 @@ impl Shared {
             log: Mutex::new(Vec::new()),
             hook: Mutex::new(None),
             down: Default::default(),
+            realtime_down: Default::default(),
+            cut: watch::Sender::new(0),
         }
+    }
+
+    /// Whether a WebSocket upgrade is refused now, or a relayed message dropped.
+    fn realtime_refused(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.down.load(SeqCst) || self.realtime_down.load(SeqCst)
+    }
+
+    /// Ends every relayed WebSocket connection, as a network failure would.
+    fn cut_realtime(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Logs a request with its fault; returns its number (1-based).
+    fn record(&self, request: &Request, fault: Fault) -> usize {
+        let mut log = self.log.lock().unwrap();
+        log.push((format!("{} {}", request.method(), request.uri()), fault));
+        log.len()
     }
 
     /// Runs the hook if it is set for request `number` at `moment`.
@@ -170,11 +198,26 @@ impl FaultProxy {
     }
 
     /// Starts (`true`) or ends an outage: while it lasts, every connection breaks before the
-    /// server sees the request, whatever the fault rate.
+    /// server sees the request, whatever the fault rate, and WebSocket connections are cut
+    /// and refused.
     pub fn set_down(&self, down: bool) {
         self.shared
             .down
             .store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            self.shared.cut_realtime();
+        }
+    }
+
+    /// Starts (`true`) or ends an outage of realtime alone: WebSocket connections are cut
+    /// and upgrades refused, while plain requests pass.
+    pub fn set_realtime_down(&self, down: bool) {
+        self.shared
+            .realtime_down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            self.shared.cut_realtime();
+        }
     }
 
     /// Removes a hook that has not run yet.
@@ -219,18 +262,25 @@ fn pick(shared: &Shared) -> Fault {
 }
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if websocket::is_upgrade(request.headers()) {
+        // A refused upgrade is logged as a connection that broke before the server saw it.
+        let refused = shared.realtime_refused();
+        let fault = if refused {
+            Fault::ResetBefore
+        } else {
+            Fault::None
+        };
+        shared.record(&request, fault);
+        return websocket::relay(shared, request, refused).await;
+    }
     let fault = pick(&shared);
+    let number = shared.record(&request, fault);
     let (parts, body) = request.into_parts();
     let target = format!(
         "{}{}",
         shared.upstream,
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
-    let number = {
-        let mut log = shared.log.lock().unwrap();
-        log.push((format!("{} {}", parts.method, parts.uri), fault));
-        log.len()
-    };
     shared.run_hook(number, Moment::BeforeForward);
     match fault {
         Fault::ResetBefore => return broken(Bytes::new()),
@@ -313,7 +363,7 @@ fn respond(status: StatusCode, headers: &HeaderMap, body: Body) -> Response {
     response
 }
 
-fn directus_error(status: u16, code: &str, message: &str) -> Response {
+pub(crate) fn directus_error(status: u16, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
     let mut headers = HeaderMap::new();
     headers.insert(
