@@ -1,6 +1,6 @@
 //! The sync service (`Syncer`) against the reference server: spawned on the runtime, it syncs
-//! at once, follows local writes and pokes, survives an outage, shares a database with a
-//! second instance, and stops when asked.
+//! at once, follows local writes and pokes, survives an outage, and stops when asked. Two
+//! instances on one database are in `service_interop`, against both servers.
 //!
 //! Intervals are an hour long, so every cycle here is called for by the step before it; the
 //! tests wait on the service's events and status, never on the clock.
@@ -142,81 +142,6 @@ async fn an_outage_is_reported_probed_and_caught_up_without_losing_anything() {
 
         stop.cancel();
         task.await.unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_services_on_one_database_push_each_change_once_and_converge() {
-    for backend in backends() {
-        let mut world = World::new(backend.clone()).await;
-        world.collection("articles", &FIELDS).await;
-        let config = world
-            .replica_config(vec![World::config("articles", &FIELDS)])
-            .await;
-        let a = Arc::new(deltasync::open(config.clone()).await.unwrap());
-        let b = Arc::new(deltasync::open(config).await.unwrap());
-        let (handle_a, stop_a, task_a) = spawn(a.clone());
-        let (handle_b, stop_b, task_b) = spawn(b.clone());
-        let (mut events_a, mut events_b) = (handle_a.events(), handle_b.events());
-        handle_a.status().wait_for(|s| s.ready()).await.unwrap();
-        handle_b.status().wait_for(|s| s.ready()).await.unwrap();
-        world.server.state().reset_stats();
-
-        // Local writes through both instances and server edits, all at once.
-        const EACH: usize = 25;
-        let write = |engine: Arc<Deltasync>, side: &'static str| async move {
-            let articles = engine.collection("articles").unwrap();
-            for i in 0..EACH {
-                articles
-                    .insert(row(json!({"title": format!("{side} {i}")})))
-                    .await
-                    .unwrap();
-            }
-        };
-        let server = async {
-            for i in 0..EACH {
-                world.seed(
-                    "articles",
-                    vec![row(json!({"title": format!("server {i}")}))],
-                );
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::join!(write(a.clone(), "a"), write(b.clone(), "b"), server);
-
-        // Both drain: every local change pushed, and one more cycle each to pull the rest.
-        handle_a
-            .status()
-            .wait_for(|s| s.collections["articles"].pending == Some(0))
-            .await
-            .unwrap();
-        handle_a.sync_now().await;
-        handle_b.sync_now().await;
-        stop_a.cancel();
-        stop_b.cancel();
-        task_a.await.unwrap();
-        task_b.await.unwrap();
-
-        let mut pushed = 0;
-        for events in [&mut events_a, &mut events_b] {
-            while let Ok(event) = events.try_recv() {
-                if let SyncEvent::Cycle(report) = event {
-                    pushed += report.pushed;
-                }
-            }
-        }
-        assert_eq!(
-            pushed,
-            2 * EACH as u64,
-            "{backend:?}: each change pushed once"
-        );
-        assert_eq!(
-            world.server.state().count("articles"),
-            3 * EACH,
-            "{backend:?}"
-        );
-        let local = local_rows(&a, "articles").await;
-        assert_eq!(local.len(), 3 * EACH, "{backend:?}: converged");
     }
 }
 

@@ -3,11 +3,13 @@
 //! server edit reaches the local table while the interval is an hour long; local writes,
 //! through the library and by plain SQL from another connection, are pushed promptly; an
 //! outage through the fault proxy is reported, ridden out and caught up, nothing lost; a
-//! realtime connection that is cut reconnects and pulls in full.
+//! realtime connection that is cut reconnects and pulls in full; two instances on one database,
+//! with local writes through both and server edits all at once, push each change once and
+//! converge.
 
 use std::sync::Arc;
 
-use deltasync::SyncEvent;
+use deltasync::{Deltasync, SyncEvent};
 use refserver::proxy::{Fault, FaultProxy};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -192,6 +194,99 @@ async fn a_cut_realtime_connection_reconnects_and_pulls_what_it_missed() {
         assert!(upgrades >= 2, "{label}: {upgrades} realtime connections");
         stop.cancel();
         task.await.unwrap();
+        site.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_database_push_each_change_once_and_converge() {
+    const EACH: usize = 25;
+    for (site, mut dbs) in pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let c = site.collection("replicas", &FIELDS).await;
+        let edited: Vec<String> = site
+            .insert(
+                &c.name,
+                (0..5)
+                    .map(|i| row(json!({"title": format!("seeded {i}")})))
+                    .collect(),
+            )
+            .await
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let config = site.replica_config(&mut dbs, vec![c.clone()]).await;
+        let a = Arc::new(deltasync::open(config.clone()).await.unwrap());
+        let b = Arc::new(deltasync::open(config).await.unwrap());
+        let (handle_a, stop_a, task_a) = spawn(a.clone());
+        let (handle_b, stop_b, task_b) = spawn(b.clone());
+        let (mut events_a, mut events_b) = (handle_a.events(), handle_b.events());
+        handle_a.status().wait_for(|s| s.ready()).await.unwrap();
+        handle_b.status().wait_for(|s| s.ready()).await.unwrap();
+
+        // Local writes through both instances, server creates and edits, all at once.
+        let write = |engine: Arc<Deltasync>, side: &'static str| {
+            let name = c.name.clone();
+            async move {
+                let rows = engine.collection(&name).unwrap();
+                for i in 0..EACH {
+                    rows.insert(row(json!({"title": format!("{side} {i}")})))
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        let server = async {
+            for i in 0..EACH {
+                site.insert(&c.name, vec![row(json!({"title": format!("server {i}")}))])
+                    .await;
+                let key = &edited[i % edited.len()];
+                site.update(&c.name, key, row(json!({"title": format!("edit {i}")})))
+                    .await;
+            }
+        };
+        tokio::join!(write(a.clone(), "a"), write(b.clone(), "b"), server);
+
+        // Both drain: every local change pushed, then one more cycle each pulls the rest.
+        for handle in [&handle_a, &handle_b] {
+            // Pending counts are refreshed by each instance's own cycles.
+            handle.sync_now().await;
+            let mut status = handle.status();
+            let drained = status.wait_for(|s| {
+                let state = &s.collections[&c.name];
+                state.pending == Some(0) && state.last_error.is_none()
+            });
+            tokio::time::timeout(tests::service::PATIENCE, drained)
+                .await
+                .expect("drained")
+                .unwrap();
+        }
+        handle_a.sync_now().await;
+        handle_b.sync_now().await;
+        stop_a.cancel();
+        stop_b.cancel();
+        task_a.await.unwrap();
+        task_b.await.unwrap();
+
+        let mut pushed = 0;
+        for events in [&mut events_a, &mut events_b] {
+            while let Ok(event) = events.try_recv() {
+                if let SyncEvent::Cycle(report) = event {
+                    pushed += report.pushed;
+                }
+            }
+        }
+        assert_eq!(pushed, 2 * EACH as u64, "{label}: each change pushed once");
+        let on_server = site.rows(&c.name).await;
+        let mut titles: Vec<&str> = on_server
+            .iter()
+            .map(|r| r["title"].as_str().unwrap_or_default())
+            .collect();
+        titles.sort_unstable();
+        titles.dedup();
+        assert_eq!(titles.len(), 5 + 3 * EACH, "{label}: {titles:?}");
+        assert_eq!(on_server.len(), 5 + 3 * EACH, "{label}");
+        site.assert_converged(&a, &c.name).await;
         site.cleanup().await;
     }
 }
