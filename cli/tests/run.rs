@@ -130,58 +130,79 @@ async fn run_serves_metrics_health_and_readiness_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_in_the_middle_of_a_pull_loses_nothing() {
-    let server = refserver::start(Default::default()).await.unwrap();
-    cli::demo::create_collection(&server, "articles", &[("title", FieldType::String)])
-        .await
+    for (site, mut dbs) in tests::pairs().await {
+        let label = format!("{} on {:?}", site.label, dbs.backend);
+        let c = site.collection("sigterm", &tests::FIELDS).await;
+        let rows = (0..60)
+            .map(|i| row(json!({"title": format!("s{i}")})))
+            .collect();
+        site.insert(&c.name, rows).await;
+        let proxy = std::sync::Arc::new(FaultProxy::start(&site.url, 1, 0.0).await);
+        let dir = tempfile::tempdir().unwrap();
+        // Pages of 5: the pull takes a dozen requests. SIGTERM arrives before the eighth
+        // request, past the few that start a run, and the server stops answering, so that
+        // the pull outlasts the grace and is cut off.
+        let config = dir.path().join("deltasync.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "remote:\n  url: {}\n  token: {}\nlocal:\n  database: {}\ncollections:\n  {}:\n    page_size: 5\n    fields: {{title: string}}\n",
+                proxy.url(),
+                site.admin_token(),
+                dbs.fresh().await,
+                c.name
+            ),
+        )
         .unwrap();
-    let rows = (0..60)
-        .map(|i| row(json!({"title": format!("s{i}")})))
-        .collect();
-    server.state().insert("articles", rows).unwrap();
-    let proxy = FaultProxy::start(&server.url(), 1, 0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    // Pages of 5: the pull takes a dozen requests; SIGTERM arrives before the sixth.
-    let config = schema_file(&dir, &proxy.url(), server.admin_token(), 5);
-    let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let target = pid.clone();
-    proxy.on_request(6, Moment::BeforeForward, move || {
-        terminate(target.load(std::sync::atomic::Ordering::SeqCst))
-    });
-    let child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .arg("-c")
-        .arg(&config)
-        .args(["run", "--interval", "3600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    pid.store(child.id(), std::sync::atomic::Ordering::SeqCst);
-    let (code, text, took) = exited(child).await;
-    assert_eq!(code, Some(0), "{text}");
-    assert!(took < Duration::from_secs(10), "stopped in {took:?}");
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let target = pid.clone();
+        let stalling = std::sync::Arc::downgrade(&proxy);
+        proxy.on_request(8, Moment::BeforeForward, move || {
+            stalling.upgrade().unwrap().set_stalled(true);
+            terminate(target.load(std::sync::atomic::Ordering::SeqCst));
+        });
+        let child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+            .arg("-c")
+            .arg(&config)
+            .args(["run", "--interval", "3600"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        pid.store(child.id(), std::sync::atomic::Ordering::SeqCst);
+        let (code, text, took) = exited(child).await;
+        assert_eq!(code, Some(0), "{label}: {text}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{label}: stopped in {took:?}"
+        );
 
-    // What was pulled is kept; a sync afterwards finishes the pull, with every row once.
-    let out = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .arg("-c")
-        .arg(&config)
-        .args(["sync", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let local = deltasync::open_file(&config).await.unwrap();
-    let status = local.status().await.unwrap();
-    assert_eq!(status[0].rows, 60, "{status:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pulled = report["collections"][0]["pulled"].as_u64().unwrap();
-    assert!(
-        pulled < 60,
-        "the first run's pages were kept: the sync pulled {pulled}"
-    );
+        // What was pulled is kept; a sync afterwards finishes the pull, with every row once.
+        proxy.set_stalled(false);
+        let out = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+            .arg("-c")
+            .arg(&config)
+            .args(["sync", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let local = deltasync::open_file(&config).await.unwrap();
+        let status = local.status().await.unwrap();
+        assert_eq!(status[0].rows, 60, "{label}: {status:?}");
+        site.assert_converged(&local, &c.name).await;
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let pulled = report["collections"][0]["pulled"].as_u64().unwrap();
+        assert!(
+            (1..60).contains(&pulled),
+            "{label}: the first run's pages were kept: the sync pulled {pulled}"
+        );
+        site.cleanup().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,6 +88,8 @@ struct Shared {
     realtime_down: std::sync::atomic::AtomicBool,
     /// Bumped to cut every relayed WebSocket connection.
     cut: watch::Sender<u64>,
+    /// While true, requests wait before they are forwarded.
+    stalled: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -111,6 +113,7 @@ impl Shared {
             down: Default::default(),
             realtime_down: Default::default(),
             cut: watch::Sender::new(0),
+            stalled: watch::Sender::new(false),
         }
     }
 
@@ -220,6 +223,12 @@ impl FaultProxy {
         }
     }
 
+    /// Holds (`true`) or releases every request not yet forwarded, as a server that stopped
+    /// answering would; requests already forwarded finish.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.shared.stalled.send_replace(stalled);
+    }
+
     /// Removes a hook that has not run yet.
     pub fn disarm(&self) {
         self.shared.hook.lock().unwrap().take();
@@ -270,7 +279,8 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         } else {
             Fault::None
         };
-        shared.record(&request, fault);
+        let number = shared.record(&request, fault);
+        shared.run_hook(number, Moment::BeforeForward);
         return websocket::relay(shared, request, refused).await;
     }
     let fault = pick(&shared);
@@ -282,6 +292,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
     shared.run_hook(number, Moment::BeforeForward);
+    let _ = shared
+        .stalled
+        .subscribe()
+        .wait_for(|stalled| !stalled)
+        .await;
     match fault {
         Fault::ResetBefore => return broken(Bytes::new()),
         Fault::RateLimited { retry_after } => {
