@@ -54,11 +54,13 @@ enum Command {
         #[arg(long)]
         reconcile: bool,
     },
-    /// Sync continuously until SIGTERM or SIGINT: every collection at once, then on its
-    /// interval, after writes through the library, and as soon as the server answers again
-    /// after an outage. One line per cycle on stdout.
+    /// Sync continuously until SIGTERM or SIGINT: every collection at once, then after local
+    /// writes (by any process), when the server announces a change over WebSockets, on its
+    /// interval, and as soon as the server answers again after an outage. One line per cycle
+    /// on stdout.
     Run {
-        /// Seconds between two cycles of a collection when nothing else calls for one.
+        /// Seconds between two cycles of a collection when nothing else calls for one, for
+        /// the collections without `interval_seconds` in the schema file.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         interval: u64,
         /// Serve Prometheus metrics at /metrics, and /healthz and /readyz, on this address

@@ -264,3 +264,67 @@ async fn progress_stays_off_a_pipe_and_status_watch_refreshes_until_sigterm() {
     assert_eq!(code, Some(0), "{text}");
     assert!(took < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_interval_in_the_schema_file_outruns_the_command_line_one() {
+    // WebSockets off: nothing but the interval brings the server's changes.
+    let server = refserver::start(refserver::Options {
+        websockets: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    cli::demo::create_collection(&server, "articles", &[("title", FieldType::String)])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deltasync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "remote:\n  url: {}\n  token: {}\nlocal:\n  database: sqlite://{}\n\
+             collections:\n  articles:\n    interval_seconds: 1\n    fields: {{title: string}}\n",
+            server.url(),
+            server.admin_token(),
+            dir.path().join("local.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .arg("-c")
+        .arg(&config)
+        .args(["run", "--interval", "3600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (first_cycle, first_seen) = tokio::sync::oneshot::channel();
+    let pulled = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut first_cycle = Some(first_cycle);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line.contains("articles: pushed") {
+                first_cycle.take().map(|seen| seen.send(()));
+            }
+            if line.contains("pulled 1,") {
+                return true;
+            }
+        }
+        false
+    });
+    first_seen.await.unwrap();
+    server
+        .state()
+        .insert("articles", vec![row(json!({"title": "later"}))])
+        .unwrap();
+    let pulled = tokio::time::timeout(Duration::from_secs(30), pulled).await;
+    terminate(child.id());
+    let (code, text, _) = exited(child).await;
+    assert!(
+        matches!(pulled, Ok(Ok(true))),
+        "the server's row came on the 1 s interval: {text}"
+    );
+    assert_eq!(code, Some(0), "{text}");
+}

@@ -15,7 +15,7 @@ use crate::model::{
     DEFAULT_MAX_RETRIES, DEFAULT_OVERLAP_SECONDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_SECONDS,
     Deletes, FieldConfig, FieldType, KeyType, LocalConfig, Merge, RemoteConfig, Secret, Strategy,
 };
-use crate::validate::{MAX_RETRIES, OVERLAP_SECONDS, PAGE_SIZE, TIMEOUT_SECONDS};
+use crate::validate::{INTERVAL_SECONDS, MAX_RETRIES, OVERLAP_SECONDS, PAGE_SIZE, TIMEOUT_SECONDS};
 use crate::yaml::{Node, Value};
 
 pub(crate) const ROOT_KEYS: &[&str] = &["remote", "local", "defaults", "collections"];
@@ -46,6 +46,7 @@ pub(crate) const COLLECTION_KEYS: &[&str] = &[
     "deletes",
     "page_size",
     "overlap_seconds",
+    "interval_seconds",
     "filter",
     "fields",
 ];
@@ -363,6 +364,10 @@ impl Decoder<'_> {
         if let Some(n) = map.get("overlap_seconds") {
             c.overlap_seconds =
                 self.integer(n, &map.path_of("overlap_seconds"), &OVERLAP_SECONDS)?;
+        }
+        if let Some(n) = map.get("interval_seconds") {
+            let path = map.path_of("interval_seconds");
+            c.interval_seconds = Some(self.integer(n, &path, &INTERVAL_SECONDS)?);
         }
         if let Some(n) = map.get("filter") {
             c.filter = self.filter(n, &map.path_of("filter"))?;

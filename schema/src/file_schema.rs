@@ -42,6 +42,10 @@ fn overlap_seconds(_: &mut SchemaGenerator) -> Schema {
     integer_or_env(0, 3600)
 }
 
+fn interval_seconds(_: &mut SchemaGenerator) -> Schema {
+    integer_or_env(1, 86_400)
+}
+
 /// A deltasync schema file: keeps local SQL tables in two-way sync with Directus collections.
 /// Any string value may contain ${NAME} or ${NAME:-default}, replaced by environment variables.
 #[derive(JsonSchema)]
@@ -161,6 +165,12 @@ struct Collection {
     #[serde(default)]
     #[schemars(schema_with = "overlap_seconds")]
     overlap_seconds: Option<u32>,
+    /// For `deltasync run` and the library's sync service: seconds between this
+    /// collection's cycles when no write or server change calls for one sooner, 1 to 86400.
+    /// Default: the service's interval (`run --interval`, 60).
+    #[serde(default)]
+    #[schemars(schema_with = "interval_seconds")]
+    interval_seconds: Option<u32>,
     /// A Directus filter object: only matching rows are synced.
     filter: Option<serde_json::Map<String, serde_json::Value>>,
     /// The synced fields: name -> type, or name -> {type, references}. At least one.

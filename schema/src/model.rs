@@ -193,6 +193,10 @@ pub struct CollectionConfig {
     pub page_size: u32,
     /// Seconds re-read before the cursor on every pull, for late commits.
     pub overlap_seconds: u32,
+    /// Seconds between a sync service's cycles of this collection when nothing calls for
+    /// one sooner; `None`: the service's own interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u32>,
     /// A Directus filter object restricting the synced rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<serde_json::Value>,
@@ -216,6 +220,7 @@ impl CollectionConfig {
             deletes: Deletes::Activity,
             page_size: DEFAULT_PAGE_SIZE,
             overlap_seconds: DEFAULT_OVERLAP_SECONDS,
+            interval_seconds: None,
             filter: None,
         }
     }

@@ -17,6 +17,8 @@ pub(crate) const TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3600;
 pub(crate) const MAX_RETRIES: RangeInclusive<u64> = 0..=100;
 pub(crate) const PAGE_SIZE: RangeInclusive<u64> = 1..=(crate::model::MAX_PAGE_SIZE as u64);
 pub(crate) const OVERLAP_SECONDS: RangeInclusive<u64> = 0..=3600;
+/// A day at most: a longer wait is better served by a scheduled `sync`.
+pub(crate) const INTERVAL_SECONDS: RangeInclusive<u64> = 1..=86_400;
 
 /// Longest identifier PostgreSQL keeps without truncating it.
 pub const MAX_IDENTIFIER_LEN: usize = 63;
@@ -164,6 +166,10 @@ fn collection(c: &CollectionConfig, report: &Reporter<'_>) -> Check {
         &overlap,
         report,
     )?;
+    if let Some(seconds) = c.interval_seconds {
+        let interval = format!("{path}.interval_seconds");
+        in_range(u64::from(seconds), &INTERVAL_SECONDS, &interval, report)?;
+    }
     deletes(c, &path, report)?;
     if let Some(filter) = &c.filter
         && !filter.is_object()

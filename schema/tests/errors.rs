@@ -288,6 +288,23 @@ fn page_size_out_of_range() {
 }
 
 #[test]
+fn interval_out_of_range() {
+    for (written, column) in [("0", 23), ("86401", 23), ("-5", 23)] {
+        let e = error(&with_head(&format!(
+            "  articles:\n    interval_seconds: {written}\n    fields:\n      title: string\n"
+        )));
+        check(
+            &e,
+            ConfigErrorKind::InvalidValue,
+            Some((6, column)),
+            &[&format!(
+                "collections.articles.interval_seconds: {written} is out of range; expected an integer from 1 to 86400"
+            )],
+        );
+    }
+}
+
+#[test]
 fn substituted_number_that_is_not_a_number() {
     let e = error(&with_head(
         "  articles:\n    page_size: ${PAGE}\n    fields:\n      title: string\n",

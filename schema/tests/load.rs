@@ -48,6 +48,7 @@ collections:
     deletes: {archive: {field: status, value: archived}}
     page_size: 500
     overlap_seconds: 10
+    interval_seconds: 300
     filter: {status: {_neq: draft}, views: {_gte: 3}}
     fields:
       title: string
@@ -82,6 +83,7 @@ fn expected_full() -> Config {
             value: json!("archived"),
         },
         page_size: 500,
+        interval_seconds: Some(300),
         filter: Some(json!({"status": {"_neq": "draft"}, "views": {"_gte": 3}})),
         ..CollectionConfig::new("articles")
     }

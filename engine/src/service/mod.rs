@@ -43,9 +43,11 @@ pub use schedule::Connectivity;
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct SyncerOptions {
-    /// How often each collection syncs when nothing else calls for it.
+    /// How often each collection syncs when nothing else calls for it, unless its
+    /// configuration says (`interval_seconds`).
     pub interval: Duration,
-    /// Intervals of particular collections, in place of `interval`.
+    /// Intervals of particular collections, in place of their configuration's and of
+    /// `interval`.
     pub intervals: HashMap<String, Duration>,
     /// The first wait before probing a server that stopped answering; it doubles, with
     /// jitter, up to `probe_max`.
@@ -68,10 +70,13 @@ impl Default for SyncerOptions {
 }
 
 impl SyncerOptions {
-    fn interval_of(&self, collection: &str) -> Duration {
+    /// The interval of `c`: set for it here, else in its configuration, else the default.
+    fn interval_of(&self, c: &CollectionConfig) -> Duration {
+        let configured = c.interval_seconds.map(|s| Duration::from_secs(s.into()));
         self.intervals
-            .get(collection)
+            .get(&c.name)
             .copied()
+            .or(configured)
             .unwrap_or(self.interval)
     }
 }
@@ -275,7 +280,7 @@ impl<S: Store + 'static, R: Remote + 'static> Syncer<S, R> {
                 shared: self.shared.clone(),
                 health: health.clone(),
                 name: c.name.clone(),
-                interval: self.options.interval_of(&c.name),
+                interval: self.options.interval_of(c),
                 grace: self.options.shutdown_grace,
                 children: children_of(&self.engine.config().collections, &c.name),
             };
@@ -532,5 +537,32 @@ impl<S: Store + 'static, R: Remote + 'static> CollectionTask<S, R> {
         let c = self.engine.collection_config(&self.name).ok()?;
         let status = self.engine.store().status(c).await.ok()?;
         Some(status.created + status.updated + status.deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collection_interval_is_the_options_own_else_the_configured_else_the_default() {
+        let secs = Duration::from_secs;
+        let options = SyncerOptions {
+            interval: secs(60),
+            intervals: HashMap::from([("set_here".to_owned(), secs(5))]),
+            ..Default::default()
+        };
+        let configured = |name: &str, seconds| CollectionConfig {
+            interval_seconds: seconds,
+            ..CollectionConfig::new(name)
+        };
+        for (c, expected) in [
+            (configured("set_here", Some(300)), secs(5)),
+            (configured("set_here", None), secs(5)),
+            (configured("in_the_file", Some(300)), secs(300)),
+            (configured("neither", None), secs(60)),
+        ] {
+            assert_eq!(options.interval_of(&c), expected, "{}", c.name);
+        }
     }
 }
