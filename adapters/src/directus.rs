@@ -256,6 +256,18 @@ impl DirectusClient {
         self.token().await
     }
 
+    /// A token in place of `refused`, which a realtime connection's server refused: a fresh
+    /// access token of a login session, or the static token again.
+    pub(crate) async fn renewed_access_token(
+        &self,
+        refused: &Secret,
+    ) -> Result<Secret, RemoteError> {
+        match self.can_refresh() {
+            true => self.renew(refused).await,
+            false => self.token().await,
+        }
+    }
+
     /// The bearer token to send: the static token, or the session's access token (logging
     /// in first when there is none).
     async fn token(&self) -> Result<Secret, RemoteError> {

@@ -1,10 +1,12 @@
 //! Directus realtime (`/websocket`): which collections the server says have changed.
 //!
-//! Owns the connection: `auth` with the client's access token, one `subscribe` per collection
+//! Owns the connection: `auth` with the client's access token (renewed once when the server
+//! refuses it, since a session's token may have expired while nothing else was requested),
+//! one `subscribe` per collection
 //! (asking for the primary key only), the answer to the server's `ping`, and reconnection with
 //! backoff and jitter. An event is only a notice: the pull stays the source of truth, and since
 //! nothing is replayed after a disconnect, every collection is announced after each
-//! (re)subscription. A server with WebSockets off refuses the upgrade with a client error
+//! (re)subscription. When the server says the token expired, the connection is made again. A server with WebSockets off refuses the upgrade with a client error
 //! (Directus: 404): that is reported once as [`Realtime::Unavailable`], not retried. Any other
 //! failure, a gateway's 502 while the server restarts included, is retried. It must not read
 //! rows.
@@ -131,22 +133,8 @@ async fn session(
     stop: &CancellationToken,
 ) -> Result<Ended, engine::Error> {
     let lost = |e: tungstenite::Error| Ended::Lost(e.to_string());
-    let token = client.access_token().await?;
-    let auth = json!({"type": "auth", "access_token": token.expose()});
-    if let Err(e) = socket.send(Message::text(auth.to_string())).await {
-        return Ok(lost(e));
-    }
-    match tokio::time::timeout(AUTH_WITHIN, next_json(socket)).await {
-        Ok(Some(answer)) if answer["type"] == "auth" && answer["status"] == "ok" => {}
-        Ok(Some(answer)) if answer["type"] == "auth" => {
-            let message = answer["error"]["message"].as_str().unwrap_or("refused");
-            return Err(RemoteError::new(
-                RemoteErrorKind::Auth,
-                format!("realtime authentication: {message}"),
-            )
-            .into());
-        }
-        Ok(_) | Err(_) => return Ok(Ended::Lost("no answer to auth".into())),
+    if let Some(ended) = authenticate(client, socket).await? {
+        return Ok(ended);
     }
     for c in &config.collections {
         let subscribe = json!({"type": "subscribe", "collection": c.name, "uid": c.name,
@@ -182,6 +170,13 @@ async fn session(
                     return Ok(lost(e));
                 }
             }
+            (Some("auth"), _) if message["status"] == "error" => {
+                // Events stop with the token (Directus's `public` mode keeps the connection).
+                return Ok(Ended::Lost(format!(
+                    "the server ended the authentication: {}",
+                    message["error"]["code"]
+                )));
+            }
             (Some("subscription"), Some("create" | "update" | "delete")) => {
                 if let Some(collection) = message["uid"].as_str()
                     && notices.send(collection.to_owned()).await.is_err()
@@ -194,6 +189,41 @@ async fn session(
                     "the server refused a realtime subscription; that collection's server changes arrive on its interval");
             }
             _ => {}
+        }
+    }
+}
+
+/// Sends `auth` with the client's token and, if the server refuses it, once more with a renewed
+/// one. `Some` when the connection ended first; an error when the renewed token is refused.
+async fn authenticate(
+    client: &DirectusClient,
+    socket: &mut Socket,
+) -> Result<Option<Ended>, engine::Error> {
+    let mut token = client.access_token().await?;
+    let mut renewed = false;
+    loop {
+        let auth = json!({"type": "auth", "access_token": token.expose()});
+        if let Err(e) = socket.send(Message::text(auth.to_string())).await {
+            return Ok(Some(Ended::Lost(e.to_string())));
+        }
+        match tokio::time::timeout(AUTH_WITHIN, next_json(socket)).await {
+            Ok(Some(answer)) if answer["type"] == "auth" && answer["status"] == "ok" => {
+                return Ok(None);
+            }
+            Ok(Some(answer)) if answer["type"] == "auth" && !renewed => {
+                debug!(error = %answer["error"], "realtime authentication refused; renewing the token");
+                token = client.renewed_access_token(&token).await?;
+                renewed = true;
+            }
+            Ok(Some(answer)) if answer["type"] == "auth" => {
+                let message = answer["error"]["message"].as_str().unwrap_or("refused");
+                return Err(RemoteError::new(
+                    RemoteErrorKind::Auth,
+                    format!("realtime authentication: {message}"),
+                )
+                .into());
+            }
+            Ok(_) | Err(_) => return Ok(Some(Ended::Lost("no answer to auth".into()))),
         }
     }
 }

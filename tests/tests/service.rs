@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use deltasync::{Deltasync, SyncEvent};
+use deltasync::SyncEvent;
 use refserver::proxy::FaultProxy;
 use serde_json::json;
 use tests::service::{cycle_where, event_where, spawn};
@@ -240,4 +240,64 @@ async fn without_realtime_on_the_server_the_service_says_so_and_a_poke_still_pul
 
     stop.cancel();
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realtime_session_whose_token_expires_authenticates_again_and_pulls() {
+    use deltasync::{Auth, Secret};
+    use refserver::{Clock, Options};
+    for backend in backends() {
+        let options = Options {
+            access_token_ttl: std::time::Duration::from_secs(60),
+            ..Options::default()
+        };
+        let mut world = World::with_options(backend.clone(), options).await;
+        world
+            .server
+            .state()
+            .set_clock(Clock::Manual("2026-01-01T00:00:00Z".parse().unwrap()));
+        world.collection("articles", &FIELDS).await;
+        let seeded = world.seed("articles", vec![row(json!({"title": "before"}))]);
+        let mut config = world
+            .replica_config(vec![World::config("articles", &FIELDS)])
+            .await;
+        let state = world.server.state();
+        config.remote.auth = Auth::Login {
+            email: state.options().admin_email.clone(),
+            password: Secret::new(state.options().admin_password.clone()),
+        };
+        let engine = Arc::new(deltasync::open(config).await.unwrap());
+        let (handle, stop, task) = spawn(engine.clone());
+        handle.status().wait_for(|s| s.ready()).await.unwrap();
+        handle.sync_now().await;
+        let mut events = handle.events();
+
+        // Past the access token's lifetime, with no request made: the realtime session is
+        // the first to learn that it expired.
+        state.advance_clock(std::time::Duration::from_secs(120));
+        state
+            .update(
+                "articles",
+                &seeded[0],
+                row(json!({"title": "after expiry"})),
+            )
+            .unwrap();
+        cycle_where(&mut events, "articles", |r| r.pulled == 1).await;
+        let local = engine.collection("articles").unwrap().get(&seeded[0]).await;
+        assert_eq!(
+            local.unwrap().unwrap().data["title"],
+            "after expiry",
+            "{backend:?}"
+        );
+        assert!(
+            handle.status().borrow().realtime_off.is_none(),
+            "{backend:?}"
+        );
+        assert!(
+            state.stats().count("POST", "/auth/refresh") >= 1,
+            "{backend:?}"
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
 }

@@ -386,9 +386,14 @@ async fn instances(o: &Options) -> Result<String, String> {
     let _ = tokio::join!(task_a, task_b);
     let mut pushed = 0;
     for events in [&mut events_a, &mut events_b] {
-        while let Ok(event) = events.try_recv() {
-            if let SyncEvent::Cycle(r) = event {
-                pushed += r.pushed;
+        loop {
+            match events.try_recv() {
+                Ok(SyncEvent::Cycle(r)) => pushed += r.pushed,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(missed)) => {
+                    return Err(format!("{missed} events missed: the push count is unknown"));
+                }
+                Err(_) => break,
             }
         }
     }

@@ -4,7 +4,10 @@
 //! `init` event), an event per write of the item services (`create`, `update` with the items'
 //! keys, `delete` with the keys), and the server's heartbeat (`ping` every
 //! [`Options::ws_ping_interval`](crate::Options::ws_ping_interval), answered by `pong`).
-//! Nothing is replayed after a disconnect, as in Directus. Must not: change data.
+//! Nothing is replayed after a disconnect, as in Directus. When the access token a session
+//! authenticated with expires, the session says so (`TOKEN_EXPIRED`) and hears no more events
+//! until it authenticates again, as Directus does in its `public` authentication mode (in
+//! `handshake` mode it also closes the connection). Must not: change data.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,7 +43,8 @@ struct Subscription {
 
 async fn session(s: Arc<Server>, mut socket: WebSocket) {
     let mut events = s.with_db(|db| db.subscribe());
-    let mut authenticated = false;
+    // The access token the session authenticated with, while it holds.
+    let mut authenticated: Option<String> = None;
     let mut subscriptions: HashMap<String, Subscription> = HashMap::new();
     let mut heartbeat = tokio::time::interval(s.options().ws_ping_interval);
     heartbeat.tick().await;
@@ -54,7 +58,12 @@ async fn session(s: Arc<Server>, mut socket: WebSocket) {
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 Some(Ok(_)) => Vec::new(),
             },
-            event = events.recv(), if authenticated => match event {
+            event = events.recv(), if authenticated.is_some() => match event {
+                Ok(_) if expired(&s, authenticated.as_deref()) => {
+                    authenticated = None;
+                    vec![json!({"type": "auth", "status": "error",
+                        "error": {"code": "TOKEN_EXPIRED", "message": "Token expired."}})]
+                }
                 Ok(event) => announce(&event, &subscriptions).into_iter().collect(),
                 Err(RecvError::Lagged(_)) => Vec::new(),
                 Err(RecvError::Closed) => return,
@@ -76,7 +85,7 @@ async fn session(s: Arc<Server>, mut socket: WebSocket) {
 fn answer(
     s: &Server,
     message: &Value,
-    authenticated: &mut bool,
+    authenticated: &mut Option<String>,
     subscriptions: &mut HashMap<String, Subscription>,
 ) -> Vec<Value> {
     let error = |kind: &str, code: &str, text: &str, uid: Option<&Value>| {
@@ -93,7 +102,7 @@ fn answer(
             let now = s.now_ms();
             match token.map(|t| s.with_auth(|auth| auth.resolve(Some(t), now))) {
                 Some(Ok(_)) => {
-                    *authenticated = true;
+                    *authenticated = token.map(str::to_owned);
                     vec![json!({"type": "auth", "status": "ok"})]
                 }
                 _ => vec![error(
@@ -108,7 +117,7 @@ fn answer(
         Some("pong") => Vec::new(),
         Some("subscribe") => {
             let uid = message.get("uid").cloned().unwrap_or(Value::Null);
-            if !*authenticated {
+            if authenticated.is_none() {
                 return vec![error(
                     "subscribe",
                     "FORBIDDEN",
@@ -156,6 +165,12 @@ fn answer(
             None,
         )],
     }
+}
+
+/// Whether the session's access token no longer holds.
+fn expired(s: &Server, token: Option<&str>) -> bool {
+    let now = s.now_ms();
+    s.with_auth(|auth| auth.resolve(token, now)).is_err()
 }
 
 /// The event a subscription of the written collection receives, if any.
