@@ -59,6 +59,18 @@ async fn exited(child: std::process::Child) -> (Option<i32>, String, Duration) {
     (out.status.code(), text, started.elapsed())
 }
 
+/// Starts `deltasync -c CONFIG args…` with its output piped.
+fn spawn(config: &std::path::Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_deltasync"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn schema_file(
     dir: &tempfile::TempDir,
     url: &str,
@@ -91,14 +103,10 @@ async fn run_serves_metrics_health_and_readiness_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = schema_file(&dir, &server.url(), server.admin_token(), 100);
     let addr = free_addr();
-    let child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .arg("-c")
-        .arg(&config)
-        .args(["run", "--interval", "3600", "--metrics", &addr.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(
+        &config,
+        &["run", "--interval", "3600", "--metrics", &addr.to_string()],
+    );
     let pid = child.id();
 
     until_ok(&format!("http://{addr}/healthz"), Duration::from_secs(30)).await;
@@ -161,14 +169,7 @@ async fn sigterm_in_the_middle_of_a_pull_loses_nothing() {
             stalling.upgrade().unwrap().set_stalled(true);
             terminate(target.load(std::sync::atomic::Ordering::SeqCst));
         });
-        let child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-            .arg("-c")
-            .arg(&config)
-            .args(["run", "--interval", "3600"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn(&config, &["run", "--interval", "3600"]);
         pid.store(child.id(), std::sync::atomic::Ordering::SeqCst);
         let (code, text, took) = exited(child).await;
         assert_eq!(code, Some(0), "{label}: {text}");
@@ -219,14 +220,7 @@ async fn progress_stays_off_a_pipe_and_status_watch_refreshes_until_sigterm() {
     let config = schema_file(&dir, &server.url(), server.admin_token(), 500);
 
     // A long pull, but stdout is a pipe: the summary table only, no bar.
-    let child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .arg("-c")
-        .arg(&config)
-        .arg("sync")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&config, &["sync"]);
     let (code, text, _) = exited(child).await;
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("3000"), "{text}");
@@ -236,14 +230,7 @@ async fn progress_stays_off_a_pipe_and_status_watch_refreshes_until_sigterm() {
     );
 
     // `status --watch --json`: a JSON document per line and refresh, until SIGTERM.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .arg("-c")
-        .arg(&config)
-        .args(["status", "--watch", "1", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&config, &["status", "--watch", "1", "--json"]);
     let stdout = child.stdout.take().unwrap();
     let first_two = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
@@ -290,14 +277,7 @@ async fn a_collection_interval_in_the_schema_file_outruns_the_command_line_one()
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
-        .arg("-c")
-        .arg(&config)
-        .args(["run", "--interval", "3600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&config, &["run", "--interval", "3600"]);
     let stdout = child.stdout.take().unwrap();
     let (first_cycle, first_seen) = tokio::sync::oneshot::channel();
     let pulled = tokio::task::spawn_blocking(move || {

@@ -133,9 +133,11 @@ impl Site {
 
     /// Waits until `GET /fields/{collection}` lists every one of `fields`. Directus answers
     /// from a schema cache that a concurrent request can refill with the schema from before
-    /// a collection was created: a sync started at once could find its fields missing.
+    /// a collection was created: a sync started at once could find its fields missing. Such a
+    /// cache stays stale until the next schema change, so every second of waiting it is
+    /// cleared (`POST /utils/cache/clear?system=true`, admin only).
     async fn until_listed(&self, collection: &str, fields: &[&str]) {
-        for _ in 0..50 {
+        for attempt in 1..=50 {
             let listed = self.client.fields(collection).await.ok();
             let names: Vec<&str> = listed
                 .as_ref()
@@ -144,6 +146,11 @@ impl Site {
                 .unwrap_or_default();
             if fields.iter().all(|f| names.contains(f)) {
                 return;
+            }
+            if attempt % 10 == 0 && self.reference.is_none() {
+                let system = [("system", "true".to_owned())];
+                self.call(Method::POST, "/utils/cache/clear", &system, None)
+                    .await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

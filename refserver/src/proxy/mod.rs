@@ -123,9 +123,13 @@ impl Shared {
         self.down.load(SeqCst) || self.realtime_down.load(SeqCst)
     }
 
-    /// Ends every relayed WebSocket connection, as a network failure would.
-    fn cut_realtime(&self) {
-        self.cut.send_modify(|n| *n += 1);
+    /// Starts or ends an outage of the kind `flag` stands for; a start cuts every relayed
+    /// WebSocket connection, as a network failure would.
+    fn switch(&self, flag: &std::sync::atomic::AtomicBool, down: bool) {
+        flag.store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            self.cut.send_modify(|n| *n += 1);
+        }
     }
 
     /// Logs a request with its fault; returns its number (1-based).
@@ -204,23 +208,13 @@ impl FaultProxy {
     /// server sees the request, whatever the fault rate, and WebSocket connections are cut
     /// and refused.
     pub fn set_down(&self, down: bool) {
-        self.shared
-            .down
-            .store(down, std::sync::atomic::Ordering::SeqCst);
-        if down {
-            self.shared.cut_realtime();
-        }
+        self.shared.switch(&self.shared.down, down);
     }
 
     /// Starts (`true`) or ends an outage of realtime alone: WebSocket connections are cut
     /// and upgrades refused, while plain requests pass.
     pub fn set_realtime_down(&self, down: bool) {
-        self.shared
-            .realtime_down
-            .store(down, std::sync::atomic::Ordering::SeqCst);
-        if down {
-            self.shared.cut_realtime();
-        }
+        self.shared.switch(&self.shared.realtime_down, down);
     }
 
     /// Holds (`true`) or releases every request not yet forwarded, as a server that stopped
