@@ -262,9 +262,10 @@ impl DirectusClient {
         &self,
         refused: &Secret,
     ) -> Result<Secret, RemoteError> {
-        match self.can_refresh() {
-            true => self.renew(refused).await,
-            false => self.token().await,
+        if self.can_refresh() {
+            self.renew(refused).await
+        } else {
+            self.token().await
         }
     }
 

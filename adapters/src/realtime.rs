@@ -2,14 +2,15 @@
 //!
 //! Owns the connection: `auth` with the client's access token (renewed once when the server
 //! refuses it, since a session's token may have expired while nothing else was requested),
-//! one `subscribe` per collection
-//! (asking for the primary key only), the answer to the server's `ping`, and reconnection with
-//! backoff and jitter. An event is only a notice: the pull stays the source of truth, and since
-//! nothing is replayed after a disconnect, every collection is announced after each
-//! (re)subscription. When the server says the token expired, the connection is made again. A server with WebSockets off refuses the upgrade with a client error
-//! (Directus: 404): that is reported once as [`Realtime::Unavailable`], not retried. Any other
-//! failure, a gateway's 502 while the server restarts included, is retried. It must not read
-//! rows.
+//! one `subscribe` per collection (asking for the primary key only), the answer to the
+//! server's `ping`, and reconnection with backoff and jitter. An event is only a notice: the
+//! pull stays the source of truth, and since nothing is replayed after a disconnect, every
+//! collection is announced after each (re)subscription. When the server says the token
+//! expired, the connection is made again.
+//!
+//! A server with WebSockets off refuses the upgrade with a client error (Directus: 404): that
+//! is reported once as [`Realtime::Unavailable`], not retried. Any other failure, a gateway's
+//! 502 while the server restarts included, is retried. It must not read rows.
 
 use std::time::Duration;
 
