@@ -269,10 +269,76 @@ pub fn admin_client(url: &str, token: &str) -> Result<DirectusClient, Error> {
     DirectusClient::new(&config).map_err(|e| Error::Client(e.to_string()))
 }
 
+/// How [`bare_insert`] writes: the knobs that decide how fast a plain insert can go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BareInsert {
+    /// Rows per transaction.
+    pub rows_per_transaction: usize,
+    /// SQLite's page cache in KiB (`PRAGMA cache_size = -N`); `None`: SQLite's default.
+    pub cache_kib: Option<u32>,
+    /// Rows per `INSERT` statement; `None`: as many as the bind limit allows.
+    pub rows_per_statement: Option<usize>,
+}
+
+impl BareInsert {
+    /// The settings the sweep (`e2e bare`) found fastest on SQLite: the bare insert a sync
+    /// is compared with.
+    pub const BEST: BareInsert = BareInsert {
+        rows_per_transaction: 100_000,
+        cache_kib: Some(262_144),
+        rows_per_statement: None,
+    };
+
+    /// The settings `e2e bare` tries. (One row per statement was tried too and dropped: 4 to 8
+    /// times slower than any multi-row shape through this driver.)
+    pub fn sweep() -> Vec<BareInsert> {
+        let mut out = Vec::new();
+        for rows_per_transaction in [1_000, 20_000, 100_000] {
+            for cache_kib in [None, Some(65_536), Some(262_144)] {
+                for rows_per_statement in [None, Some(100), Some(500)] {
+                    out.push(BareInsert {
+                        rows_per_transaction,
+                        cache_kib,
+                        rows_per_statement,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// As command-line words, for a child process: `TXN CACHE STATEMENT` (0 for `None`).
+    pub fn to_args(self) -> [String; 3] {
+        [
+            self.rows_per_transaction.to_string(),
+            self.cache_kib.unwrap_or(0).to_string(),
+            self.rows_per_statement.unwrap_or(0).to_string(),
+        ]
+    }
+
+    /// Reads [`BareInsert::to_args`].
+    pub fn from_args(args: &[String]) -> Result<BareInsert, String> {
+        let [txn, cache, statement] = args else {
+            return Err("TXN CACHE STATEMENT".to_owned());
+        };
+        let number = |s: &String| s.parse::<usize>().map_err(|e| format!("{s}: {e}"));
+        let some = |n: usize| (n > 0).then_some(n);
+        Ok(BareInsert {
+            rows_per_transaction: number(txn)?.max(1),
+            cache_kib: some(number(cache)?).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            rows_per_statement: some(number(statement)?),
+        })
+    }
+}
+
 /// Inserts a fixture's rows into a fresh table of the engine's shape (no triggers) in
-/// `database`, a transaction per 1,000 rows, multi-row statements: the local limit a sync's
-/// apply is compared with. Returns the time the inserts took, generation excluded.
-pub async fn bare_insert(database: &str, fixture: &Fixture) -> Result<Duration, Error> {
+/// `database`, as `settings` say: the local limit a sync's apply is compared with. Returns
+/// the time the inserts took, generation excluded.
+pub async fn bare_insert(
+    database: &str,
+    fixture: &Fixture,
+    settings: BareInsert,
+) -> Result<Duration, Error> {
     use sea_orm::{ConnectionTrait, Database, TransactionTrait};
     let db_error = |e: sea_orm::DbErr| Error::Local(e.to_string());
     let url = if database.starts_with("sqlite:") && !database.contains('?') {
@@ -286,9 +352,16 @@ pub async fn bare_insert(database: &str, fixture: &Fixture) -> Result<Duration, 
     let db = Database::connect(options).await.map_err(db_error)?;
     let backend = db.get_database_backend();
     if backend == sea_orm::DbBackend::Sqlite {
-        // The settings the engine's store runs SQLite with.
-        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"] {
-            db.execute_unprepared(pragma).await.map_err(db_error)?;
+        // The engine's store runs SQLite in WAL mode with synchronous NORMAL, as here.
+        let mut pragmas = vec![
+            "PRAGMA journal_mode = WAL".to_owned(),
+            "PRAGMA synchronous = NORMAL".to_owned(),
+        ];
+        if let Some(kib) = settings.cache_kib {
+            pragmas.push(format!("PRAGMA cache_size = -{kib}"));
+        }
+        for pragma in pragmas {
+            db.execute_unprepared(&pragma).await.map_err(db_error)?;
         }
     }
     let posts = collections().pop().expect("posts");
@@ -304,11 +377,13 @@ pub async fn bare_insert(database: &str, fixture: &Fixture) -> Result<Duration, 
     columns.extend(posts.fields.iter().map(|f| adapters::sql::ident(&f.name)));
     columns.push(adapters::sql::ident(&posts.cursor));
     columns.push("_sync_status".to_owned());
-    let per_statement = adapters::sql::rows_per_statement(backend, columns.len());
+    let per_statement = settings
+        .rows_per_statement
+        .unwrap_or_else(|| adapters::sql::rows_per_statement(backend, columns.len()));
     let value =
         |kind: FieldType, v: &Value| adapters::sql::to_sql(backend, kind, v).map_err(Error::Local);
     let started = std::time::Instant::now();
-    for page in rows.chunks(1_000) {
+    for page in rows.chunks(settings.rows_per_transaction) {
         let txn = db.begin().await.map_err(db_error)?;
         for chunk in page.chunks(per_statement) {
             let mut q = adapters::sql::Sql::new(backend);

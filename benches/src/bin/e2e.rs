@@ -6,6 +6,7 @@
 //! e2e push     [--rows N] [--changes N] [--db ..] [--updates distinct|alike]
 //!                                                  push of N local changes (creates, updates, deletes)
 //! e2e directus [--rows N]                          initial sync from a real Directus vs a plain page fetch
+//! e2e bare     [--rows N] [--db ..]                 the bare insert under each setting of the sweep
 //! ```
 //!
 //! Each sync runs in a child process (this binary, re-executed), so that its wall time and
@@ -19,14 +20,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use benches::{
-    Changes, Fixture, admin_client, collections, collections_named, load_directus, load_reference,
+    BareInsert, Changes, Fixture, admin_client, collections, collections_named, load_directus,
+    load_reference,
 };
 use deltasync::{Config, Row};
 use serde_json::{Value, json};
 
 const SEED: u64 = 42;
 
-/// The child's own arguments: `__sync URL DATABASE SUFFIX` and `__bare DATABASE ROWS`.
+/// The child's own arguments: `__sync URL DATABASE SUFFIX` and
+/// `__bare DATABASE ROWS TXN CACHE STATEMENT` (see `BareInsert::to_args`).
 const CHILD_SYNC: &str = "__sync";
 const CHILD_BARE: &str = "__bare";
 const TOKEN_VAR: &str = "DELTASYNC_BENCH_TOKEN";
@@ -60,7 +63,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: e2e initial|delta|push|directus [--rows N] [--changes N] \
+const USAGE: &str = "usage: e2e initial|delta|push|directus|bare [--rows N] [--changes N] \
                      [--db sqlite|postgres] [--updates distinct|alike]";
 
 #[derive(Debug, Clone)]
@@ -123,6 +126,7 @@ async fn run(scenario: &str, o: Options) -> Result<(), String> {
         "delta" => delta(&o).await,
         "push" => push(&o).await,
         "directus" => directus(&o).await,
+        "bare" => bare(&o).await,
         other => Err(format!("unknown scenario {other}\n{USAGE}")),
     }
 }
@@ -150,6 +154,26 @@ async fn initial(o: &Options) -> Result<(), String> {
             / (bench.fixture.posts as f64 / bare.as_secs_f64()),
         "plain_fetch_s": secs(fetch),
     }));
+    Ok(())
+}
+
+/// The bare insert under every setting of the sweep, each into a fresh database.
+async fn bare(o: &Options) -> Result<(), String> {
+    for settings in BareInsert::sweep() {
+        if o.postgres && settings.cache_kib.is_some() {
+            continue;
+        }
+        let took = bare_in_child(o.postgres, o.rows, settings).await?;
+        emit(json!({
+            "scenario": "bare",
+            "db": if o.postgres { "postgres" } else { "sqlite" },
+            "rows": o.rows,
+            "rows_per_transaction": settings.rows_per_transaction,
+            "cache_kib": settings.cache_kib,
+            "rows_per_statement": settings.rows_per_statement,
+            "rows_per_s": per_s(o.rows, took),
+        }));
+    }
     Ok(())
 }
 
@@ -336,24 +360,9 @@ impl Bench {
 
     /// The same rows inserted into a fresh database of the same kind, in the engine's table
     /// shape, a transaction per page: the local limit. Returns the insert time.
+    /// The bare insert of the fixture's posts, with the best settings found.
     async fn bare(&self) -> Result<Duration, String> {
-        let dir = tempdir()?;
-        let database = if self.postgres {
-            fresh_postgres().await?
-        } else {
-            sqlite_url(&dir)
-        };
-        let out = child(
-            &[CHILD_BARE, &database, &self.fixture.posts.to_string()],
-            "",
-        )
-        .await?;
-        let ms: f64 = out
-            .stdout
-            .trim()
-            .parse()
-            .map_err(|e| format!("bare insert output: {e}"))?;
-        Ok(Duration::from_secs_f64(ms / 1000.0))
+        bare_in_child(self.postgres, self.fixture.posts, BareInsert::BEST).await
     }
 
     /// Applies one batch update on the server: the changed rows share one stamp.
@@ -472,14 +481,42 @@ async fn child_sync(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The child side of [`Bench::bare`]: prints the milliseconds the inserts took.
+/// Runs the bare insert of `rows` fixture posts in a child, into a fresh database.
+async fn bare_in_child(
+    postgres: bool,
+    rows: usize,
+    settings: BareInsert,
+) -> Result<Duration, String> {
+    let dir = tempdir()?;
+    let database = if postgres {
+        fresh_postgres().await?
+    } else {
+        sqlite_url(&dir)
+    };
+    let [txn, cache, statement] = settings.to_args();
+    let rows = rows.to_string();
+    let out = child(
+        &[CHILD_BARE, &database, &rows, &txn, &cache, &statement],
+        "",
+    )
+    .await?;
+    let ms: f64 = out
+        .stdout
+        .trim()
+        .parse()
+        .map_err(|e| format!("bare insert output: {e}"))?;
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// The child side of [`bare_in_child`]: prints the milliseconds the inserts took.
 async fn child_bare(args: &[String]) -> Result<(), String> {
-    let [database, rows] = args else {
-        return Err("__bare DATABASE ROWS".to_owned());
+    let [database, rows, settings @ ..] = args else {
+        return Err("__bare DATABASE ROWS TXN CACHE STATEMENT".to_owned());
     };
     let rows: usize = rows.parse().map_err(|e| format!("{e}"))?;
+    let settings = BareInsert::from_args(settings)?;
     let fixture = Fixture::new(SEED, rows);
-    let took = benches::bare_insert(database, &fixture)
+    let took = benches::bare_insert(database, &fixture, settings)
         .await
         .map_err(|e| e.to_string())?;
     println!("{}", took.as_secs_f64() * 1000.0);
