@@ -12,6 +12,7 @@
 //! The engine never sees reqwest or sea-orm; these types are all it gets.
 
 pub mod directus;
+mod batch;
 mod lease;
 mod query;
 mod realtime;
@@ -20,6 +21,7 @@ pub mod store;
 pub mod watch;
 
 pub use directus::DirectusClient;
+pub use batch::SqlBatch;
 pub use store::SqlStore;
 
 /// Failures setting up an adapter (failures during sync are [`engine::Error`]s).

@@ -24,6 +24,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
+use crate::batch::SqlBatch;
 use crate::lease::Leases;
 use crate::sql::{self, CHANGE_KEY, CHANGED_AT, ERROR, REV, STATUS, Sql, ident};
 
@@ -43,7 +44,7 @@ pub struct SqlStore {
 
 type Result<T, E = engine::Error> = std::result::Result<T, E>;
 
-fn db_err(context: impl std::fmt::Display) -> impl FnOnce(sea_orm::DbErr) -> engine::Error {
+pub(crate) fn db_err(context: impl std::fmt::Display) -> impl FnOnce(sea_orm::DbErr) -> engine::Error {
     move |e| {
         engine::Error::Store(StoreError {
             kind: store_error_kind(&e),
@@ -125,6 +126,133 @@ impl SqlStore {
             })
             .await
             .map_err(db_err(context))
+    }
+
+    /// The local rows among `keys`, as `conn` sees them.
+    pub(crate) async fn rows_in(
+        &self,
+        conn: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        keys: &[Key],
+    ) -> Result<Vec<LocalRow>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1)) {
+            let mut q = Sql::new(self.backend());
+            q.push(&format!(
+                "SELECT {} FROM {} WHERE {} IN ",
+                Self::select_list(c),
+                ident(&c.table),
+                ident(&c.primary_key)
+            ))
+            .bind_list(chunk.iter().map(|key| self.key_value(c, key)));
+            let rows = conn
+                .query_all_raw(q.build())
+                .await
+                .map_err(db_err(format!("reading rows of {}", c.name)))?;
+            for r in &rows {
+                out.push(self.decode_local(c, r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Carries out `changes` inside `tx`, without committing. An error leaves part of them
+    /// done: the caller drops `tx`, which rolls them back.
+    pub(crate) async fn apply_in(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        changes: Changes,
+    ) -> Result<usize> {
+        let mut applied = 0;
+        // Keys move first: the other operations name rows by their new keys.
+        let (rekeys, ops): (Vec<&RowOp>, Vec<&RowOp>) = changes
+            .ops
+            .iter()
+            .partition(|op| matches!(op, RowOp::Rekey { .. }));
+        for op in rekeys {
+            if let RowOp::Rekey {
+                from,
+                to,
+                references,
+            } = op
+            {
+                self.rekey(tx, c, from, to, references).await?;
+                applied += 1;
+            }
+        }
+        // Pulled rows go in multi-row statements; the rest one by one, in order.
+        let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) =
+            ops.into_iter().partition(|op| matches!(op, RowOp::Pull(_)));
+        let pulled: Vec<RemoteRow> = pulled
+            .into_iter()
+            .filter_map(|op| match op {
+                RowOp::Pull(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        if !pulled.is_empty() {
+            self.upsert_pulled(tx, c, &pulled).await?;
+            applied += pulled.len();
+        }
+        // Acknowledged pushes are settled in multi-row statements too.
+        let mut acks = Vec::new();
+        let mut rest = Vec::new();
+        for op in others {
+            match op {
+                RowOp::Settle {
+                    key,
+                    change_key,
+                    stamp,
+                    data: None,
+                } => acks.push(Ack {
+                    key,
+                    change_key,
+                    stamp: *stamp,
+                }),
+                other => rest.push(other),
+            }
+        }
+        if !acks.is_empty() {
+            applied += self.settle_acknowledged(tx, c, &acks).await?;
+        }
+        for op in rest {
+            let done = self.apply_op(tx, c, op).await?;
+            if changes.atomic && !done {
+                // Dropping the transaction rolls it back: nothing of these changes is kept.
+                return Err(engine::Error::Store(StoreError::with_kind(
+                    StoreErrorKind::Changed,
+                    format!(
+                        "collection {}: a row changed while the change to it was prepared; nothing was written",
+                        c.name
+                    ),
+                )));
+            }
+            applied += usize::from(done);
+        }
+        for record in &changes.records {
+            self.insert_record(tx, record).await?;
+        }
+        for close in &changes.closes {
+            let mut q = Sql::new(self.backend());
+            q.push("UPDATE \"_deltasync_conflict\" SET resolution = ")
+                .bind(SqlValue::from(close.resolution.as_str()))
+                .push(", resolved_at = ")
+                .bind(SqlValue::from(time_text(Utc::now())));
+            if let Some(local) = &close.local {
+                let text = local.as_ref().map(|l| Value::Object(l.clone()).to_string());
+                q.push(", local = ").bind(SqlValue::String(text));
+            }
+            q.push(" WHERE id = ")
+                .bind(SqlValue::BigInt(Some(close.id)));
+            tx.execute_raw(q.build())
+                .await
+                .map_err(db_err("closing a conflict"))?;
+        }
+        if let Some(cp) = &changes.checkpoint {
+            self.save_checkpoint(tx, c, cp).await?;
+        }
+        Ok(applied)
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -1097,6 +1225,8 @@ const PREPARE_LEASE: &str = "_deltasync_prepare";
 const RECORD_COLUMNS: &str = "id, collection, key, kind, strategy, resolution, base, local, remote, remote_stamp, local_changed_at, message, created_at, resolved_at, fields";
 
 impl Store for SqlStore {
+    type Batch = SqlBatch;
+
     async fn watch_writes(
         &self,
         config: &Config,
@@ -1248,26 +1378,7 @@ impl Store for SqlStore {
     }
 
     async fn rows(&self, c: &CollectionConfig, keys: &[Key]) -> Result<Vec<LocalRow>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1)) {
-            let mut q = Sql::new(self.backend());
-            q.push(&format!(
-                "SELECT {} FROM {} WHERE {} IN ",
-                Self::select_list(c),
-                ident(&c.table),
-                ident(&c.primary_key)
-            ))
-            .bind_list(chunk.iter().map(|key| self.key_value(c, key)));
-            let rows = self
-                .db
-                .query_all_raw(q.build())
-                .await
-                .map_err(db_err(format!("reading rows of {}", c.name)))?;
-            for r in &rows {
-                out.push(self.decode_local(c, r)?);
-            }
-        }
-        Ok(out)
+        self.rows_in(&self.db, c, keys).await
     }
 
     async fn bases(&self, c: &CollectionConfig, keys: &[Key]) -> Result<HashMap<Key, Base>> {
@@ -1302,96 +1413,14 @@ impl Store for SqlStore {
             return Ok(0);
         }
         let tx = self.begin_write("starting a transaction").await?;
-        let mut applied = 0;
-        // Keys move first: the other operations name rows by their new keys.
-        let (rekeys, ops): (Vec<&RowOp>, Vec<&RowOp>) = changes
-            .ops
-            .iter()
-            .partition(|op| matches!(op, RowOp::Rekey { .. }));
-        for op in rekeys {
-            if let RowOp::Rekey {
-                from,
-                to,
-                references,
-            } = op
-            {
-                self.rekey(&tx, c, from, to, references).await?;
-                applied += 1;
-            }
-        }
-        // Pulled rows go in multi-row statements; the rest one by one, in order.
-        let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) =
-            ops.into_iter().partition(|op| matches!(op, RowOp::Pull(_)));
-        let pulled: Vec<RemoteRow> = pulled
-            .into_iter()
-            .filter_map(|op| match op {
-                RowOp::Pull(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect();
-        if !pulled.is_empty() {
-            self.upsert_pulled(&tx, c, &pulled).await?;
-            applied += pulled.len();
-        }
-        // Acknowledged pushes are settled in multi-row statements too.
-        let mut acks = Vec::new();
-        let mut rest = Vec::new();
-        for op in others {
-            match op {
-                RowOp::Settle {
-                    key,
-                    change_key,
-                    stamp,
-                    data: None,
-                } => acks.push(Ack {
-                    key,
-                    change_key,
-                    stamp: *stamp,
-                }),
-                other => rest.push(other),
-            }
-        }
-        if !acks.is_empty() {
-            applied += self.settle_acknowledged(&tx, c, &acks).await?;
-        }
-        for op in rest {
-            let done = self.apply_op(&tx, c, op).await?;
-            if changes.atomic && !done {
-                // Dropping the transaction rolls it back: nothing of these changes is kept.
-                return Err(engine::Error::Store(StoreError::with_kind(
-                    StoreErrorKind::Changed,
-                    format!(
-                        "collection {}: a row changed while the change to it was prepared; nothing was written",
-                        c.name
-                    ),
-                )));
-            }
-            applied += usize::from(done);
-        }
-        for record in &changes.records {
-            self.insert_record(&tx, record).await?;
-        }
-        for close in &changes.closes {
-            let mut q = Sql::new(self.backend());
-            q.push("UPDATE \"_deltasync_conflict\" SET resolution = ")
-                .bind(SqlValue::from(close.resolution.as_str()))
-                .push(", resolved_at = ")
-                .bind(SqlValue::from(time_text(Utc::now())));
-            if let Some(local) = &close.local {
-                let text = local.as_ref().map(|l| Value::Object(l.clone()).to_string());
-                q.push(", local = ").bind(SqlValue::String(text));
-            }
-            q.push(" WHERE id = ")
-                .bind(SqlValue::BigInt(Some(close.id)));
-            tx.execute_raw(q.build())
-                .await
-                .map_err(db_err("closing a conflict"))?;
-        }
-        if let Some(cp) = &changes.checkpoint {
-            self.save_checkpoint(&tx, c, cp).await?;
-        }
+        let applied = self.apply_in(&tx, c, changes).await?;
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(applied)
+    }
+
+    async fn begin(&self) -> Result<SqlBatch> {
+        let tx = self.begin_write("starting a transaction").await?;
+        Ok(SqlBatch::new(self.clone(), tx))
     }
 
     async fn conflicts(&self, open_only: bool) -> Result<Vec<ConflictRecord>> {

@@ -17,6 +17,7 @@
 //!
 //! Only [`sync`] and [`service`] await; everything it decides comes from the pure modules, which never do IO.
 
+pub mod commit;
 pub mod conflict;
 pub mod cursor;
 pub mod decide;

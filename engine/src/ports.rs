@@ -501,8 +501,37 @@ impl std::fmt::Debug for Lease {
     }
 }
 
+/// A write transaction a long pull keeps open across pages, so that rows commit in large
+/// groups rather than one page at a time. What it applies is seen by its own reads at once
+/// and by everyone else at [`Batch::commit`]; dropping it rolls back what was not committed,
+/// checkpoints included. While it is open, other writers to the local database wait.
+pub trait Batch: Send + Sync {
+    /// The local rows among `keys` as this transaction sees them (absent keys are left out).
+    fn rows(
+        &self,
+        collection: &CollectionConfig,
+        keys: &[Key],
+    ) -> impl Future<Output = Result<Vec<LocalRow>>> + Send;
+
+    /// Applies `changes` inside this transaction, like [`Store::apply`] without the commit.
+    fn apply(
+        &self,
+        collection: &CollectionConfig,
+        changes: Changes,
+    ) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Makes everything applied durable and visible, as one transaction.
+    fn commit(self) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// What the engine needs from the local database.
 pub trait Store: Send + Sync {
+    /// The store's open write transaction.
+    type Batch: Batch;
+
+    /// Opens a write transaction, waiting for other writers to finish theirs.
+    fn begin(&self) -> impl Future<Output = Result<Self::Batch>> + Send;
+
     /// Until `stop`, sends on `notices` the collection of each write that another
     /// connection (another process, plain SQL) makes to a collection table, leaving a row
     /// pending. Cheap while nothing happens. A store that cannot tell returns an error at

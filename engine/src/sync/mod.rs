@@ -19,6 +19,7 @@ use serde_json::Value;
 use tracing::field::Empty;
 use tracing::{Instrument, Span, info, info_span, warn};
 
+use crate::commit::CommitPolicy;
 use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for};
 use crate::cursor::{Lane, PageOutcome, page_outcome, page_request, settle};
 use crate::decide;
@@ -192,6 +193,8 @@ pub struct Engine<S, R> {
     progress: tokio::sync::broadcast::Sender<Progress>,
     /// Whether pulls count their rows first, for [`Progress::total`].
     count_totals: std::sync::atomic::AtomicBool,
+    /// When a pull's local transaction commits.
+    commits: CommitPolicy,
 }
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -217,7 +220,15 @@ impl<S: Store, R: Remote> Engine<S, R> {
             local_writes: tokio::sync::broadcast::channel(LOCAL_WRITE_BACKLOG).0,
             progress: tokio::sync::broadcast::channel(PROGRESS_BACKLOG).0,
             count_totals: Default::default(),
+            commits: CommitPolicy::default(),
         })
+    }
+
+    /// Sets when a pull's local transaction commits (by default after a second or 50,000
+    /// rows, and at the end of the pull).
+    pub fn with_commit_policy(mut self, commits: CommitPolicy) -> Self {
+        self.commits = commits;
+        self
     }
 
     /// Progress of pushes and pulls from now on. A receiver that falls behind skips notices;

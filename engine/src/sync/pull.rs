@@ -3,8 +3,12 @@
 //! Owns the paging loop and the checkpoint it advances with the rows. The cursor decisions
 //! live in [`crate::cursor`], the per-row ones in [`crate::plan`].
 
+use std::future::Future;
+
 use super::read::invalid_record;
 use super::*;
+use crate::cursor::PageRequest;
+use crate::ports::{Batch, RawPage};
 
 impl<S: Store, R: Remote> Engine<S, R> {
     pub(super) async fn pull(
@@ -45,19 +49,31 @@ impl<S: Store, R: Remote> Engine<S, R> {
             None
         };
         let mut read = 0u64;
-        // The next page, fetched while the previous one was applied.
+        // The local transaction the pages go into, committed now and then (see
+        // [`crate::commit`]); dropping it on an error rolls back what it did not commit.
+        let mut open: Option<Open<S::Batch>> = None;
+        // The next page, fetched while the previous one was written.
         let mut prefetched = None;
         loop {
             let request = page_request(lane, &position, c.page_size);
-            let page = match prefetched.take() {
-                Some(page) => page,
-                None => self.remote.page(c, &request, &fields).await?,
+            let fetched = match prefetched.take() {
+                Some(fetched) => fetched,
+                None => self.fetch(c, &request, &fields, archive).await,
+            };
+            let Fetched {
+                page,
+                rows,
+                invalid,
+                archived,
+            } = match fetched {
+                Ok(fetched) => fetched,
+                // What was written so far is whole, checkpoint included: keep it.
+                Err(e) => return commit(open).await.and(Err(e)),
             };
             let server_now = page
                 .server_date
                 .unwrap_or_else(|| Utc::now() + self.remote.clock_skew());
             settled.get_or_insert(Stamp(server_now - overlap));
-            let (rows, invalid, archived) = decode_page(c, &page.rows, archive);
             let (rows, next, done) = match page_outcome(&position, &request, rows, page.rows.len())
             {
                 PageOutcome::Advance { rows, next, done } => (rows, next, done),
@@ -82,7 +98,22 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 .map(|r| r.key.clone())
                 .chain(ours.values().cloned())
                 .collect();
-            let locals = self.locals_by_key(c, &keys).await?;
+            let batch = match &mut open {
+                Some(batch) => batch,
+                None => open.insert(Open {
+                    batch: self.store.begin().await?,
+                    since: Instant::now(),
+                    rows: 0,
+                }),
+            };
+            // Read inside the transaction, which sees the pages written before this one.
+            let locals: HashMap<Key, LocalRow> = batch
+                .batch
+                .rows(c, &keys)
+                .await?
+                .into_iter()
+                .map(|l| (l.key.clone(), l))
+                .collect();
             let mut changes = Changes::default();
             for row in rows {
                 if let Some(temporary) = ours.get(&row.key)
@@ -127,18 +158,94 @@ impl<S: Store, R: Remote> Engine<S, R> {
             };
             checkpoint.set_position(lane, position.clone());
             changes.checkpoint = Some(checkpoint.clone());
+            batch.rows += changes.ops.len();
             if done {
-                return self.store.apply(c, changes).await.map(drop);
+                batch.batch.apply(c, changes).await?;
+                return commit(open).await;
             }
-            // Fetching and applying overlap: the next request depends only on the position.
+            // Writing and fetching overlap: the next request depends only on the position.
             let next = page_request(lane, &position, c.page_size);
-            let (applied, page) = futures::join!(
-                self.store.apply(c, changes),
-                self.remote.page(c, &next, &fields)
-            );
-            applied?;
-            prefetched = Some(page?);
+            let (written, fetched) = self
+                .write_while_fetching(c, &mut open, changes, self.fetch(c, &next, &fields, archive))
+                .await;
+            written?;
+            prefetched = Some(fetched);
         }
+    }
+
+    /// Reads a page and decodes it.
+    async fn fetch(
+        &self,
+        c: &CollectionConfig,
+        request: &PageRequest,
+        fields: &[String],
+        archive: Option<(&str, &Value)>,
+    ) -> Result<Fetched> {
+        let page = self.remote.page(c, request, fields).await?;
+        let (rows, invalid, archived) = decode_page(c, &page.rows, archive);
+        Ok(Fetched {
+            page,
+            rows,
+            invalid,
+            archived,
+        })
+    }
+
+    /// Writes `changes` into the open transaction while `fetch` reads the next page, and
+    /// commits when [`CommitPolicy`](crate::commit::CommitPolicy) says so: right after the
+    /// write when it is due, or once its time is up while the next page is still on its way,
+    /// so that a slow server never keeps other writers waiting.
+    async fn write_while_fetching<T>(
+        &self,
+        c: &CollectionConfig,
+        open: &mut Option<Open<S::Batch>>,
+        changes: Changes,
+        fetch: impl Future<Output = T>,
+    ) -> (Result<()>, T) {
+        let (fetched_tx, fetched_rx) = tokio::sync::oneshot::channel::<()>();
+        let fetch = async {
+            let fetched = fetch.await;
+            let _ = fetched_tx.send(());
+            fetched
+        };
+        let write = async {
+            let Some(batch) = open.as_ref() else {
+                return Ok(());
+            };
+            batch.batch.apply(c, changes).await?;
+            let policy = self.commits;
+            if !policy.due(batch.since.elapsed(), batch.rows) {
+                let left = policy.left(batch.since.elapsed());
+                if tokio::time::timeout(left, fetched_rx).await.is_ok() {
+                    return Ok(());
+                }
+            }
+            commit(open.take()).await
+        };
+        futures::join!(write, fetch)
+    }
+}
+
+/// A page as read and decoded.
+struct Fetched {
+    page: RawPage,
+    rows: Vec<RemoteRow>,
+    invalid: HashMap<Key, RowError>,
+    archived: HashSet<Key>,
+}
+
+/// The transaction a pull writes into, with when it began and what it carries.
+struct Open<B> {
+    batch: B,
+    since: Instant,
+    rows: usize,
+}
+
+/// Commits `open`, if there is one.
+async fn commit<B: Batch>(open: Option<Open<B>>) -> Result<()> {
+    match open {
+        Some(open) => open.batch.commit().await,
+        None => Ok(()),
     }
 }
 
@@ -148,14 +255,10 @@ fn decode_page(
     c: &CollectionConfig,
     raw_rows: &[Value],
     archive: Option<(&str, &Value)>,
-) -> (
-    Vec<RemoteRow>,
-    HashMap<Key, RowError>,
-    std::collections::HashSet<Key>,
-) {
+) -> (Vec<RemoteRow>, HashMap<Key, RowError>, HashSet<Key>) {
     let mut rows = Vec::with_capacity(raw_rows.len());
     let mut invalid = HashMap::new();
-    let mut archived = std::collections::HashSet::new();
+    let mut archived = HashSet::new();
     for raw in raw_rows {
         match remote_row(c, raw) {
             Ok(row) => {
