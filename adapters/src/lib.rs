@@ -11,8 +11,8 @@
 //!
 //! The engine never sees reqwest or sea-orm; these types are all it gets.
 
-pub mod directus;
 mod batch;
+pub mod directus;
 mod lease;
 mod query;
 mod realtime;
@@ -20,8 +20,8 @@ pub mod sql;
 pub mod store;
 pub mod watch;
 
-pub use directus::DirectusClient;
 pub use batch::SqlBatch;
+pub use directus::DirectusClient;
 pub use store::SqlStore;
 
 /// Failures setting up an adapter (failures during sync are [`engine::Error`]s).

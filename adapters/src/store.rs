@@ -44,7 +44,9 @@ pub struct SqlStore {
 
 type Result<T, E = engine::Error> = std::result::Result<T, E>;
 
-pub(crate) fn db_err(context: impl std::fmt::Display) -> impl FnOnce(sea_orm::DbErr) -> engine::Error {
+pub(crate) fn db_err(
+    context: impl std::fmt::Display,
+) -> impl FnOnce(sea_orm::DbErr) -> engine::Error {
     move |e| {
         engine::Error::Store(StoreError {
             kind: store_error_kind(&e),

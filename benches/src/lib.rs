@@ -12,7 +12,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+mod bare;
 pub mod measure;
+
+pub use bare::{BareInsert, Shape, bare_insert};
 
 /// One author per this many posts.
 pub const POSTS_PER_AUTHOR: usize = 100;
@@ -269,143 +272,55 @@ pub fn admin_client(url: &str, token: &str) -> Result<DirectusClient, Error> {
     DirectusClient::new(&config).map_err(|e| Error::Client(e.to_string()))
 }
 
-/// How [`bare_insert`] writes: the knobs that decide how fast a plain insert can go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BareInsert {
-    /// Rows per transaction.
-    pub rows_per_transaction: usize,
-    /// SQLite's page cache in KiB (`PRAGMA cache_size = -N`); `None`: SQLite's default.
-    pub cache_kib: Option<u32>,
-    /// Rows per `INSERT` statement; `None`: as many as the bind limit allows.
-    pub rows_per_statement: Option<usize>,
+/// What an application writing beside a sync saw: how many writes it made and the longest
+/// one took, waiting for the sync's transactions included.
+#[derive(Debug, Clone, Copy)]
+pub struct AppWrites {
+    pub writes: usize,
+    pub longest: Duration,
 }
 
-impl BareInsert {
-    /// The settings the sweep (`e2e bare`) found fastest on SQLite: the bare insert a sync
-    /// is compared with.
-    pub const BEST: BareInsert = BareInsert {
-        rows_per_transaction: 100_000,
-        cache_kib: Some(262_144),
-        rows_per_statement: None,
-    };
-
-    /// The settings `e2e bare` tries. (One row per statement was tried too and dropped: 4 to 8
-    /// times slower than any multi-row shape through this driver.)
-    pub fn sweep() -> Vec<BareInsert> {
-        let mut out = Vec::new();
-        for rows_per_transaction in [1_000, 20_000, 100_000] {
-            for cache_kib in [None, Some(65_536), Some(262_144)] {
-                for rows_per_statement in [None, Some(100), Some(500)] {
-                    out.push(BareInsert {
-                        rows_per_transaction,
-                        cache_kib,
-                        rows_per_statement,
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// As command-line words, for a child process: `TXN CACHE STATEMENT` (0 for `None`).
-    pub fn to_args(self) -> [String; 3] {
-        [
-            self.rows_per_transaction.to_string(),
-            self.cache_kib.unwrap_or(0).to_string(),
-            self.rows_per_statement.unwrap_or(0).to_string(),
-        ]
-    }
-
-    /// Reads [`BareInsert::to_args`].
-    pub fn from_args(args: &[String]) -> Result<BareInsert, String> {
-        let [txn, cache, statement] = args else {
-            return Err("TXN CACHE STATEMENT".to_owned());
-        };
-        let number = |s: &String| s.parse::<usize>().map_err(|e| format!("{s}: {e}"));
-        let some = |n: usize| (n > 0).then_some(n);
-        Ok(BareInsert {
-            rows_per_transaction: number(txn)?.max(1),
-            cache_kib: some(number(cache)?).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            rows_per_statement: some(number(statement)?),
-        })
-    }
-}
-
-/// Inserts a fixture's rows into a fresh table of the engine's shape (no triggers) in
-/// `database`, as `settings` say: the local limit a sync's apply is compared with. Returns
-/// the time the inserts took, generation excluded.
-pub async fn bare_insert(
-    database: &str,
-    fixture: &Fixture,
-    settings: BareInsert,
-) -> Result<Duration, Error> {
-    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+/// An application writing to the local database while a sync runs: an insert into a table
+/// of its own every `every`, until `stop` fires, on a connection with a busy timeout as the
+/// documentation asks. On SQLite every write waits for the sync's open transaction, whatever
+/// the table.
+pub async fn app_writes(
+    database: String,
+    every: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<AppWrites, Error> {
+    use sea_orm::{ConnectionTrait, Database};
     let db_error = |e: sea_orm::DbErr| Error::Local(e.to_string());
-    let url = if database.starts_with("sqlite:") && !database.contains('?') {
-        format!("{database}?mode=rwc")
-    } else {
-        database.to_owned()
-    };
-    // One connection, so that the settings below hold for every insert.
-    let mut options = sea_orm::ConnectOptions::new(url);
-    options.max_connections(1).sqlx_logging(false);
+    let mut options = sea_orm::ConnectOptions::new(database);
+    options
+        .max_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30))
+        });
     let db = Database::connect(options).await.map_err(db_error)?;
-    let backend = db.get_database_backend();
-    if backend == sea_orm::DbBackend::Sqlite {
-        // The engine's store runs SQLite in WAL mode with synchronous NORMAL, as here.
-        let mut pragmas = vec![
-            "PRAGMA journal_mode = WAL".to_owned(),
-            "PRAGMA synchronous = NORMAL".to_owned(),
-        ];
-        if let Some(kib) = settings.cache_kib {
-            pragmas.push(format!("PRAGMA cache_size = -{kib}"));
-        }
-        for pragma in pragmas {
-            db.execute_unprepared(&pragma).await.map_err(db_error)?;
-        }
-    }
-    let posts = collections().pop().expect("posts");
-    db.execute_unprepared(&adapters::sql::create_table(backend, &posts))
+    db.execute_unprepared("CREATE TABLE IF NOT EXISTS app_writes (at TEXT NOT NULL)")
         .await
         .map_err(db_error)?;
-    db.execute_unprepared(&adapters::sql::create_pending_index(&posts))
-        .await
-        .map_err(db_error)?;
-    let stamp = json!("2026-01-01T00:00:00.000Z");
-    let rows = fixture.post_rows(0..fixture.posts);
-    let mut columns = vec![adapters::sql::ident(&posts.primary_key)];
-    columns.extend(posts.fields.iter().map(|f| adapters::sql::ident(&f.name)));
-    columns.push(adapters::sql::ident(&posts.cursor));
-    columns.push("_sync_status".to_owned());
-    let per_statement = settings
-        .rows_per_statement
-        .unwrap_or_else(|| adapters::sql::rows_per_statement(backend, columns.len()));
-    let value =
-        |kind: FieldType, v: &Value| adapters::sql::to_sql(backend, kind, v).map_err(Error::Local);
-    let started = std::time::Instant::now();
-    for page in rows.chunks(settings.rows_per_transaction) {
-        let txn = db.begin().await.map_err(db_error)?;
-        for chunk in page.chunks(per_statement) {
-            let mut q = adapters::sql::Sql::new(backend);
-            q.push(&format!(
-                "INSERT INTO {} ({}) VALUES ",
-                adapters::sql::ident(&posts.table),
-                columns.join(", ")
-            ));
-            for (i, r) in chunk.iter().enumerate() {
-                q.push(if i == 0 { "(" } else { ", (" });
-                q.bind(value(FieldType::Uuid, &r["id"])?);
-                for f in &posts.fields {
-                    q.push(", ").bind(value(f.kind, &r[&f.name])?);
-                }
-                q.push(", ").bind(value(FieldType::Timestamp, &stamp)?);
-                q.push(", 'synced')");
-            }
-            txn.execute_raw(q.build()).await.map_err(db_error)?;
+    let mut seen = AppWrites {
+        writes: 0,
+        longest: Duration::ZERO,
+    };
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(seen),
+            _ = ticks.tick() => {}
         }
-        txn.commit().await.map_err(db_error)?;
+        let started = std::time::Instant::now();
+        db.execute_unprepared("INSERT INTO app_writes (at) VALUES ('now')")
+            .await
+            .map_err(db_error)?;
+        seen.writes += 1;
+        seen.longest = seen.longest.max(started.elapsed());
     }
-    Ok(started.elapsed())
 }
 
 /// Creates a fresh database on the PostgreSQL server of `admin` (a URL); returns its URL.

@@ -226,3 +226,118 @@ async fn a_sync_killed_at_any_request_loses_and_duplicates_nothing() {
         assert!(kills > TRIALS as usize / 2, "most kill points are reached");
     }
 }
+
+/// The rows of the local `articles` table, read on a connection of its own; `None` while the
+/// database or the table does not exist yet.
+async fn local_rows(url: &str) -> Option<i64> {
+    let db = Database::connect(url).await.ok()?;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM articles",
+        ))
+        .await
+        .ok()??;
+    row.try_get::<i64>("", "n").ok()
+}
+
+/// A pull writes its pages into a transaction that commits after a second. The server stalls
+/// mid-pull: the pages written before commit once the second is up, though the next page has
+/// not come. Once released, a few more pages go into a new transaction, and the process is
+/// killed before that one commits. Its pages are rolled back, the committed ones stay, and a
+/// clean sync reads again exactly the pages that did not commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_killed_inside_its_transaction_keeps_what_committed_and_reads_the_rest_again() {
+    let postgres = std::env::var("DELTASYNC_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let mut backends = vec![None];
+    backends.extend(postgres.as_deref().map(Some));
+    for backend in backends {
+        let label = backend.map_or("sqlite", |_| "postgres");
+        let server = refserver::start(Default::default()).await.unwrap();
+        let fields = [("title", FieldType::String)];
+        cli::demo::create_collection(&server, "articles", &fields)
+            .await
+            .unwrap();
+        let rows = (0..300)
+            .map(|i| row(json!({"title": format!("s{i}")})))
+            .collect();
+        server.state().insert("articles", rows).unwrap();
+        let proxy = std::sync::Arc::new(FaultProxy::start(&server.url(), 1, 0.0).await);
+        let dir = tempfile::tempdir().unwrap();
+        let url = database(&dir, backend).await;
+        let config = dir.path().join("deltasync.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "remote:\n  url: {}\n  token: {}\n  max_retries: 0\nlocal:\n  database: {url}\n\
+                 collections:\n  articles:\n    page_size: 10\n    fields: {{title: string}}\n",
+                proxy.url(),
+                server.admin_token(),
+            ),
+        )
+        .unwrap();
+
+        // The eighth request, a page past the first few, stalls until released.
+        let stalling = std::sync::Arc::downgrade(&proxy);
+        proxy.on_request(8, Moment::BeforeForward, move || {
+            stalling.upgrade().unwrap().set_stalled(true);
+        });
+        let mut child = Command::new(env!("CARGO_BIN_EXE_deltasync"))
+            .arg("-c")
+            .arg(&config)
+            .arg("sync")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let committed = loop {
+            if let Some(n @ 1..) = local_rows(&url).await {
+                break n;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "{label}: the pages before the stall never committed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(committed < 300, "{label}: not all committed: {committed}");
+
+        // Released, the pull goes on for three more pages; the fourth request kills it.
+        let pid = child.id().to_string();
+        proxy.on_request(4, Moment::BeforeForward, move || {
+            let _ = Command::new("kill")
+                .args(["-9", &pid])
+                .stderr(std::process::Stdio::null())
+                .status();
+        });
+        proxy.set_stalled(false);
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(!status.success(), "{label}: killed: {status:?}");
+        assert_eq!(
+            local_rows(&url).await,
+            Some(committed),
+            "{label}: the pages after the commit were rolled back"
+        );
+
+        let (code, text) = cli(&config, &["sync", "--json"]).await;
+        assert_eq!(code, Some(0), "{label}: {text}");
+        let report: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            report["collections"][0]["pulled"],
+            json!(300 - committed),
+            "{label}: what did not commit is read again, nothing more: {report}"
+        );
+        assert_eq!(local_rows(&url).await, Some(300), "{label}");
+        let (code, text) = cli(&config, &["verify"]).await;
+        assert_eq!(
+            code,
+            Some(0),
+            "{label}: local rows match the server: {text}"
+        );
+    }
+}

@@ -5,9 +5,11 @@
 //! e2e delta    [--rows N] [--changes N] [--db ..]  delta sync of N changed rows, then a no-op sync
 //! e2e push     [--rows N] [--changes N] [--db ..] [--updates distinct|alike]
 //!                                                  push of N local changes (creates, updates, deletes)
-//! e2e directus [--rows N]                          initial sync from a real Directus vs a plain page fetch
+//! e2e directus [--rows N] [--page-size N]          initial sync from a real Directus vs a plain page fetch
 //! e2e bare     [--rows N] [--db ..]                 the bare insert under each setting of the sweep
 //! ```
+//!
+//! `--page-size` sets the pull's rows per page (default 1,000) in every scenario.
 //!
 //! Each sync runs in a child process (this binary, re-executed), so that its wall time and
 //! peak RSS are its own; the reference server runs in this process and counts the requests.
@@ -29,7 +31,7 @@ use serde_json::{Value, json};
 const SEED: u64 = 42;
 
 /// The child's own arguments: `__sync URL DATABASE SUFFIX` and
-/// `__bare DATABASE ROWS TXN CACHE STATEMENT` (see `BareInsert::to_args`).
+/// `__bare DATABASE ROWS TXN CACHE STATEMENT SHAPE` (see `BareInsert::to_args`).
 const CHILD_SYNC: &str = "__sync";
 const CHILD_BARE: &str = "__bare";
 const TOKEN_VAR: &str = "DELTASYNC_BENCH_TOKEN";
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: e2e initial|delta|push|directus|bare [--rows N] [--changes N] \
-                     [--db sqlite|postgres] [--updates distinct|alike]";
+                     [--db sqlite|postgres] [--updates distinct|alike] [--page-size N]";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -73,6 +75,8 @@ struct Options {
     postgres: bool,
     /// Whether the pushed updates all change the same field to the same value.
     alike: bool,
+    /// Rows per page of the pull.
+    page_size: u32,
 }
 
 impl Options {
@@ -82,6 +86,7 @@ impl Options {
             changes: 1_000,
             postgres: false,
             alike: false,
+            page_size: schema::DEFAULT_PAGE_SIZE,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -97,6 +102,9 @@ impl Options {
             match flag.as_str() {
                 "--rows" => o.rows = number()?,
                 "--changes" => o.changes = number()?,
+                "--page-size" => {
+                    o.page_size = u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?
+                }
                 "--db" => {
                     o.postgres = match value.as_str() {
                         "sqlite" => false,
@@ -135,11 +143,23 @@ async fn run(scenario: &str, o: Options) -> Result<(), String> {
 
 async fn initial(o: &Options) -> Result<(), String> {
     let bench = Bench::start(o).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(benches::app_writes(
+        bench.database.clone(),
+        Duration::from_millis(20),
+        stopped,
+    ));
     let sync = bench.sync().await?;
+    let _ = stop.send(());
+    let app = writer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let rows = bench.fixture.posts + bench.fixture.authors();
     let bare = bench.bare().await?;
     let (url, token) = (bench.server.url(), bench.server.admin_token());
-    let fetch = plain_fetch(&url, token, &recorded_reads(&url, token, "").await?).await?;
+    let reads = recorded_reads(&url, token, "", o.page_size).await?;
+    let fetch = plain_fetch(&url, token, &reads).await?;
     emit(json!({
         "scenario": "initial",
         "db": bench.db_label(),
@@ -153,26 +173,31 @@ async fn initial(o: &Options) -> Result<(), String> {
         "ratio_to_bare_insert": (rows as f64 / sync.wall.as_secs_f64())
             / (bench.fixture.posts as f64 / bare.as_secs_f64()),
         "plain_fetch_s": secs(fetch),
+        "app_writes": app.writes,
+        "app_write_longest_ms": app.longest.as_secs_f64() * 1000.0,
     }));
     Ok(())
 }
 
 /// The bare insert under every setting of the sweep, each into a fresh database.
 async fn bare(o: &Options) -> Result<(), String> {
-    for settings in BareInsert::sweep() {
-        if o.postgres && settings.cache_kib.is_some() {
-            continue;
-        }
+    let sweep = if o.postgres {
+        BareInsert::sweep_postgres()
+    } else {
+        BareInsert::sweep()
+    };
+    for settings in sweep {
         let took = bare_in_child(o.postgres, o.rows, settings).await?;
-        emit(json!({
+        let mut result = json!({
             "scenario": "bare",
             "db": if o.postgres { "postgres" } else { "sqlite" },
             "rows": o.rows,
-            "rows_per_transaction": settings.rows_per_transaction,
-            "cache_kib": settings.cache_kib,
-            "rows_per_statement": settings.rows_per_statement,
             "rows_per_s": per_s(o.rows, took),
-        }));
+        });
+        if let (Some(line), Value::Object(knobs)) = (result.as_object_mut(), settings.describe()) {
+            line.extend(knobs);
+        }
+        emit(result);
     }
     Ok(())
 }
@@ -234,9 +259,9 @@ async fn directus(o: &Options) -> Result<(), String> {
     let outcome = async {
         let dir = tempdir()?;
         let database = sqlite_url(&dir);
-        let sync = sync_child(&url, &token, &database, &suffix).await?;
-        let fetch =
-            plain_fetch(&url, &token, &recorded_reads(&url, &token, &suffix).await?).await?;
+        let sync = sync_child(&url, &token, &database, &suffix, o.page_size).await?;
+        let reads = recorded_reads(&url, &token, &suffix, o.page_size).await?;
+        let fetch = plain_fetch(&url, &token, &reads).await?;
         let rows = fixture.posts + fixture.authors();
         emit(json!({
             "scenario": "directus",
@@ -268,10 +293,15 @@ async fn directus(o: &Options) -> Result<(), String> {
 
 /// The GET requests an initial sync sends, recorded by a proxy in front of `url` during a
 /// sync into a fresh database.
-async fn recorded_reads(url: &str, token: &str, suffix: &str) -> Result<Vec<String>, String> {
+async fn recorded_reads(
+    url: &str,
+    token: &str,
+    suffix: &str,
+    page_size: u32,
+) -> Result<Vec<String>, String> {
     let proxy = refserver::proxy::FaultProxy::start(url, 0, 0.0).await;
     let dir = tempdir()?;
-    sync_child(&proxy.url(), token, &sqlite_url(&dir), suffix).await?;
+    sync_child(&proxy.url(), token, &sqlite_url(&dir), suffix, page_size).await?;
     Ok(proxy
         .log()
         .into_iter()
@@ -307,6 +337,7 @@ struct Bench {
     fixture: Fixture,
     database: String,
     postgres: bool,
+    page_size: u32,
     _dir: TempDir,
 }
 
@@ -336,6 +367,7 @@ impl Bench {
             fixture,
             database,
             postgres: o.postgres,
+            page_size: o.page_size,
             _dir: dir,
         })
     }
@@ -352,6 +384,7 @@ impl Bench {
             self.server.admin_token(),
             &self.database,
             "",
+            self.page_size,
         )
         .await?;
         run.requests = self.server.state().stats().total;
@@ -362,7 +395,12 @@ impl Bench {
     /// shape, a transaction per page: the local limit. Returns the insert time.
     /// The bare insert of the fixture's posts, with the best settings found.
     async fn bare(&self) -> Result<Duration, String> {
-        bare_in_child(self.postgres, self.fixture.posts, BareInsert::BEST).await
+        let best = if self.postgres {
+            BareInsert::BEST_POSTGRES
+        } else {
+            BareInsert::BEST
+        };
+        bare_in_child(self.postgres, self.fixture.posts, best).await
     }
 
     /// Applies one batch update on the server: the changed rows share one stamp.
@@ -395,6 +433,7 @@ impl Bench {
             self.server.admin_token(),
             &self.database,
             "",
+            self.page_size,
         ))
         .await
         .map_err(|e| e.to_string())?;
@@ -430,8 +469,12 @@ impl Bench {
     }
 }
 
-fn config(url: &str, token: &str, database: &str, suffix: &str) -> Config {
-    Config::new(url, token, database, collections_named(suffix))
+fn config(url: &str, token: &str, database: &str, suffix: &str, page_size: u32) -> Config {
+    let mut collections = collections_named(suffix);
+    for c in &mut collections {
+        c.page_size = page_size;
+    }
+    Config::new(url, token, database, collections)
 }
 
 async fn sync_child(
@@ -439,8 +482,10 @@ async fn sync_child(
     token: &str,
     database: &str,
     suffix: &str,
+    page_size: u32,
 ) -> Result<ChildRun, String> {
-    let out = child(&[CHILD_SYNC, url, database, suffix], token).await?;
+    let page_size = page_size.to_string();
+    let out = child(&[CHILD_SYNC, url, database, suffix, &page_size], token).await?;
     let report: Value = serde_json::from_str(out.stdout.trim())
         .map_err(|e| format!("sync output: {e}: {}", out.stdout))?;
     if report["failed"] == json!(true) {
@@ -458,9 +503,10 @@ async fn sync_child(
 
 /// The child side of [`sync_child`]: one sync, its report as JSON on stdout.
 async fn child_sync(args: &[String]) -> Result<(), String> {
-    let [url, database, suffix] = args else {
-        return Err("__sync URL DATABASE SUFFIX".to_owned());
+    let [url, database, suffix, page_size] = args else {
+        return Err("__sync URL DATABASE SUFFIX PAGE_SIZE".to_owned());
     };
+    let page_size: u32 = page_size.parse().map_err(|e| format!("page size: {e}"))?;
     let token = std::env::var(TOKEN_VAR).map_err(|_| format!("{TOKEN_VAR} is not set"))?;
     if let Ok(filter) = std::env::var("RUST_LOG") {
         // The sync's spans and phase timings, for finding where a run spends its time.
@@ -469,7 +515,7 @@ async fn child_sync(args: &[String]) -> Result<(), String> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let replica = deltasync::open(config(url, &token, database, suffix))
+    let replica = deltasync::open(config(url, &token, database, suffix, page_size))
         .await
         .map_err(|e| e.to_string())?;
     let report = replica.sync(None).await.map_err(|e| e.to_string())?;
@@ -493,10 +539,12 @@ async fn bare_in_child(
     } else {
         sqlite_url(&dir)
     };
-    let [txn, cache, statement] = settings.to_args();
+    let [txn, cache, statement, shape] = settings.to_args();
     let rows = rows.to_string();
     let out = child(
-        &[CHILD_BARE, &database, &rows, &txn, &cache, &statement],
+        &[
+            CHILD_BARE, &database, &rows, &txn, &cache, &statement, &shape,
+        ],
         "",
     )
     .await?;
@@ -511,7 +559,7 @@ async fn bare_in_child(
 /// The child side of [`bare_in_child`]: prints the milliseconds the inserts took.
 async fn child_bare(args: &[String]) -> Result<(), String> {
     let [database, rows, settings @ ..] = args else {
-        return Err("__bare DATABASE ROWS TXN CACHE STATEMENT".to_owned());
+        return Err("__bare DATABASE ROWS TXN CACHE STATEMENT SHAPE".to_owned());
     };
     let rows: usize = rows.parse().map_err(|e| format!("{e}"))?;
     let settings = BareInsert::from_args(settings)?;

@@ -166,7 +166,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
             // Writing and fetching overlap: the next request depends only on the position.
             let next = page_request(lane, &position, c.page_size);
             let (written, fetched) = self
-                .write_while_fetching(c, &mut open, changes, self.fetch(c, &next, &fields, archive))
+                .write_while_fetching(
+                    c,
+                    &mut open,
+                    changes,
+                    self.fetch(c, &next, &fields, archive),
+                )
                 .await;
             written?;
             prefetched = Some(fetched);
