@@ -42,6 +42,8 @@ impl Batch for SqlBatch {
         self.tx
             .commit()
             .await
-            .map_err(crate::store::db_err("committing"))
+            .map_err(crate::store::db_err("committing"))?;
+        self.store.committed();
+        Ok(())
     }
 }

@@ -30,6 +30,9 @@ use tracing::{debug, warn};
 
 use crate::query::{self, ListQuery};
 
+/// Answers at least this large are parsed off the caller's thread.
+const PARSE_APART_BYTES: usize = 64 * 1024;
+
 /// A Directus server, as the engine's [`Remote`].
 #[derive(Debug)]
 pub struct DirectusClient {
@@ -202,17 +205,24 @@ impl DirectusClient {
             retry_after: None,
         })?;
         if status.is_success() {
-            let body = if bytes.is_empty() {
-                Value::Null
+            let parsed = if bytes.is_empty() {
+                Ok(Value::Null)
+            } else if bytes.len() < PARSE_APART_BYTES {
+                serde_json::from_slice(&bytes)
             } else {
-                serde_json::from_slice(&bytes).map_err(|e| Attempt {
-                    error: RemoteError::new(
-                        RemoteErrorKind::Protocol,
-                        format!("{method} {path}: response is not JSON: {e}"),
-                    ),
-                    retry_after: None,
-                })?
+                // A page of a large pull: parsed on a thread of its own, beside the writing
+                // of the page before.
+                tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
             };
+            let body = parsed.map_err(|e| Attempt {
+                error: RemoteError::new(
+                    RemoteErrorKind::Protocol,
+                    format!("{method} {path}: response is not JSON: {e}"),
+                ),
+                retry_after: None,
+            })?;
             return Ok(Answer { body, date });
         }
         Err(Attempt {

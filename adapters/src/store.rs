@@ -5,7 +5,7 @@
 //! sync: it carries out [`RowOp`]s with the guards they name.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use engine::conflict::{ConflictKind, Resolution};
@@ -40,9 +40,15 @@ struct Ack<'a> {
 pub struct SqlStore {
     db: DatabaseConnection,
     leases: std::sync::Arc<Leases>,
+    /// When the last [`SqlBatch`] committed, on SQLite (see [`SqlStore::begin`]).
+    last_commit: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 type Result<T, E = engine::Error> = std::result::Result<T, E>;
+
+/// How long a pull leaves the SQLite write lock free after each commit of its transaction:
+/// longer than SQLite's busy handler sleeps between tries.
+const WRITER_TURN: Duration = Duration::from_millis(110);
 
 pub(crate) fn db_err(
     context: impl std::fmt::Display,
@@ -114,6 +120,7 @@ impl SqlStore {
         Ok(SqlStore {
             db,
             leases: std::sync::Arc::new(leases),
+            last_commit: Default::default(),
         })
     }
 
@@ -158,6 +165,11 @@ impl SqlStore {
         Ok(out)
     }
 
+    /// Notes that a [`SqlBatch`] committed just now.
+    pub(crate) fn committed(&self) {
+        *self.last_commit.lock().expect("commit time") = Some(Instant::now());
+    }
+
     /// Carries out `changes` inside `tx`, without committing. An error leaves part of them
     /// done: the caller drops `tx`, which rolls them back.
     pub(crate) async fn apply_in(
@@ -186,10 +198,10 @@ impl SqlStore {
         // Pulled rows go in multi-row statements; the rest one by one, in order.
         let (pulled, others): (Vec<&RowOp>, Vec<&RowOp>) =
             ops.into_iter().partition(|op| matches!(op, RowOp::Pull(_)));
-        let pulled: Vec<RemoteRow> = pulled
+        let pulled: Vec<&RemoteRow> = pulled
             .into_iter()
             .filter_map(|op| match op {
-                RowOp::Pull(r) => Some(r.clone()),
+                RowOp::Pull(r) => Some(r),
                 _ => None,
             })
             .collect();
@@ -587,7 +599,7 @@ impl SqlStore {
         &self,
         tx: &impl ConnectionTrait,
         c: &CollectionConfig,
-        rows: &[RemoteRow],
+        rows: &[&RemoteRow],
     ) -> Result<()> {
         let backend = self.backend();
         let mut columns = vec![ident(&c.primary_key)];
@@ -833,7 +845,7 @@ impl SqlStore {
         };
         match op {
             RowOp::Pull(row) => {
-                self.upsert_pulled(tx, c, std::slice::from_ref(row)).await?;
+                self.upsert_pulled(tx, c, &[row]).await?;
                 Ok(true)
             }
             RowOp::Settle {
@@ -1421,6 +1433,19 @@ impl Store for SqlStore {
     }
 
     async fn begin(&self) -> Result<SqlBatch> {
+        if self.backend() == DbBackend::Sqlite {
+            // SQLite does not queue writers: one waiting for the lock polls, sleeping up to
+            // 100 ms between tries, and a pull that began its next transaction right after
+            // committing would keep it out again and again. A pause after each commit lets
+            // it in; see the bound in docs/sync-protocol.md.
+            let committed = *self.last_commit.lock().expect("commit time");
+            if let Some(pause) = committed
+                .map(|at| (at + WRITER_TURN).saturating_duration_since(Instant::now()))
+                .filter(|pause| !pause.is_zero())
+            {
+                tokio::time::sleep(pause).await;
+            }
+        }
         let tx = self.begin_write("starting a transaction").await?;
         Ok(SqlBatch::new(self.clone(), tx))
     }

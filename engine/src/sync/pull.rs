@@ -37,7 +37,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
         checkpoint: &mut Checkpoint,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let archive = archive_of(c);
         let fields = read_fields(c);
         let overlap = chrono::Duration::seconds(i64::from(c.overlap_seconds));
         let mut settled: Option<Stamp> = None;
@@ -58,23 +57,24 @@ impl<S: Store, R: Remote> Engine<S, R> {
             let request = page_request(lane, &position, c.page_size);
             let fetched = match prefetched.take() {
                 Some(fetched) => fetched,
-                None => self.fetch(c, &request, &fields, archive).await,
+                None => self.fetch(c, &request, &fields).await,
             };
             let Fetched {
-                page,
+                server_date,
+                read: page_len,
                 rows,
                 invalid,
                 archived,
+                ours,
             } = match fetched {
                 Ok(fetched) => fetched,
                 // What was written so far is whole, checkpoint included: keep it.
                 Err(e) => return commit(open).await.and(Err(e)),
             };
-            let server_now = page
-                .server_date
+            let server_now = server_date
                 .unwrap_or_else(|| Utc::now() + self.remote.clock_skew());
             settled.get_or_insert(Stamp(server_now - overlap));
-            let (rows, next, done) = match page_outcome(&position, &request, rows, page.rows.len())
+            let (rows, next, done) = match page_outcome(&position, &request, rows, page_len)
             {
                 PageOutcome::Advance { rows, next, done } => (rows, next, done),
                 PageOutcome::AnchorLost { restart } => {
@@ -83,16 +83,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     continue;
                 }
             };
-            // Rows this replica created whose create's answer was lost are recognised and
-            // taken.
-            let ours: HashMap<Key, Key> = page
-                .rows
-                .iter()
-                .filter_map(|raw| {
-                    let temporary = server_keys::created_here(&self.replica, c, raw)?;
-                    Some((raw.get(&c.primary_key).and_then(key_from_json)?, temporary))
-                })
-                .collect();
             let keys: Vec<Key> = rows
                 .iter()
                 .map(|r| r.key.clone())
@@ -149,7 +139,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     None => {}
                 }
             }
-            read += page.rows.len() as u64;
+            read += page_len as u64;
             self.report_progress(&c.name, ProgressPhase::Pull, read, total);
             position = if done {
                 settle(&next, settled.expect("set on the first page"))
@@ -170,7 +160,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     c,
                     &mut open,
                     changes,
-                    self.fetch(c, &next, &fields, archive),
+                    self.fetch(c, &next, &fields),
                 )
                 .await;
             written?;
@@ -178,22 +168,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
         }
     }
 
-    /// Reads a page and decodes it.
+    /// Reads a page and decodes it, on a thread of its own: decoding is the pull's heaviest
+    /// work on this side, and so it overlaps the writing of the page before.
     async fn fetch(
         &self,
         c: &CollectionConfig,
         request: &PageRequest,
         fields: &[String],
-        archive: Option<(&str, &Value)>,
     ) -> Result<Fetched> {
         let page = self.remote.page(c, request, fields).await?;
-        let (rows, invalid, archived) = decode_page(c, &page.rows, archive);
-        Ok(Fetched {
-            page,
-            rows,
-            invalid,
-            archived,
-        })
+        let (c, replica) = (c.clone(), self.replica.clone());
+        Ok(
+            tokio::task::spawn_blocking(move || Fetched::decode(&c, &replica, page))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+        )
     }
 
     /// Writes `changes` into the open transaction while `fetch` reads the next page, and
@@ -233,10 +222,40 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
 /// A page as read and decoded.
 struct Fetched {
-    page: RawPage,
+    server_date: Option<chrono::DateTime<Utc>>,
+    /// How many rows the server sent.
+    read: usize,
+    /// Rows for the cursor, with their data when valid.
     rows: Vec<RemoteRow>,
+    /// The errors of rows that did not fit.
     invalid: HashMap<Key, RowError>,
+    /// The keys of archived rows.
     archived: HashSet<Key>,
+    /// Rows this replica created whose create's answer was lost, to be recognised and taken:
+    /// their server keys and the temporary keys they had here.
+    ours: HashMap<Key, Key>,
+}
+
+impl Fetched {
+    fn decode(c: &CollectionConfig, replica: &str, page: RawPage) -> Fetched {
+        let (rows, invalid, archived) = decode_page(c, &page.rows, archive_of(c));
+        let ours = page
+            .rows
+            .iter()
+            .filter_map(|raw| {
+                let temporary = server_keys::created_here(replica, c, raw)?;
+                Some((raw.get(&c.primary_key).and_then(key_from_json)?, temporary))
+            })
+            .collect();
+        Fetched {
+            server_date: page.server_date,
+            read: page.rows.len(),
+            rows,
+            invalid,
+            archived,
+            ours,
+        }
+    }
 }
 
 /// The transaction a pull writes into, with when it began and what it carries.
