@@ -145,15 +145,26 @@ impl SqlStore {
         keys: &[Key],
     ) -> Result<Vec<LocalRow>> {
         let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1)) {
+        for chunk in sql::key_chunks(self.backend(), keys) {
             let mut q = Sql::new(self.backend());
             q.push(&format!(
-                "SELECT {} FROM {} WHERE {} IN ",
+                "SELECT {} FROM {} WHERE {} ",
                 Self::select_list(c),
                 ident(&c.table),
                 ident(&c.primary_key)
-            ))
-            .bind_list(chunk.iter().map(|key| self.key_value(c, key)));
+            ));
+            if self.backend() == DbBackend::Postgres {
+                // One array, not a parameter per key: cheap to parse and plan.
+                let keys = chunk.iter().map(|key| Some(key.clone())).collect();
+                q.push("= ANY(")
+                    .bind(sql::text_array(keys))
+                    .push("::text[]::")
+                    .push(sql::key_column_type(DbBackend::Postgres, c.key_type))
+                    .push("[])");
+            } else {
+                q.push("IN ")
+                    .bind_list(chunk.iter().map(|key| self.key_value(c, key)));
+            }
             let rows = conn
                 .query_all_raw(q.build())
                 .await
@@ -616,6 +627,11 @@ impl SqlStore {
             .collect::<Vec<_>>()
             .join(", ");
         let table = ident(&c.table);
+        if backend == DbBackend::Postgres {
+            return self
+                .upsert_pulled_unnest(tx, c, rows, &columns, &updates)
+                .await;
+        }
         for chunk in rows.chunks(per_statement) {
             let mut q = Sql::new(backend);
             q.push(&format!(
@@ -636,6 +652,93 @@ impl SqlStore {
                 " ON CONFLICT ({pk}) DO UPDATE SET {updates}, {REV} = {table}.{REV} + 1 WHERE {table}.{STATUS} = 'synced'",
                 pk = ident(&c.primary_key)
             ));
+            tx.execute_raw(q.build())
+                .await
+                .map_err(db_err(format!("writing pulled rows of {}", c.name)))?;
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL form of [`SqlStore::upsert_pulled`]: one array of text per column,
+    /// unnested and cast back. A dozen parameters instead of one per value, so the statement
+    /// costs little to parse and plan whatever the page size.
+    async fn upsert_pulled_unnest(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        rows: &[&RemoteRow],
+        columns: &[String],
+        updates: &str,
+    ) -> Result<()> {
+        let mut types = vec![sql::key_column_type(DbBackend::Postgres, c.key_type)];
+        types.extend(
+            c.fields
+                .iter()
+                .map(|f| sql::column_type(DbBackend::Postgres, f.kind)),
+        );
+        types.push(sql::column_type(
+            DbBackend::Postgres,
+            schema::FieldType::Timestamp,
+        ));
+        let mut texts: Vec<Vec<Option<String>>> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(types.len());
+            values.push(self.key_value(c, &row.key));
+            for f in &c.fields {
+                values.push(self.field_value(c, &row.key, f, &row.data)?);
+            }
+            values.push(self.stamp_value(Some(row.stamp)));
+            texts.push(
+                values
+                    .into_iter()
+                    .map(sql::pg_text)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| {
+                        invalid_value(format!("collection {}, key {}: {e}", c.name, row.key))
+                    })?,
+            );
+        }
+        let casts = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("u.c{i}::{t}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let names = (0..types.len())
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = ident(&c.table);
+        let head = format!(
+            "INSERT INTO {table} ({}) SELECT {casts}, 'synced', NULL, NULL FROM UNNEST(",
+            columns.join(", ")
+        );
+        let tail = format!(
+            ") AS u({names}) ON CONFLICT ({pk}) DO UPDATE SET {updates}, {REV} = {table}.{REV} + 1 WHERE {table}.{STATUS} = 'synced'",
+            pk = ident(&c.primary_key)
+        );
+        // Each value costs its text and a length word.
+        let costs = texts.iter().map(|row| {
+            row.iter()
+                .map(|t| t.as_ref().map_or(0, String::len) + 4)
+                .sum()
+        });
+        for run in sql::pg_runs(costs) {
+            let mut arrays: Vec<Vec<Option<String>>> =
+                vec![Vec::with_capacity(run.len()); types.len()];
+            for row in &mut texts[run] {
+                for (array, text) in arrays.iter_mut().zip(row.drain(..)) {
+                    array.push(text);
+                }
+            }
+            let mut q = Sql::new(DbBackend::Postgres);
+            q.push(&head);
+            for (i, array) in arrays.into_iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " })
+                    .bind(sql::text_array(array))
+                    .push("::text[]");
+            }
+            q.push(&tail);
             tx.execute_raw(q.build())
                 .await
                 .map_err(db_err(format!("writing pulled rows of {}", c.name)))?;

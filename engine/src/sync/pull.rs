@@ -71,11 +71,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 // What was written so far is whole, checkpoint included: keep it.
                 Err(e) => return commit(open).await.and(Err(e)),
             };
-            let server_now = server_date
-                .unwrap_or_else(|| Utc::now() + self.remote.clock_skew());
+            let server_now = server_date.unwrap_or_else(|| Utc::now() + self.remote.clock_skew());
             settled.get_or_insert(Stamp(server_now - overlap));
-            let (rows, next, done) = match page_outcome(&position, &request, rows, page_len)
-            {
+            let (rows, next, done) = match page_outcome(&position, &request, rows, page_len) {
                 PageOutcome::Advance { rows, next, done } => (rows, next, done),
                 PageOutcome::AnchorLost { restart } => {
                     info!(collection = %c.name, "rows moved during the pull; re-reading the stamp group");
@@ -156,12 +154,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             // Writing and fetching overlap: the next request depends only on the position.
             let next = page_request(lane, &position, c.page_size);
             let (written, fetched) = self
-                .write_while_fetching(
-                    c,
-                    &mut open,
-                    changes,
-                    self.fetch(c, &next, &fields),
-                )
+                .write_while_fetching(c, &mut open, changes, self.fetch(c, &next, &fields))
                 .await;
             written?;
             prefetched = Some(fetched);
