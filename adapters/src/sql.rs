@@ -478,12 +478,33 @@ pub fn key_chunks(backend: DbBackend, keys: &[engine::Key]) -> Vec<&[engine::Key
         .collect()
 }
 
-/// `$n::text[]` bound to `texts`: one column of a bulk statement.
+/// `texts` as one PostgreSQL array literal (`{"a","b\"c",NULL}`), bound as text and cast
+/// with `::text[]`: one column of a bulk statement. (The driver's own arrays cannot hold a
+/// NULL.)
 pub fn text_array(texts: Vec<Option<String>>) -> SqlValue {
-    SqlValue::Array(
-        sea_orm::sea_query::ArrayType::String,
-        Some(Box::new(texts.into_iter().map(SqlValue::String).collect())),
-    )
+    let mut literal =
+        String::with_capacity(2 + texts.iter().flatten().map(|t| t.len() + 3).sum::<usize>());
+    literal.push('{');
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        match text {
+            None => literal.push_str("NULL"),
+            Some(text) => {
+                literal.push('"');
+                for ch in text.chars() {
+                    if ch == '"' || ch == '\\' {
+                        literal.push('\\');
+                    }
+                    literal.push(ch);
+                }
+                literal.push('"');
+            }
+        }
+    }
+    literal.push('}');
+    SqlValue::String(Some(literal))
 }
 
 fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
@@ -656,6 +677,27 @@ mod tests {
         let long = vec!["x".repeat(20_000)];
         assert_eq!(key_chunks(DbBackend::Postgres, &long), vec![&long[..]]);
         assert_eq!(key_chunks(DbBackend::Sqlite, &keys).len(), 1);
+    }
+
+    #[test]
+    fn text_arrays_quote_every_element_and_keep_nulls() {
+        let literal = |texts: Vec<Option<&str>>| {
+            text_array(texts.into_iter().map(|t| t.map(str::to_owned)).collect())
+        };
+        let cases = [
+            (vec![], "{}"),
+            (vec![Some("a"), None, Some("")], r#"{"a",NULL,""}"#),
+            (vec![Some(r#"say "hi""#)], r#"{"say \"hi\""}"#),
+            (vec![Some(r"C:\dir"), Some("{,}")], r#"{"C:\\dir","{,}"}"#),
+            (vec![Some("NULL")], r#"{"NULL"}"#),
+        ];
+        for (texts, expected) in cases {
+            assert_eq!(
+                literal(texts.clone()),
+                SqlValue::String(Some(expected.to_owned())),
+                "{texts:?}"
+            );
+        }
     }
 
     #[test]
