@@ -6,6 +6,8 @@
 use engine::ports::{Batch, Changes};
 use engine::{Key, LocalRow};
 use schema::CollectionConfig;
+use std::time::Instant;
+
 use sea_orm::DatabaseTransaction;
 
 use crate::store::SqlStore;
@@ -15,11 +17,16 @@ use crate::store::SqlStore;
 pub struct SqlBatch {
     store: SqlStore,
     tx: DatabaseTransaction,
+    began: Instant,
 }
 
 impl SqlBatch {
     pub(crate) fn new(store: SqlStore, tx: DatabaseTransaction) -> SqlBatch {
-        SqlBatch { store, tx }
+        SqlBatch {
+            store,
+            tx,
+            began: Instant::now(),
+        }
     }
 }
 
@@ -43,7 +50,7 @@ impl Batch for SqlBatch {
             .commit()
             .await
             .map_err(crate::store::db_err("committing"))?;
-        self.store.committed();
+        self.store.committed(self.began.elapsed());
         Ok(())
     }
 }

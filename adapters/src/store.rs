@@ -46,9 +46,11 @@ pub struct SqlStore {
 
 type Result<T, E = engine::Error> = std::result::Result<T, E>;
 
-/// How long a pull leaves the SQLite write lock free after each commit of its transaction:
-/// longer than SQLite's busy handler sleeps between tries.
+/// How long a pull leaves the SQLite write lock free after committing a transaction it held
+/// at least [`LONG_HOLD`]: longer than SQLite's busy handler sleeps between tries.
 const WRITER_TURN: Duration = Duration::from_millis(110);
+/// A transaction held this long is followed by [`WRITER_TURN`].
+const LONG_HOLD: Duration = Duration::from_millis(250);
 
 pub(crate) fn db_err(
     context: impl std::fmt::Display,
@@ -176,9 +178,12 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// Notes that a [`SqlBatch`] committed just now.
-    pub(crate) fn committed(&self) {
-        *self.last_commit.lock().expect("commit time") = Some(Instant::now());
+    /// Notes that a [`SqlBatch`] held for `held` committed just now. Only a long hold can
+    /// have kept a writer out for long, so only a long one is followed by a pause.
+    pub(crate) fn committed(&self, held: Duration) {
+        if held >= LONG_HOLD {
+            *self.last_commit.lock().expect("commit time") = Some(Instant::now());
+        }
     }
 
     /// Carries out `changes` inside `tx`, without committing. An error leaves part of them
@@ -1539,8 +1544,8 @@ impl Store for SqlStore {
         if self.backend() == DbBackend::Sqlite {
             // SQLite does not queue writers: one waiting for the lock polls, sleeping up to
             // 100 ms between tries, and a pull that began its next transaction right after
-            // committing would keep it out again and again. A pause after each commit lets
-            // it in; see the bound in docs/sync-protocol.md.
+            // committing would keep it out again and again. A pause after each long
+            // transaction lets it in; see the bound in docs/sync-protocol.md.
             let committed = *self.last_commit.lock().expect("commit time");
             if let Some(pause) = committed
                 .map(|at| (at + WRITER_TURN).saturating_duration_since(Instant::now()))
