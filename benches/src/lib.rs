@@ -283,10 +283,12 @@ pub struct AppWrites {
 /// An application writing to the local database while a sync runs: an insert into a table
 /// of its own every `every`, until `stop` fires, on a connection with a busy timeout as the
 /// documentation asks. On SQLite every write waits for the sync's open transaction, whatever
-/// the table.
+/// the table. `ready` fires once the database is set up (in WAL mode, with the table), so
+/// that the sync starts on a database the application already uses.
 pub async fn app_writes(
     database: String,
     every: Duration,
+    ready: tokio::sync::oneshot::Sender<()>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<AppWrites, Error> {
     use sea_orm::{ConnectionTrait, Database};
@@ -304,6 +306,7 @@ pub async fn app_writes(
     db.execute_unprepared("CREATE TABLE IF NOT EXISTS app_writes (at TEXT NOT NULL)")
         .await
         .map_err(db_error)?;
+    let _ = ready.send(());
     let mut seen = AppWrites {
         writes: 0,
         longest: Duration::ZERO,

@@ -143,12 +143,21 @@ async fn run(scenario: &str, o: Options) -> Result<(), String> {
 
 async fn initial(o: &Options) -> Result<(), String> {
     let bench = Bench::start(o).await?;
+    let (ready, set_up) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let writer = tokio::spawn(benches::app_writes(
         bench.database.clone(),
         Duration::from_millis(20),
+        ready,
         stopped,
     ));
+    if set_up.await.is_err() {
+        // The writer failed before it was ready: its error says why.
+        let failed = writer.await.map_err(|e| e.to_string())?;
+        return Err(failed
+            .err()
+            .map_or_else(|| "the writer stopped".to_owned(), |e| e.to_string()));
+    }
     let sync = bench.sync().await?;
     let _ = stop.send(());
     let app = writer
