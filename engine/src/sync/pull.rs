@@ -1,7 +1,8 @@
 //! The pull phase: server rows changed since the checkpoint, page by page.
 //!
-//! Owns the paging loop and the checkpoint it advances with the rows. The cursor decisions
-//! live in [`crate::cursor`], the per-row ones in [`crate::plan`].
+//! Owns the paging loop, the local transaction the pages go into (kept open across pages,
+//! committed as [`crate::commit`] decides) and the checkpoint it advances with the rows. The
+//! cursor decisions live in [`crate::cursor`], the per-row ones in [`crate::plan`].
 
 use std::future::Future;
 
