@@ -53,6 +53,20 @@ async fn database(dir: &tempfile::TempDir, postgres: Option<&str>) -> String {
     }
 }
 
+/// The PostgreSQL server of `DELTASYNC_TEST_PG`, when set.
+fn postgres() -> Option<String> {
+    std::env::var("DELTASYNC_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// SQLite (`None`), then `postgres` when given.
+fn backends(postgres: &Option<String>) -> Vec<Option<&str>> {
+    std::iter::once(None)
+        .chain(postgres.as_deref().map(Some))
+        .collect()
+}
+
 /// One trial; returns whether the process was really killed (the kill point was reached).
 async fn trial(seed: u64, postgres: Option<&str>) -> bool {
     let server = refserver::start(Default::default()).await.unwrap();
@@ -209,12 +223,8 @@ async fn trial(seed: u64, postgres: Option<&str>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_killed_at_any_request_loses_and_duplicates_nothing() {
-    let postgres = std::env::var("DELTASYNC_TEST_PG")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let mut backends = vec![None];
-    backends.extend(postgres.as_deref().map(Some));
-    for backend in backends {
+    let postgres = postgres();
+    for backend in backends(&postgres) {
         let mut kills = 0;
         for seed in 0..TRIALS {
             kills += usize::from(trial(seed, backend).await);
@@ -248,12 +258,8 @@ async fn local_rows(url: &str) -> Option<i64> {
 /// clean sync reads again exactly the pages that did not commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_killed_inside_its_transaction_keeps_what_committed_and_reads_the_rest_again() {
-    let postgres = std::env::var("DELTASYNC_TEST_PG")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let mut backends = vec![None];
-    backends.extend(postgres.as_deref().map(Some));
-    for backend in backends {
+    let postgres = postgres();
+    for backend in backends(&postgres) {
         let label = backend.map_or("sqlite", |_| "postgres");
         let server = refserver::start(Default::default()).await.unwrap();
         let fields = [("title", FieldType::String)];

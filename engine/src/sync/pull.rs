@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use super::read::invalid_record;
+use super::read::{by_key, invalid_record};
 use super::*;
 use crate::cursor::PageRequest;
 use crate::ports::{Batch, RawPage};
@@ -96,13 +96,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 }),
             };
             // Read inside the transaction, which sees the pages written before this one.
-            let locals: HashMap<Key, LocalRow> = batch
-                .batch
-                .rows(c, &keys)
-                .await?
-                .into_iter()
-                .map(|l| (l.key.clone(), l))
-                .collect();
+            let locals = by_key(batch.batch.rows(c, &keys).await?);
             let mut changes = Changes::default();
             for row in rows {
                 if let Some(temporary) = ours.get(&row.key)

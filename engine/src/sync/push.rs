@@ -64,13 +64,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 .iter()
                 .filter_map(|r| r.data.get(&field.name).and_then(key_from_json))
                 .collect();
-            let found = self
-                .store
-                .rows(parent_c, &wanted)
-                .await?
-                .into_iter()
-                .map(|p| (p.key.clone(), p))
-                .collect();
+            let found = read::by_key(self.store.rows(parent_c, &wanted).await?);
             parents.push((&field.name, found, parent_c.name == c.name));
         }
         let relations: Vec<decide::Relation<'_>> = parents

@@ -59,13 +59,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
         c: &CollectionConfig,
         keys: &[Key],
     ) -> Result<HashMap<Key, LocalRow>> {
-        Ok(self
-            .store
-            .rows(c, keys)
-            .await?
-            .into_iter()
-            .map(|l| (l.key.clone(), l))
-            .collect())
+        Ok(by_key(self.store.rows(c, keys).await?))
     }
 
     /// Records a server row that does not fit, once per server version, and counts it.
@@ -128,4 +122,9 @@ pub(crate) fn invalid_record(
         created_at: Utc::now(),
         resolved_at: None,
     }
+}
+
+/// Local rows by their keys.
+pub(super) fn by_key(rows: Vec<LocalRow>) -> HashMap<Key, LocalRow> {
+    rows.into_iter().map(|l| (l.key.clone(), l)).collect()
 }
