@@ -1,8 +1,9 @@
 //! The local store on SQLite or PostgreSQL through sea-orm, as the engine's [`Store`].
 //!
 //! Owns connections, transactions, collection tables and the engine's tables. Every batch of
-//! engine changes is one transaction, checkpoint included. It must not decide anything about
-//! sync: it carries out [`RowOp`]s with the guards they name.
+//! engine changes is one transaction, checkpoint included, or part of one a pull keeps open
+//! ([`crate::SqlBatch`]). It must not decide anything about sync: it carries out [`RowOp`]s
+//! with the guards they name.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
