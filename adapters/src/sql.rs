@@ -465,17 +465,32 @@ pub fn pg_runs(costs: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<us
     out
 }
 
-/// `keys` in runs that one lookup statement takes: under the bind limit on SQLite, under
-/// [`PG_MESSAGE_BYTES`] of text on PostgreSQL.
-pub fn key_chunks(backend: DbBackend, keys: &[engine::Key]) -> Vec<&[engine::Key]> {
+/// `items` in runs that one statement takes: under the bind limit on SQLite, where an item
+/// binds `columns` values; under [`PG_MESSAGE_BYTES`] on PostgreSQL, where an item binds
+/// `bytes(item)` bytes.
+pub fn statement_chunks<'a, T>(
+    backend: DbBackend,
+    items: &'a [T],
+    columns: usize,
+    bytes: impl Fn(&T) -> usize,
+) -> Vec<&'a [T]> {
     if backend != DbBackend::Postgres {
-        return keys.chunks(rows_per_statement(backend, 1)).collect();
+        return items.chunks(rows_per_statement(backend, columns)).collect();
     }
-    // Each element costs its text and a length word.
-    pg_runs(keys.iter().map(|key| key.len() + 4))
+    pg_runs(items.iter().map(bytes))
         .into_iter()
-        .map(|run| &keys[run])
+        .map(|run| &items[run])
         .collect()
+}
+
+/// The bytes a bound text value costs: its text and a length word.
+pub fn bound_text(text: &str) -> usize {
+    text.len() + 4
+}
+
+/// `keys` in runs that one lookup statement takes (see [`statement_chunks`]).
+pub fn key_chunks(backend: DbBackend, keys: &[engine::Key]) -> Vec<&[engine::Key]> {
+    statement_chunks(backend, keys, 1, |key| bound_text(key))
 }
 
 /// `texts` as one PostgreSQL array literal (`{"a","b\"c",NULL}`), bound as text and cast

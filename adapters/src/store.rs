@@ -226,11 +226,17 @@ impl SqlStore {
             self.upsert_pulled(tx, c, &pulled).await?;
             applied += pulled.len();
         }
-        // Acknowledged pushes are settled in multi-row statements too.
+        // Acknowledged pushes are settled in multi-row statements too, and so are the rows
+        // they delete (unless one row that moved on must undo the lot).
         let mut acks = Vec::new();
+        let mut gone = Vec::new();
         let mut rest = Vec::new();
         for op in others {
             match op {
+                RowOp::Remove {
+                    key,
+                    guard: Guard::IfUnchanged(change_key),
+                } if !changes.atomic => gone.push((key, change_key)),
                 RowOp::Settle {
                     key,
                     change_key,
@@ -246,6 +252,9 @@ impl SqlStore {
         }
         if !acks.is_empty() {
             applied += self.settle_acknowledged(tx, c, &acks).await?;
+        }
+        if !gone.is_empty() {
+            applied += self.remove_unchanged(tx, c, &gone).await?;
         }
         for op in rest {
             let done = self.apply_op(tx, c, op).await?;
@@ -768,7 +777,10 @@ impl SqlStore {
             _ => "IS",
         };
         let mut moved_on = Vec::new();
-        for chunk in acks.chunks(sql::rows_per_statement(backend, 3)) {
+        let bytes = |ack: &Ack| {
+            sql::bound_text(ack.key) + ack.change_key.as_deref().map_or(4, sql::bound_text) + 40
+        };
+        for chunk in sql::statement_chunks(backend, acks, 3, bytes) {
             let mut q = Sql::new(backend);
             q.push("WITH \"_sync_acks\" (\"_sync_k\", \"_sync_ck\", \"_sync_st\") AS (VALUES ");
             for (i, ack) in chunk.iter().enumerate() {
@@ -807,6 +819,58 @@ impl SqlStore {
             self.move_base(tx, c, ack.key, ack.stamp).await?;
         }
         Ok(acks.len())
+    }
+
+    /// Removes the rows whose delete the server acknowledged, each only while it still
+    /// carries that change (`Guard::IfUnchanged`); returns how many went.
+    async fn remove_unchanged(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        gone: &[(&Key, &Option<String>)],
+    ) -> Result<usize> {
+        let backend = self.backend();
+        let context = || format!("removing deleted rows of {}", c.name);
+        let same_key = match backend {
+            DbBackend::Postgres => "IS NOT DISTINCT FROM",
+            _ => "IS",
+        };
+        let bytes = |(key, change_key): &(&Key, &Option<String>)| {
+            sql::bound_text(key) + change_key.as_deref().map_or(4, sql::bound_text)
+        };
+        let mut removed = 0;
+        for chunk in sql::statement_chunks(backend, gone, 2, bytes) {
+            let mut q = Sql::new(backend);
+            q.push("WITH \"_sync_gone\" (\"_sync_k\", \"_sync_ck\") AS (VALUES ");
+            for (i, (key, change_key)) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " }).bind_list([
+                    self.key_value(c, key),
+                    SqlValue::String((*change_key).clone()),
+                ]);
+            }
+            // The key list finds the rows by index; the change key is checked per row.
+            q.push(&format!(
+                ") DELETE FROM {table} WHERE {pk} IN (SELECT \"_sync_k\" FROM \"_sync_gone\") \
+                 AND EXISTS (SELECT 1 FROM \"_sync_gone\" WHERE \"_sync_k\" = {table}.{pk} \
+                 AND {table}.{CHANGE_KEY} {same_key} \"_sync_ck\") RETURNING {pk}",
+                table = ident(&c.table),
+                pk = ident(&c.primary_key),
+            ));
+            let rows = tx
+                .query_all_raw(q.build())
+                .await
+                .map_err(db_err(context()))?;
+            let mut keys = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let key = sql::from_sql(backend, r, 0, sql::key_kind(c.key_type))
+                    .map_err(db_err(context()))?;
+                keys.push(engine::model::key_from_json(&key).unwrap_or_default());
+            }
+            let keys: Vec<&Key> = keys.iter().collect();
+            self.forget_pending_states(tx, c, &keys).await?;
+            removed += keys.len();
+        }
+        Ok(removed)
     }
 
     /// A row changed again while it was pushed: the new change stays pending on the
@@ -1104,7 +1168,7 @@ impl SqlStore {
         c: &CollectionConfig,
         keys: &[&Key],
     ) -> Result<()> {
-        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1) - 4) {
+        for chunk in sql::statement_chunks(self.backend(), keys, 1, |key| sql::bound_text(key)) {
             let in_keys = || chunk.iter().map(|key| SqlValue::from(key.as_str()));
             let mut q = Sql::new(self.backend());
             q.push("DELETE FROM \"_deltasync_base\" WHERE collection = ")
@@ -1507,7 +1571,7 @@ impl Store for SqlStore {
     async fn bases(&self, c: &CollectionConfig, keys: &[Key]) -> Result<HashMap<Key, Base>> {
         let context = || format!("reading base snapshots of {}", c.name);
         let mut out = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(sql::rows_per_statement(self.backend(), 1) - 1) {
+        for chunk in sql::key_chunks(self.backend(), keys) {
             let mut q = Sql::new(self.backend());
             q.push("SELECT key, data FROM \"_deltasync_base\" WHERE collection = ")
                 .bind(SqlValue::from(c.name.as_str()))

@@ -29,6 +29,7 @@ use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_js
 use crate::plan::{self, RemoteDelete};
 
 mod check;
+mod chunks;
 mod conflicts;
 mod progress;
 mod pull;

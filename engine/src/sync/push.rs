@@ -3,6 +3,7 @@
 //! Owns the order and batching of push requests and what an answer means for the pushed
 //! rows. It must not decide conflicts (see `conflicts`) or speak HTTP or SQL.
 
+use super::chunks::{Chunks, Pushed};
 use super::*;
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -14,21 +15,46 @@ impl<S: Store, R: Remote> Engine<S, R> {
     ) -> Result<()> {
         let total = self.push_total(c).await;
         let mut pending = Pending::new(&[SyncStatus::Created, SyncStatus::Updated]);
-        while let Some(rows) = pending.next(&self.store, c).await? {
-            let rows = self.without_held_back(c, rows).await?;
-            let (creates, updates): (Vec<_>, Vec<_>) = rows
-                .into_iter()
-                .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
-            if c.key_type == schema::KeyType::AutoIncrement {
-                self.push_server_key_creates(c, creates, run, report)
-                    .await?;
-            } else {
-                self.push_creates(c, creates, run, report).await?;
+        let mut chunks = Chunks::new(c);
+        loop {
+            let chunk = async {
+                let Some(rows) = pending.next(&self.store, c).await? else {
+                    return Ok(None);
+                };
+                let mut settles = Changes::default();
+                let outcome = self
+                    .push_write_chunk(c, rows, &mut settles, run, report)
+                    .await;
+                self.report_progress(&c.name, ProgressPhase::Push, report.pushed, total);
+                Ok(Some(Pushed { settles, outcome }))
+            };
+            if !chunks.step(&self.store, chunk).await? {
+                return Ok(());
             }
-            self.push_updates(c, updates, run, report).await?;
-            self.report_progress(&c.name, ProgressPhase::Push, report.pushed, total);
         }
-        Ok(())
+    }
+
+    /// One chunk of pending creates and updates. What the server acknowledges is added to
+    /// `settles`, for the caller to apply.
+    async fn push_write_chunk(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        settles: &mut Changes,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let rows = self.without_held_back(c, rows).await?;
+        let (creates, updates): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| r.status == SyncStatus::Created || r.base.is_none());
+        if c.key_type == schema::KeyType::AutoIncrement {
+            self.push_server_key_creates(c, creates, run, report)
+                .await?;
+        } else {
+            self.push_creates(c, creates, settles, run, report).await?;
+        }
+        self.push_updates(c, updates, settles, run, report).await
     }
 
     /// The changes waiting to be pushed, when progress totals are counted.
@@ -94,37 +120,64 @@ impl<S: Store, R: Remote> Engine<S, R> {
         report: &mut CollectionReport,
     ) -> Result<()> {
         let mut pending = Pending::new(&[SyncStatus::Deleted]);
-        while let Some(rows) = pending.next(&self.store, c).await? {
-            self.allowed(c, Action::Delete, run).await?;
-            // Rows the server never acknowledged: whether it holds them is asked first.
-            let (unacknowledged, rows): (Vec<_>, Vec<_>) =
-                rows.into_iter().partition(|r| r.base.is_none());
-            // A temporary key's create may have landed with its answer lost: such a row
-            // is taken first, and its delete goes by its server key next time.
-            let unacknowledged = self.adopt_landed(c, unacknowledged).await?.1;
-            let rows = self
-                .unacknowledged_deletes(c, unacknowledged, report)
-                .await?
-                .into_iter()
-                .chain(rows)
-                .collect();
-            // A delete by query reaches at most QUERY_LIMIT_MAX rows, which the page
-            // size must not exceed either.
-            let most = MAX_DELETE_ROWS.min(c.page_size.max(1) as usize);
-            for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
-                self.push_delete_batch(c, batch, run, report).await?;
+        let mut chunks = Chunks::new(c);
+        loop {
+            let chunk = async {
+                let Some(rows) = pending.next(&self.store, c).await? else {
+                    return Ok(None);
+                };
+                let mut settles = Changes::default();
+                let outcome = self
+                    .push_delete_chunk(c, rows, &mut settles, run, report)
+                    .await;
+                self.report_progress(&c.name, ProgressPhase::Push, report.pushed, None);
+                Ok(Some(Pushed { settles, outcome }))
+            };
+            if !chunks.step(&self.store, chunk).await? {
+                return Ok(());
             }
-            self.report_progress(&c.name, ProgressPhase::Push, report.pushed, None);
+        }
+    }
+
+    /// One chunk of pending deletes; the rows the server deleted are added to `settles`.
+    async fn push_delete_chunk(
+        &self,
+        c: &CollectionConfig,
+        rows: Vec<LocalRow>,
+        settles: &mut Changes,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        self.allowed(c, Action::Delete, run).await?;
+        // Rows the server never acknowledged: whether it holds them is asked first.
+        let (unacknowledged, rows): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|r| r.base.is_none());
+        // A temporary key's create may have landed with its answer lost: such a row
+        // is taken first, and its delete goes by its server key next time.
+        let unacknowledged = self.adopt_landed(c, unacknowledged).await?.1;
+        let rows = self
+            .unacknowledged_deletes(c, unacknowledged, report)
+            .await?
+            .into_iter()
+            .chain(rows)
+            .collect();
+        // A delete by query reaches at most QUERY_LIMIT_MAX rows, which the page
+        // size must not exceed either.
+        let most = MAX_DELETE_ROWS.min(c.page_size.max(1) as usize);
+        for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
+            self.push_delete_batch(c, batch, settles, run, report)
+                .await?;
         }
         Ok(())
     }
 
-    /// Creates rows in batches, parents first. A batch the server refuses is retried one by
-    /// one, to find the row it refuses.
+    /// Creates rows in batches, parents first, adding their settles to `settles`. A batch the
+    /// server refuses is retried one by one, to find the row it refuses.
     pub(super) async fn push_creates(
         &self,
         c: &CollectionConfig,
         rows: Vec<LocalRow>,
+        settles: &mut Changes,
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
@@ -152,12 +205,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 .await
             {
                 Ok(created) => {
-                    let changes = Changes {
-                        ops: settle_pushed(c, &locals, &created)?,
-                        ..Default::default()
-                    };
+                    settles.ops.extend(settle_pushed(c, &locals, &created)?);
                     report.pushed += locals.len() as u64;
-                    self.store.apply(c, changes).await?;
                 }
                 Err(Error::Remote(e)) => match decide::create_failure(e.kind, locals.len()) {
                     decide::CreateFailure::Stop => return Err(Error::Remote(e)),
@@ -290,10 +339,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
 
     /// Pushes updates: each sends the fields that differ from its base version, compared and
     /// set on the base stamp. Updates that change the same fields alike share one request.
+    /// The settles of what the server acknowledged are added to `settles`.
     pub(super) async fn push_updates(
         &self,
         c: &CollectionConfig,
         rows: Vec<LocalRow>,
+        settles: &mut Changes,
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
@@ -325,7 +376,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
         };
         let mut moved = Vec::new();
         let mut planned = Vec::new();
-        let mut unchanged = Changes::default();
         for local in rows {
             let base = match bases.remove(&local.key) {
                 Some(b) if b.stamp == local.base => b.data,
@@ -342,7 +392,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             if patch.is_empty() {
                 // Written back to what the server holds: nothing to send.
                 let stamp = local.base.expect("updates have a base");
-                unchanged.ops.push(settle_op(&local, stamp, None));
+                settles.ops.push(settle_op(&local, stamp, None));
                 continue;
             }
             let denied = denied_fields(c, Action::Update, permissions.as_ref(), &patch, false);
@@ -353,7 +403,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
             planned.push((local, patch));
         }
-        self.store.apply(c, unchanged).await?;
         let (groups, mut singles) = plan::group_updates(planned, MAX_GROUP_ROWS);
         let mut outcomes: Vec<(LocalRow, Result<Option<Value>>)> = Vec::new();
         let mut first_error = None;
@@ -404,11 +453,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
             };
             outcomes.push((local, result));
         }
-        // What the server acknowledged is settled first, so that a failure while handling
-        // the rest cannot leave an applied write looking pending.
+        // What the server acknowledged is settled even when handling the rest fails: the
+        // caller applies `settles` before it returns the error.
+        let mut rest = Vec::new();
         let mut acknowledged = Vec::new();
         let mut answers = Vec::new();
-        let mut rest = Vec::new();
         for (local, result) in outcomes {
             match result {
                 Ok(Some(answer)) => {
@@ -419,11 +468,9 @@ impl<S: Store, R: Remote> Engine<S, R> {
             }
         }
         report.pushed += acknowledged.len() as u64;
-        let changes = Changes {
-            ops: settle_pushed(c, &acknowledged, &answers)?,
-            ..Default::default()
-        };
-        self.store.apply(c, changes).await?;
+        settles
+            .ops
+            .extend(settle_pushed(c, &acknowledged, &answers)?);
         for (local, result) in rest {
             match result {
                 Ok(_) => {
@@ -539,10 +586,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
         Ok(to_delete)
     }
 
+    /// Deletes `rows` on their base stamps, adding the rows the server deleted to `settles`.
     async fn push_delete_batch(
         &self,
         c: &CollectionConfig,
         rows: Vec<LocalRow>,
+        settles: &mut Changes,
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
@@ -563,7 +612,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     return self.quarantine(c, &rows[0], e.to_string(), report).await;
                 }
                 for row in rows {
-                    Box::pin(self.push_delete_batch(c, vec![row], run, report)).await?;
+                    Box::pin(self.push_delete_batch(c, vec![row], settles, run, report)).await?;
                 }
                 return Ok(());
             }
@@ -572,14 +621,13 @@ impl<S: Store, R: Remote> Engine<S, R> {
         // A delete by query says nothing about what it matched: read back what survived.
         let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
         let survivors = self.fetch_remotes(c, &keys).await?;
-        let mut changes = Changes::default();
         let mut conflicted = Vec::new();
         for local in &rows {
             let survivor = survivors.get(&local.key);
             match decide::delete_outcome(local.base, survivor.map(server_version)) {
                 decide::DeleteOutcome::Deleted => {
                     report.pushed += 1;
-                    changes.ops.push(remove_op(local));
+                    settles.ops.push(remove_op(local));
                 }
                 decide::DeleteOutcome::NotReached => {
                     warn!(collection = %c.name, key = %local.key, "delete not applied by the server; retried at the next sync");
@@ -590,7 +638,6 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 }
             }
         }
-        self.store.apply(c, changes).await?;
         for (local, fetched) in conflicted {
             match fetched {
                 Ok(remote) => {
