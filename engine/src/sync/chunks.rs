@@ -45,6 +45,7 @@ impl<'c> Chunks<'c> {
         chunk: impl Future<Output = Result<Option<Pushed>>>,
     ) -> Result<bool> {
         let before = std::mem::take(&mut self.settling);
+        let apply = store.apply(self.collection, before);
         let (applied, chunk) = if self.overlap {
             tokio::join!(apply, chunk)
         } else {
