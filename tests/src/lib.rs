@@ -244,14 +244,16 @@ pub enum Call {
 
 type Hook = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// A remote that runs a hook before the next update is sent, or fails list requests after
-/// a number of them: deterministic interleavings without sleeps.
+/// A remote that runs hooks before chosen requests, or fails them: deterministic
+/// interleavings without sleeps.
 pub struct Hooked {
     inner: adapters::DirectusClient,
-    before: std::sync::Mutex<Option<(Call, Hook)>>,
+    /// Armed hooks: the kind of request, how many more of them until it runs, the hook.
+    before: std::sync::Mutex<Vec<(Call, usize, Hook)>>,
     lists: std::sync::atomic::AtomicUsize,
     fail_lists_after: std::sync::Mutex<Option<usize>>,
-    fail_next: std::sync::Mutex<Option<Call>>,
+    /// Armed failures: the kind of request and how many more of them until it fails.
+    failing: std::sync::Mutex<Vec<(Call, usize)>>,
 }
 
 impl std::fmt::Debug for Hooked {
@@ -264,43 +266,65 @@ impl Hooked {
     pub fn new(inner: adapters::DirectusClient) -> Hooked {
         Hooked {
             inner,
-            before: std::sync::Mutex::new(None),
+            before: Default::default(),
             lists: Default::default(),
             fail_lists_after: std::sync::Mutex::new(None),
-            fail_next: std::sync::Mutex::new(None),
+            failing: Default::default(),
         }
     }
 
     /// Runs `hook` once, just before the next request of kind `call` is sent.
     pub fn before_next(&self, call: Call, hook: Hook) {
-        *self.before.lock().unwrap() = Some((call, hook));
+        self.before_nth(call, 1, hook);
+    }
+
+    /// Runs `hook` once, just before the `n`th request of kind `call` from now is sent.
+    pub fn before_nth(&self, call: Call, n: usize, hook: Hook) {
+        self.before.lock().unwrap().push((call, n, hook));
     }
 
     async fn run_hook(&self, call: Call) {
-        let hook = {
+        let due = {
             let mut armed = self.before.lock().unwrap();
-            match armed.take() {
-                Some((armed_for, hook)) if armed_for == call => Some(hook),
-                other => {
-                    *armed = other;
-                    None
+            let mut due = Vec::new();
+            for (armed_for, left, hook) in std::mem::take(&mut *armed) {
+                if armed_for != call {
+                    armed.push((armed_for, left, hook));
+                } else if left <= 1 {
+                    due.push(hook);
+                } else {
+                    armed.push((armed_for, left - 1, hook));
                 }
             }
+            due
         };
-        if let Some(hook) = hook {
+        for hook in due {
             hook().await;
         }
     }
 
     /// Fails the next request of kind `call` as unavailable (after retries).
     pub fn fail_next(&self, call: Call) {
-        *self.fail_next.lock().unwrap() = Some(call);
+        self.fail_nth(call, 1);
+    }
+
+    /// Fails the `n`th request of kind `call` from now as unavailable (after retries).
+    pub fn fail_nth(&self, call: Call, n: usize) {
+        self.failing.lock().unwrap().push((call, n));
     }
 
     fn injected_failure(&self, call: Call) -> engine::Result<()> {
-        let mut armed = self.fail_next.lock().unwrap();
-        if *armed == Some(call) {
-            *armed = None;
+        let mut armed = self.failing.lock().unwrap();
+        let mut fails = false;
+        armed.retain_mut(|(armed_for, left)| {
+            if *armed_for != call {
+                return true;
+            }
+            *left -= 1;
+            fails |= *left == 0;
+            *left > 0
+        });
+        if fails {
             return Err(engine::Error::Remote(engine::RemoteError::new(
                 engine::RemoteErrorKind::Unavailable,
                 "service unavailable (injected)",
@@ -380,6 +404,7 @@ impl engine::ports::Remote for Hooked {
         key: &str,
     ) -> engine::Result<Vec<Value>> {
         self.run_hook(Call::Create).await;
+        self.injected_failure(Call::Create)?;
         self.inner.create(c, rows, fields, key).await
     }
     async fn update_if_unchanged(
