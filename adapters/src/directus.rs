@@ -450,6 +450,15 @@ impl DirectusClient {
 }
 
 impl Remote for DirectusClient {
+    async fn query_limit(&self) -> Result<Option<u32>, EngineError> {
+        let info = self.server_info().await?;
+        // -1, or nothing said: no limit.
+        Ok(info["data"]["queryLimit"]["max"]
+            .as_i64()
+            .filter(|max| *max > 0)
+            .map(|max| u32::try_from(max).unwrap_or(u32::MAX)))
+    }
+
     async fn page(
         &self,
         c: &CollectionConfig,

@@ -19,7 +19,7 @@ const OVERHEAD_PER_SYNC: u64 = 2;
 /// asked for: the check that its cursor can see every row.
 const FIRST_PULL_CHECK: u64 = 2;
 
-const PAGE: u64 = 1_000;
+const PAGE: u64 = schema::DEFAULT_PAGE_SIZE as u64;
 
 struct Site {
     server: refserver::ServerHandle,

@@ -33,7 +33,7 @@ pub async fn check(config: &Config) -> Result<Vec<String>, OpenError> {
             && i64::from(c.page_size) > max
         {
             problems.push(format!(
-                "{}: page_size {} is above the server's QUERY_LIMIT_MAX {max}, which refuses such pages",
+                "{}: page_size {} is above the server's QUERY_LIMIT_MAX {max}: the server refuses such pages, and a sync falls back to pages of {max} after the first is refused; set page_size to at most {max}",
                 c.name, c.page_size
             ));
         }

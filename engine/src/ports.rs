@@ -256,6 +256,10 @@ pub trait Remote: Send + Sync {
         collection: &str,
     ) -> impl Future<Output = Result<Option<Vec<ServerField>>>> + Send;
 
+    /// The most rows the server returns for one list request (Directus's
+    /// `QUERY_LIMIT_MAX`); `None` when it sets no such limit or cannot say. One request.
+    fn query_limit(&self) -> impl Future<Output = Result<Option<u32>>> + Send;
+
     /// The current estimate of the server clock minus the local clock.
     fn clock_skew(&self) -> chrono::Duration;
 

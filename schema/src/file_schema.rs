@@ -109,10 +109,10 @@ struct Defaults {
     /// Default conflict strategy. Default last_write_wins.
     #[schemars(extend("default" = "last_write_wins"))]
     conflict: Option<StrategyName>,
-    /// Default rows per pulled page. Default 1000.
+    /// Default rows per pulled page. Default 2500.
     #[serde(default)]
     #[schemars(schema_with = "page_size")]
-    #[schemars(extend("default" = 1000))]
+    #[schemars(extend("default" = 2500))]
     page_size: Option<u32>,
     /// Default overlap window in seconds. Default 10.
     #[serde(default)]

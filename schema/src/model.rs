@@ -21,7 +21,7 @@ pub const DEFAULT_CURSOR: &str = "last_modified";
 /// Default primary key field.
 pub const DEFAULT_PRIMARY_KEY: &str = "id";
 /// Default number of rows per pulled page.
-pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+pub const DEFAULT_PAGE_SIZE: u32 = 2500;
 /// Largest allowed page size.
 pub const MAX_PAGE_SIZE: u32 = 10_000;
 /// Default server field that carries each create's idempotency key, for collections whose
@@ -506,7 +506,7 @@ mod tests {
         assert_eq!(c.table, "articles");
         assert_eq!(c.primary_key, "id");
         assert_eq!(c.cursor, "last_modified");
-        assert_eq!(c.page_size, 1000);
+        assert_eq!(c.page_size, 2500);
         assert_eq!(
             c.field("author").and_then(|f| f.references.as_deref()),
             Some("authors")

@@ -163,7 +163,7 @@ fn defaults_apply_when_nothing_is_set() {
     assert_eq!(notes.cursor, "last_modified");
     assert_eq!(notes.conflict, Strategy::LastWriteWins);
     assert_eq!(notes.deletes, Deletes::Activity);
-    assert_eq!(notes.page_size, 1000);
+    assert_eq!(notes.page_size, 2500);
     assert_eq!(notes.overlap_seconds, 10);
     assert_eq!(notes.filter, None);
 }

@@ -464,6 +464,9 @@ impl engine::ports::Remote for Hooked {
     async fn permissions(&self) -> engine::Result<Option<engine::ports::Permissions>> {
         self.inner.permissions().await
     }
+    async fn query_limit(&self) -> engine::Result<Option<u32>> {
+        self.inner.query_limit().await
+    }
     fn clock_skew(&self) -> chrono::Duration {
         self.inner.clock_skew()
     }

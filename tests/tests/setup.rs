@@ -271,6 +271,46 @@ async fn a_page_size_equal_to_the_servers_query_limit_works_for_pulls_and_delete
 }
 
 #[tokio::test]
+async fn a_page_size_above_the_servers_query_limit_is_cut_to_it() {
+    for backend in backends() {
+        let options = Options {
+            query_limit_max: Some(300),
+            ..Options::default()
+        };
+        let mut world = World::with_options(backend, options).await;
+        world.collection("articles", &FIELDS).await;
+        let keys = world.seed(
+            "articles",
+            (0..1_000)
+                .map(|i| row(json!({"title": format!("a{i}"), "views": i})))
+                .collect(),
+        );
+        // The default page size, above the server's limit.
+        let c = World::config("articles", &FIELDS);
+        assert!(c.page_size > 300);
+        let a = world.replica(vec![c]).await;
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].pulled, 1_000);
+        let asked = world.server.state().stats().count("GET", "/server/info");
+        assert_eq!(
+            asked, 1,
+            "the limit is asked for once, after the first page is refused"
+        );
+
+        let articles = a.collection("articles").unwrap();
+        for key in &keys[..400] {
+            articles.delete(key).await.unwrap();
+        }
+        let report = a.sync(None).await.unwrap();
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(report.collections[0].pushed, 400, "{report:?}");
+        assert_eq!(world.server.state().count("articles"), 600);
+        assert_converged(&world, &a, "articles").await;
+    }
+}
+
+#[tokio::test]
 async fn rows_of_a_collection_related_to_itself_are_created_parents_first() {
     for backend in backends() {
         let (mut world, categories) = categories(backend).await;

@@ -9,7 +9,7 @@
 //! e2e bare     [--rows N] [--db ..]                 the bare insert under each setting of the sweep
 //! ```
 //!
-//! `--page-size` sets the pull's rows per page (default 1,000) in every scenario.
+//! `--page-size` sets the pull's rows per page (default 2,500) in every scenario.
 //!
 //! Each sync runs in a child process (this binary, re-executed), so that its wall time and
 //! peak RSS are its own; the reference server runs in this process and counts the requests.

@@ -31,6 +31,7 @@ use crate::plan::{self, RemoteDelete};
 mod check;
 mod chunks;
 mod conflicts;
+mod limit;
 mod progress;
 mod pull;
 mod push;
@@ -198,6 +199,8 @@ pub struct Engine<S, R> {
     count_totals: std::sync::atomic::AtomicBool,
     /// When a pull's local transaction commits.
     commits: CommitPolicy,
+    /// The server's limit on rows per request, once a page was refused for it (0: none known).
+    query_limit: std::sync::atomic::AtomicU32,
 }
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -224,6 +227,7 @@ impl<S: Store, R: Remote> Engine<S, R> {
             progress: tokio::sync::broadcast::channel(PROGRESS_BACKLOG).0,
             count_totals: Default::default(),
             commits: CommitPolicy::default(),
+            query_limit: Default::default(),
         })
     }
 
@@ -478,17 +482,25 @@ impl<S: Store, R: Remote> Engine<S, R> {
             quarantined = Empty,
         );
         let before = report.clone();
-        let result = async {
-            match phase {
-                Phase::Check => self.check_server(c).await,
-                Phase::PushWrites => self.push_writes(c, run, report).await,
-                Phase::PushDeletes => self.push_deletes(c, run, report).await,
-                Phase::Pull => self.pull(c, report).await,
-                Phase::Reconcile { keys } => self.reconcile(c, keys, run, report).await,
+        let result = loop {
+            // Pages and batches sized to the server's limit, once it refused one for that.
+            let c = &self.fitted(c);
+            let result = async {
+                match phase {
+                    Phase::Check => self.check_server(c).await,
+                    Phase::PushWrites => self.push_writes(c, run, report).await,
+                    Phase::PushDeletes => self.push_deletes(c, run, report).await,
+                    Phase::Pull => self.pull(c, report).await,
+                    Phase::Reconcile { keys } => self.reconcile(c, keys, run, report).await,
+                }
             }
-        }
-        .instrument(span.clone())
-        .await;
+            .instrument(span.clone())
+            .await;
+            match result {
+                Err(Error::Remote(e)) if self.learned_query_limit(c, &e).await => continue,
+                result => break result,
+            }
+        };
         report.duration_ms += phase_started.elapsed().as_millis() as u64;
         record_counts(&span, &[report.since(&before)]);
         let _entered = span.enter();
