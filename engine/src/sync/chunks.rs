@@ -70,10 +70,9 @@ impl<'c> Chunks<'c> {
     }
 }
 
-/// Whether the chunks of a collection are independent of each other. They are not in two
-/// cases: the held-back check reads parents in the same collection, which the chunk before
-/// may settle, and a server-assigned key rewrites the references to the row. Deletes of a
-/// collection that refers to itself go children first, one batch after the other.
-pub(super) fn may_overlap(c: &CollectionConfig) -> bool {
+/// A chunk reads local rows the chunk before may settle in two cases, and then waits for it:
+/// the held-back check reads parents in the same collection, and a server-assigned key
+/// rewrites the references to the row.
+fn may_overlap(c: &CollectionConfig) -> bool {
     c.key_type != KeyType::AutoIncrement && self_references(c).is_empty()
 }

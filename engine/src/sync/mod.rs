@@ -55,8 +55,6 @@ const MAX_DELETE_ROWS: usize = 200;
 const PENDING_CHUNK: usize = 1_000;
 /// Updates sharing one compare-and-set request at most (the filter grows with each key).
 const MAX_GROUP_ROWS: usize = 200;
-/// Delete requests (with their read-back) in flight at once.
-const DELETE_CONCURRENCY: usize = 4;
 /// Compare-and-set updates in flight at once.
 const UPDATE_CONCURRENCY: usize = 8;
 /// Local write notices kept for a slow listener before it is told it lagged.

@@ -3,7 +3,7 @@
 //! Owns the order and batching of push requests and what an answer means for the pushed
 //! rows. It must not decide conflicts (see `conflicts`) or speak HTTP or SQL.
 
-use super::chunks::{Chunks, Pushed, may_overlap};
+use super::chunks::{Chunks, Pushed};
 use super::*;
 
 impl<S: Store, R: Remote> Engine<S, R> {
@@ -164,36 +164,11 @@ impl<S: Store, R: Remote> Engine<S, R> {
         // A delete by query reaches at most QUERY_LIMIT_MAX rows, which the page
         // size must not exceed either.
         let most = MAX_DELETE_ROWS.min(c.page_size.max(1) as usize);
-        let batches = plan::batches_by_size(rows, |_| 1, usize::MAX, most);
-        // Children go before their parents, one batch after the other, where the collection
-        // refers to itself; otherwise the batches go out together.
-        let concurrency = if may_overlap(c) {
-            DELETE_CONCURRENCY
-        } else {
-            1
-        };
-        let answers: Vec<_> = futures::stream::iter(batches)
-            .map(|rows| async move {
-                let answer = self.delete_and_read_back(c, &rows).await;
-                (rows, answer)
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
-        // What went through is settled even when another batch failed.
-        let mut first_error = None;
-        for (rows, answer) in answers {
-            match answer {
-                Ok(answer) => {
-                    self.settle_delete_batch(c, rows, answer, settles, run, report)
-                        .await?
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
+        for batch in plan::batches_by_size(rows, |_| 1, usize::MAX, most) {
+            self.push_delete_batch(c, batch, settles, run, report)
+                .await?;
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// Creates rows in batches, parents first, adding their settles to `settles`. A batch the
@@ -611,13 +586,15 @@ impl<S: Store, R: Remote> Engine<S, R> {
         Ok(to_delete)
     }
 
-    /// Sends the deletes of `rows`, each compared on its base stamp, and reads back what
-    /// survived: a delete by query says nothing about what it matched.
-    async fn delete_and_read_back(
+    /// Deletes `rows` on their base stamps, adding the rows the server deleted to `settles`.
+    async fn push_delete_batch(
         &self,
         c: &CollectionConfig,
-        rows: &[LocalRow],
-    ) -> Result<DeleteAnswer> {
+        rows: Vec<LocalRow>,
+        settles: &mut Changes,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
         let compared: Vec<(Key, Option<Stamp>)> = rows
             .iter()
             .map(|r| {
@@ -625,45 +602,25 @@ impl<S: Store, R: Remote> Engine<S, R> {
                 (r.key.clone(), Some(base))
             })
             .collect();
-        let idem = batch_key(rows);
-        match self.remote.delete_if_unchanged(c, &compared, &idem).await {
+        let idem = batch_key(&rows);
+        let deleted = self.remote.delete_if_unchanged(c, &compared, &idem).await;
+        match deleted {
             Ok(()) => {}
-            Err(Error::Remote(e)) if is_permanent(e.kind) => return Ok(DeleteAnswer::Refused(e)),
-            Err(e) => return Err(e),
-        }
-        let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
-        Ok(DeleteAnswer::Survivors(self.fetch_remotes(c, &keys).await?))
-    }
-
-    /// Carries out what the server answered to the deletes of `rows`: the rows it deleted
-    /// are added to `settles`, the rows it holds on another version are conflicts, and a
-    /// refused batch goes again one row at a time.
-    async fn settle_delete_batch(
-        &self,
-        c: &CollectionConfig,
-        rows: Vec<LocalRow>,
-        answer: DeleteAnswer,
-        settles: &mut Changes,
-        run: &RunCache,
-        report: &mut CollectionReport,
-    ) -> Result<()> {
-        let survivors = match answer {
-            DeleteAnswer::Survivors(survivors) => survivors,
-            DeleteAnswer::Refused(e) => {
+            Err(Error::Remote(e)) if is_permanent(e.kind) => {
                 let e = self.refusal(c, Action::Delete, &[], e, run).await?;
                 if rows.len() == 1 {
                     return self.quarantine(c, &rows[0], e.to_string(), report).await;
                 }
                 for row in rows {
-                    let answer = self
-                        .delete_and_read_back(c, std::slice::from_ref(&row))
-                        .await?;
-                    Box::pin(self.settle_delete_batch(c, vec![row], answer, settles, run, report))
-                        .await?;
+                    Box::pin(self.push_delete_batch(c, vec![row], settles, run, report)).await?;
                 }
                 return Ok(());
             }
-        };
+            Err(e) => return Err(e),
+        }
+        // A delete by query says nothing about what it matched: read back what survived.
+        let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+        let survivors = self.fetch_remotes(c, &keys).await?;
         let mut conflicted = Vec::new();
         for local in &rows {
             let survivor = survivors.get(&local.key);
@@ -828,14 +785,6 @@ pub(super) fn server_version(fetched: &read::Fetched) -> decide::ServerVersion<'
             fits: false,
         },
     }
-}
-
-/// What the server made of a batch of deletes.
-enum DeleteAnswer {
-    /// Refused for good (a 4xx): the batch goes again row by row.
-    Refused(RemoteError),
-    /// Carried out: the rows that are still there, by key.
-    Survivors(HashMap<Key, read::Fetched>),
 }
 
 /// Pending rows of some statuses, read a chunk at a time in key order.
