@@ -468,12 +468,12 @@ pub fn pg_runs(costs: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<us
 /// `items` in runs that one statement takes: under the bind limit on SQLite, where an item
 /// binds `columns` values; under [`PG_MESSAGE_BYTES`] on PostgreSQL, where an item binds
 /// `bytes(item)` bytes.
-pub fn statement_chunks<'a, T>(
+pub fn statement_chunks<T>(
     backend: DbBackend,
-    items: &'a [T],
+    items: &[T],
     columns: usize,
     bytes: impl Fn(&T) -> usize,
-) -> Vec<&'a [T]> {
+) -> Vec<&[T]> {
     if backend != DbBackend::Postgres {
         return items.chunks(rows_per_statement(backend, columns)).collect();
     }
