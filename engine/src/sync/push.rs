@@ -86,9 +86,12 @@ impl<S: Store, R: Remote> Engine<S, R> {
             else {
                 continue;
             };
+            // Many rows name the same few parents: each is read once.
             let wanted: Vec<Key> = rows
                 .iter()
                 .filter_map(|r| r.data.get(&field.name).and_then(key_from_json))
+                .collect::<std::collections::BTreeSet<Key>>()
+                .into_iter()
                 .collect();
             let found = read::by_key(self.store.rows(parent_c, &wanted).await?);
             parents.push((&field.name, found, parent_c.name == c.name));
