@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use adapters::directus::{Method, parse_fields};
-use engine::ports::ServerField;
+use engine::ports::{Remote, ServerField};
 use serde_json::{Value, json};
 
 use deltasync::{DirectusClient, FieldType, KeyType, RemoteError};
@@ -18,11 +18,14 @@ use deltasync::{DirectusClient, FieldType, KeyType, RemoteError};
 pub const IDEMPOTENCY_FIELD: &str = schema::DEFAULT_IDEMPOTENCY_FIELD;
 
 /// A server's schema as `init` reads it: each collection's description (`GET /collections`)
-/// with its fields (`GET /fields/:collection`), and every relation (`GET /relations`).
+/// with its fields (`GET /fields/:collection`), every relation (`GET /relations`), and the
+/// most rows a request may ask for (`QUERY_LIMIT_MAX`, from `GET /server/info`).
 #[derive(Debug, Clone, Default)]
 pub struct ServerSchema {
     pub collections: Vec<(Value, Vec<ServerField>)>,
     pub relations: Vec<Value>,
+    /// `None`: no limit, Directus's default.
+    pub query_limit: Option<u32>,
 }
 
 /// A field the server lacks that a safe sync of a collection needs.
@@ -147,7 +150,11 @@ pub fn plan(server: &ServerSchema, wanted: &[String], target: &Target<'_>) -> Pl
         planned.push(c);
     }
     out.chosen = planned.iter().map(|c| c.summary.clone()).collect();
-    out.yaml = yaml(&planned, target);
+    // The default page size, where the server allows it; otherwise the most it allows.
+    let page_size = server
+        .query_limit
+        .filter(|limit| *limit < schema::DEFAULT_PAGE_SIZE);
+    out.yaml = yaml(&planned, page_size, target);
     out
 }
 
@@ -368,12 +375,18 @@ fn field_type(directus: &str) -> Option<FieldType> {
 }
 
 /// The schema file's text.
-fn yaml(collections: &[Planned], target: &Target<'_>) -> String {
+fn yaml(collections: &[Planned], page_size: Option<u32>, target: &Target<'_>) -> String {
     let mut text = format!(
         "# Written by `deltasync init`. Every key is explained in docs/configuration.md.\n\
-         remote:\n  url: {}\n  token: ${{DIRECTUS_TOKEN}}\nlocal:\n  database: {}\ncollections:\n",
+         remote:\n  url: {}\n  token: ${{DIRECTUS_TOKEN}}\nlocal:\n  database: {}\n",
         target.url, target.database
     );
+    if let Some(page_size) = page_size {
+        text.push_str(&format!(
+            "defaults:\n  page_size: {page_size}  # the server's QUERY_LIMIT_MAX\n"
+        ));
+    }
+    text.push_str("collections:\n");
     for c in collections {
         text.push_str(&format!("  {}:\n", c.name));
         if c.key_type != KeyType::Uuid {
@@ -553,6 +566,8 @@ pub async fn read(client: &DirectusClient) -> Result<ServerSchema, RemoteError> 
         .request(Method::GET, "/relations", &[], None, None)
         .await?;
     out.relations = relations["data"].as_array().cloned().unwrap_or_default();
+    // A server that does not say has no limit as far as the file is concerned.
+    out.query_limit = client.query_limit().await.ok().flatten();
     Ok(out)
 }
 
@@ -711,6 +726,32 @@ mod tests {
                 json!({"collection": "articles", "field": "category", "related_collection": "categories"}),
                 json!({"collection": "articles", "field": "user_created", "related_collection": "directus_users"}),
             ],
+            query_limit: None,
+        }
+    }
+
+    #[test]
+    fn the_page_size_fits_the_servers_query_limit() {
+        let page_size = |query_limit| {
+            let server = ServerSchema {
+                query_limit,
+                ..server()
+            };
+            let plan = plan(&server, &[], &target());
+            let env = |name: &str| (name == "DIRECTUS_TOKEN").then(|| "t".to_owned());
+            let config = schema::Config::from_yaml_str_with_env(&plan.yaml, None, env)
+                .unwrap_or_else(|e| panic!("{e}\n{}", plan.yaml));
+            config.collection("notes").unwrap().page_size
+        };
+        let default = schema::DEFAULT_PAGE_SIZE;
+        for (limit, expected) in [
+            (None, default),
+            (Some(default + 1), default),
+            (Some(default), default),
+            (Some(1_000), 1_000),
+            (Some(50), 50),
+        ] {
+            assert_eq!(page_size(limit), expected, "{limit:?}");
         }
     }
 
