@@ -49,11 +49,10 @@ impl Sql {
 
     /// `a IS ?` on SQLite, `a IS NOT DISTINCT FROM ?` on PostgreSQL: equality that matches NULL.
     pub fn null_safe_eq(&mut self, column: &str, value: SqlValue) -> &mut Sql {
-        let op = match self.backend {
-            DbBackend::Postgres => " IS NOT DISTINCT FROM ",
-            _ => " IS ",
-        };
-        self.push(&ident(column)).push(op).bind(value)
+        let op = null_safe_eq(self.backend);
+        self.push(&ident(column))
+            .push(&format!(" {op} "))
+            .bind(value)
     }
 
     /// `(?, ?, …)`: one placeholder per value, for `IN` lists and `VALUES` rows.
@@ -463,6 +462,15 @@ pub fn pg_runs(costs: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<us
         out.push(start..end);
     }
     out
+}
+
+/// The operator of an equality that matches NULL: `IS` on SQLite, `IS NOT DISTINCT FROM` on
+/// PostgreSQL.
+pub fn null_safe_eq(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "IS NOT DISTINCT FROM",
+        _ => "IS",
+    }
 }
 
 /// `items` in runs that one statement takes: under the bind limit on SQLite, where an item

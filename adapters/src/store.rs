@@ -772,10 +772,7 @@ impl SqlStore {
     ) -> Result<usize> {
         let backend = self.backend();
         let context = || format!("settling pushed rows of {}", c.name);
-        let same_key = match backend {
-            DbBackend::Postgres => "IS NOT DISTINCT FROM",
-            _ => "IS",
-        };
+        let same_key = sql::null_safe_eq(backend);
         let mut moved_on = Vec::new();
         let bytes = |ack: &Ack| {
             sql::bound_text(ack.key) + ack.change_key.as_deref().map_or(4, sql::bound_text) + 40
@@ -799,16 +796,11 @@ impl SqlStore {
                 pk = ident(&c.primary_key),
                 cursor = ident(&c.cursor),
             ));
-            let rows = tx
-                .query_all_raw(q.build())
-                .await
-                .map_err(db_err(context()))?;
-            let mut settled = HashSet::with_capacity(rows.len());
-            for r in &rows {
-                let key = sql::from_sql(backend, r, 0, sql::key_kind(c.key_type))
-                    .map_err(db_err(context()))?;
-                settled.insert(engine::model::key_from_json(&key).unwrap_or_default());
-            }
+            let settled: HashSet<Key> = self
+                .returned_keys(tx, c, q, context)
+                .await?
+                .into_iter()
+                .collect();
             let (done, changed): (Vec<&Ack>, Vec<&Ack>) =
                 chunk.iter().partition(|ack| settled.contains(ack.key));
             let done: Vec<&Key> = done.into_iter().map(|ack| ack.key).collect();
@@ -821,6 +813,28 @@ impl SqlStore {
         Ok(acks.len())
     }
 
+    /// Runs `q`, a statement `RETURNING` the primary key, and returns the keys.
+    async fn returned_keys(
+        &self,
+        tx: &impl ConnectionTrait,
+        c: &CollectionConfig,
+        q: Sql,
+        context: impl Fn() -> String,
+    ) -> Result<Vec<Key>> {
+        let backend = self.backend();
+        let rows = tx
+            .query_all_raw(q.build())
+            .await
+            .map_err(db_err(context()))?;
+        rows.iter()
+            .map(|r| {
+                let key = sql::from_sql(backend, r, 0, sql::key_kind(c.key_type))
+                    .map_err(db_err(context()))?;
+                Ok(engine::model::key_from_json(&key).unwrap_or_default())
+            })
+            .collect()
+    }
+
     /// Removes the rows whose delete the server acknowledged, each only while it still
     /// carries that change (`Guard::IfUnchanged`); returns how many went.
     async fn remove_unchanged(
@@ -831,10 +845,7 @@ impl SqlStore {
     ) -> Result<usize> {
         let backend = self.backend();
         let context = || format!("removing deleted rows of {}", c.name);
-        let same_key = match backend {
-            DbBackend::Postgres => "IS NOT DISTINCT FROM",
-            _ => "IS",
-        };
+        let same_key = sql::null_safe_eq(backend);
         let bytes = |(key, change_key): &(&Key, &Option<String>)| {
             sql::bound_text(key) + change_key.as_deref().map_or(4, sql::bound_text)
         };
@@ -856,16 +867,7 @@ impl SqlStore {
                 table = ident(&c.table),
                 pk = ident(&c.primary_key),
             ));
-            let rows = tx
-                .query_all_raw(q.build())
-                .await
-                .map_err(db_err(context()))?;
-            let mut keys = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let key = sql::from_sql(backend, r, 0, sql::key_kind(c.key_type))
-                    .map_err(db_err(context()))?;
-                keys.push(engine::model::key_from_json(&key).unwrap_or_default());
-            }
+            let keys = self.returned_keys(tx, c, q, context).await?;
             let keys: Vec<&Key> = keys.iter().collect();
             self.forget_pending_states(tx, c, &keys).await?;
             removed += keys.len();

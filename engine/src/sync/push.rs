@@ -14,7 +14,21 @@ impl<S: Store, R: Remote> Engine<S, R> {
         report: &mut CollectionReport,
     ) -> Result<()> {
         let total = self.push_total(c).await;
-        let mut pending = Pending::new(&[SyncStatus::Created, SyncStatus::Updated]);
+        self.push_in_chunks(c, PushKind::Writes, total, run, report)
+            .await
+    }
+
+    /// Pushes the pending rows of `kind` a chunk at a time, each chunk settled while the next
+    /// goes out (see [`Chunks`]).
+    async fn push_in_chunks(
+        &self,
+        c: &CollectionConfig,
+        kind: PushKind,
+        total: Option<u64>,
+        run: &RunCache,
+        report: &mut CollectionReport,
+    ) -> Result<()> {
+        let mut pending = Pending::new(kind.statuses());
         let mut chunks = Chunks::new(c);
         loop {
             let chunk = async {
@@ -22,9 +36,16 @@ impl<S: Store, R: Remote> Engine<S, R> {
                     return Ok(None);
                 };
                 let mut settles = Changes::default();
-                let outcome = self
-                    .push_write_chunk(c, rows, &mut settles, run, report)
-                    .await;
+                let outcome = match kind {
+                    PushKind::Writes => {
+                        self.push_write_chunk(c, rows, &mut settles, run, report)
+                            .await
+                    }
+                    PushKind::Deletes => {
+                        self.push_delete_chunk(c, rows, &mut settles, run, report)
+                            .await
+                    }
+                };
                 self.report_progress(&c.name, ProgressPhase::Push, report.pushed, total);
                 Ok(Some(Pushed { settles, outcome }))
             };
@@ -122,24 +143,8 @@ impl<S: Store, R: Remote> Engine<S, R> {
         run: &RunCache,
         report: &mut CollectionReport,
     ) -> Result<()> {
-        let mut pending = Pending::new(&[SyncStatus::Deleted]);
-        let mut chunks = Chunks::new(c);
-        loop {
-            let chunk = async {
-                let Some(rows) = pending.next(&self.store, c).await? else {
-                    return Ok(None);
-                };
-                let mut settles = Changes::default();
-                let outcome = self
-                    .push_delete_chunk(c, rows, &mut settles, run, report)
-                    .await;
-                self.report_progress(&c.name, ProgressPhase::Push, report.pushed, None);
-                Ok(Some(Pushed { settles, outcome }))
-            };
-            if !chunks.step(&self.store, chunk).await? {
-                return Ok(());
-            }
-        }
+        self.push_in_chunks(c, PushKind::Deletes, None, run, report)
+            .await
     }
 
     /// One chunk of pending deletes; the rows the server deleted are added to `settles`.
@@ -787,6 +792,24 @@ pub(super) fn server_version(fetched: &read::Fetched) -> decide::ServerVersion<'
             data: &r.data,
             fits: false,
         },
+    }
+}
+
+/// The two kinds of pending change a push phase sends.
+#[derive(Debug, Clone, Copy)]
+enum PushKind {
+    /// Creates and updates, parents first.
+    Writes,
+    /// Deletes, children first.
+    Deletes,
+}
+
+impl PushKind {
+    fn statuses(self) -> &'static [SyncStatus] {
+        match self {
+            PushKind::Writes => &[SyncStatus::Created, SyncStatus::Updated],
+            PushKind::Deletes => &[SyncStatus::Deleted],
+        }
     }
 }
 
