@@ -14,6 +14,8 @@
 mod batch;
 pub mod directus;
 mod lease;
+#[allow(unsafe_code)]
+mod nodelay;
 mod query;
 mod realtime;
 pub mod sql;

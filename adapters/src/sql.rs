@@ -439,11 +439,11 @@ pub fn pg_text(value: SqlValue) -> Result<Option<String>, String> {
     })
 }
 
-/// The most bound data sent to PostgreSQL in one message. A larger message leaves the
-/// client's socket in pieces, and the last piece can wait for the server's delayed
-/// acknowledgement (Nagle's algorithm, which the driver leaves on): 40 ms a statement on
-/// Linux, where several messages of this size cost well under a millisecond each.
-const PG_MESSAGE_BYTES: usize = 12_000;
+/// The most bound data sent to PostgreSQL in one statement: a page of rows goes in one, and
+/// a statement stays a bounded buffer. This needs the socket's Nagle algorithm off (see
+/// `nodelay`): with it on, each statement larger than one piece of the socket waits 40 ms
+/// for the server's delayed acknowledgement, whatever its size.
+const PG_MESSAGE_BYTES: usize = 4_000_000;
 
 /// Splits items of the given byte costs into consecutive runs of at most
 /// [`PG_MESSAGE_BYTES`] (an item larger than that goes alone).
@@ -686,18 +686,18 @@ mod tests {
 
     #[test]
     fn key_lists_for_postgresql_stay_small_and_keep_every_key() {
-        let keys: Vec<engine::Key> = (0..1_000).map(|i| format!("{i:036}")).collect();
+        let keys: Vec<engine::Key> = (0..200_000).map(|i| format!("{i:036}")).collect();
         let chunks = key_chunks(DbBackend::Postgres, &keys);
         assert!(chunks.len() > 1);
         assert!(
             chunks
                 .iter()
-                .all(|c| c.iter().map(|k| k.len() + 4).sum::<usize>() <= 12_000)
+                .all(|c| c.iter().map(|k| k.len() + 4).sum::<usize>() <= PG_MESSAGE_BYTES)
         );
         assert_eq!(chunks.concat(), keys);
         assert!(key_chunks(DbBackend::Postgres, &[]).is_empty());
         // One key longer than the budget still goes, alone.
-        let long = vec!["x".repeat(20_000)];
+        let long = vec!["x".repeat(PG_MESSAGE_BYTES + 1)];
         assert_eq!(key_chunks(DbBackend::Postgres, &long), vec![&long[..]]);
         assert_eq!(key_chunks(DbBackend::Sqlite, &keys).len(), 1);
     }

@@ -105,6 +105,9 @@ impl SqlStore {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
+            })
+            .map_sqlx_postgres_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(crate::nodelay::turn_off_nagle(conn)))
             });
         if url.contains(":memory:") {
             // Each in-memory connection is its own database: keep exactly one.

@@ -20,7 +20,28 @@ pub struct RowError {
 
 /// Decodes one server row of `collection`.
 pub fn remote_row(collection: &CollectionConfig, raw: &Value) -> Result<RemoteRow, RowError> {
-    decode(collection, raw, true)
+    let (key, stamp) = check(collection, raw, true)?;
+    Ok(RemoteRow {
+        key,
+        stamp,
+        data: copy(collection, raw, normalize),
+    })
+}
+
+/// [`remote_row`] for a row the caller no longer needs: its values move into the
+/// [`RemoteRow`] instead of being copied. On error the row comes back untouched.
+pub fn remote_row_owned(
+    collection: &CollectionConfig,
+    raw: Value,
+) -> Result<RemoteRow, Box<(RowError, Value)>> {
+    match check(collection, &raw, true) {
+        Ok((key, stamp)) => Ok(RemoteRow {
+            key,
+            stamp,
+            data: take(collection, raw),
+        }),
+        Err(error) => Err(Box::new((error, raw))),
+    }
 }
 
 /// Decodes the key and stamp of a server row, taking its fields as they are: for looking
@@ -29,14 +50,21 @@ pub fn remote_row_unchecked(
     collection: &CollectionConfig,
     raw: &Value,
 ) -> Result<RemoteRow, RowError> {
-    decode(collection, raw, false)
+    let (key, stamp) = check(collection, raw, false)?;
+    Ok(RemoteRow {
+        key,
+        stamp,
+        data: copy(collection, raw, |_, value| value.clone()),
+    })
 }
 
-fn decode(
+/// The key and stamp of `raw`, once it is known to be an object with both and, when
+/// `fields` is set, every configured field readable in its configured type.
+fn check(
     collection: &CollectionConfig,
     raw: &Value,
-    checked: bool,
-) -> Result<RemoteRow, RowError> {
+    fields: bool,
+) -> Result<(Key, Stamp), RowError> {
     let fail = |key: Option<&Key>, field: &str, message: String| RowError {
         collection: collection.name.clone(),
         key: key.cloned(),
@@ -57,13 +85,7 @@ fn decode(
         .ok_or_else(|| fail(None, pk, "missing or not a string or integer".into()))?;
     let stamp =
         version(collection, object).map_err(|(field, message)| fail(Some(&key), field, message))?;
-    let mut data = Row::new();
-    for field in &collection.fields {
-        if !checked {
-            let value = object.get(&field.name).cloned().unwrap_or(Value::Null);
-            data.insert(field.name.clone(), value);
-            continue;
-        }
+    for field in collection.fields.iter().filter(|_| fields) {
         let value = object.get(&field.name).ok_or_else(|| {
             fail(
                 Some(&key),
@@ -71,12 +93,43 @@ fn decode(
                 "missing from the server row (is it readable with this token?)".into(),
             )
         })?;
-        let value = normalize(field.kind, value);
-        check_value(field.kind, &value)
+        let normalized = normalized(field.kind, value);
+        check_value(field.kind, normalized.as_ref().unwrap_or(value))
             .map_err(|message| fail(Some(&key), &field.name, message))?;
-        data.insert(field.name.clone(), value);
     }
-    Ok(RemoteRow { key, stamp, data })
+    Ok((key, stamp))
+}
+
+/// The configured fields of a checked row, each copied through `form`.
+fn copy(
+    collection: &CollectionConfig,
+    raw: &Value,
+    form: impl Fn(FieldType, &Value) -> Value,
+) -> Row {
+    collection
+        .fields
+        .iter()
+        .map(|f| {
+            let value = raw.get(&f.name).unwrap_or(&Value::Null);
+            (f.name.clone(), form(f.kind, value))
+        })
+        .collect()
+}
+
+/// The configured fields of a checked row, moved out of it and normalized.
+fn take(collection: &CollectionConfig, raw: Value) -> Row {
+    let Value::Object(mut object) = raw else {
+        unreachable!("checked to be an object")
+    };
+    let mut data = Row::new();
+    for field in &collection.fields {
+        let (name, value) = object
+            .remove_entry(&field.name)
+            .unwrap_or_else(|| (field.name.clone(), Value::Null));
+        let value = normalized(field.kind, &value).unwrap_or(value);
+        data.insert(name, value);
+    }
+    data
 }
 
 /// Reads a value the way Directus means it: on SQLite, a boolean field without the
@@ -85,19 +138,21 @@ fn decode(
 /// a `decimal` the other way round, and a `csv` without the `cast-csv` special as one string:
 /// each is taken in one form, the one the local column gives back.
 pub fn normalize(kind: FieldType, value: &Value) -> Value {
-    match (kind, value) {
+    normalized(kind, value).unwrap_or_else(|| value.clone())
+}
+
+/// [`normalize`] where the form changes; `None` where the value is taken as it is.
+fn normalized(kind: FieldType, value: &Value) -> Option<Value> {
+    Some(match (kind, value) {
         (FieldType::Boolean, Value::Number(n)) if matches!(n.as_i64(), Some(0 | 1)) => {
             Value::Bool(n.as_i64() == Some(1))
         }
-        (FieldType::BigInteger, Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map_or_else(|_| value.clone(), Value::from),
+        (FieldType::BigInteger, Value::String(s)) => Value::from(s.trim().parse::<i64>().ok()?),
         (FieldType::Decimal, Value::Number(n)) => Value::String(n.to_string()),
         (FieldType::Csv, Value::String(s)) if s.is_empty() => Value::Array(Vec::new()),
         (FieldType::Csv, Value::String(s)) => Value::Array(s.split(',').map(Value::from).collect()),
-        _ => value.clone(),
-    }
+        _ => return None,
+    })
 }
 
 /// The form of a value Directus reads exactly: a `bigInteger` beyond 2^53 as a JSON number

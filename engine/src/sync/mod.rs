@@ -23,7 +23,7 @@ use crate::commit::CommitPolicy;
 use crate::conflict::{Conflict, ConflictKind, Resolution, Resolver, resolver_for};
 use crate::cursor::{Lane, PageOutcome, page_outcome, page_request, settle};
 use crate::decide;
-use crate::decode::{RowError, remote_row, remote_row_unchecked, version_of};
+use crate::decode::{RowError, remote_row, remote_row_owned, remote_row_unchecked, version_of};
 use crate::error::{Error, ErrorKind, RemoteError, RemoteErrorKind, Result, UsageErrorKind};
 use crate::model::{Key, LocalRow, RemoteRow, Row, Stamp, SyncStatus, key_from_json, key_to_json};
 use crate::plan::{self, RemoteDelete};

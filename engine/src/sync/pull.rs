@@ -226,7 +226,6 @@ struct Fetched {
 
 impl Fetched {
     fn decode(c: &CollectionConfig, replica: &str, page: RawPage) -> Fetched {
-        let (rows, invalid, archived) = decode_page(c, &page.rows, archive_of(c));
         let ours = page
             .rows
             .iter()
@@ -235,9 +234,11 @@ impl Fetched {
                 Some((raw.get(&c.primary_key).and_then(key_from_json)?, temporary))
             })
             .collect();
+        let read = page.rows.len();
+        let (rows, invalid, archived) = decode_page(c, page.rows, archive_of(c));
         Fetched {
             server_date: page.server_date,
-            read: page.rows.len(),
+            read,
             rows,
             invalid,
             archived,
@@ -265,23 +266,25 @@ async fn commit<B: Batch>(open: Option<Open<B>>) -> Result<()> {
 /// that did not fit, and the keys of archived rows.
 fn decode_page(
     c: &CollectionConfig,
-    raw_rows: &[Value],
+    raw_rows: Vec<Value>,
     archive: Option<(&str, &Value)>,
 ) -> (Vec<RemoteRow>, HashMap<Key, RowError>, HashSet<Key>) {
     let mut rows = Vec::with_capacity(raw_rows.len());
     let mut invalid = HashMap::new();
     let mut archived = HashSet::new();
     for raw in raw_rows {
-        match remote_row(c, raw) {
+        let is_archived = plan::is_archived(&raw, archive);
+        match remote_row_owned(c, raw) {
             Ok(row) => {
-                if plan::is_archived(raw, archive) {
+                if is_archived {
                     archived.insert(row.key.clone());
                 }
                 rows.push(row);
             }
-            Err(error) => {
+            Err(failed) => {
+                let (error, raw) = *failed;
                 // Keep the row's place in the cursor order when its key and stamp are readable.
-                let ident = error.key.clone().zip(version_of(c, raw));
+                let ident = error.key.clone().zip(version_of(c, &raw));
                 if let Some((key, stamp)) = ident {
                     rows.push(RemoteRow {
                         key: key.clone(),
