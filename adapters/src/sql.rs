@@ -386,7 +386,8 @@ pub fn to_sql(backend: DbBackend, kind: FieldType, value: &Value) -> Result<SqlV
     if value.is_null() {
         return Ok(null());
     }
-    let value = &engine::decode::normalize(kind, value);
+    let normalized = engine::decode::normalized(kind, value);
+    let value = normalized.as_ref().unwrap_or(value);
     engine::decode::check_value(kind, value)?;
     let text = || value.as_str().map(str::to_owned);
     Ok(match (pg, kind) {

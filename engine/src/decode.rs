@@ -142,7 +142,7 @@ pub fn normalize(kind: FieldType, value: &Value) -> Value {
 }
 
 /// [`normalize`] where the form changes; `None` where the value is taken as it is.
-fn normalized(kind: FieldType, value: &Value) -> Option<Value> {
+pub fn normalized(kind: FieldType, value: &Value) -> Option<Value> {
     Some(match (kind, value) {
         (FieldType::Boolean, Value::Number(n)) if matches!(n.as_i64(), Some(0 | 1)) => {
             Value::Bool(n.as_i64() == Some(1))
