@@ -12,8 +12,15 @@ use sea_orm::sqlx::{self, postgres::PgConnection};
 
 /// Sets `TCP_NODELAY` on the socket of `conn`, when this process holds it.
 pub(crate) async fn turn_off_nagle(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let Some((local, peer)) = ports(conn).await? else {
-        return Ok(());
+    // A server that cannot say (one that only speaks PostgreSQL's protocol) keeps the
+    // connection as it is: the option saves time, the connection works without it.
+    let (local, peer) = match ports(conn).await {
+        Ok(Some(ports)) => ports,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            tracing::debug!(error = %e, "the database does not say which ports it sees");
+            return Ok(());
+        }
     };
     let set = sockets_with_ports(local, peer).and_then(|sockets| {
         sockets

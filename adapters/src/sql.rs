@@ -440,19 +440,29 @@ pub fn pg_text(value: SqlValue) -> Result<Option<String>, String> {
     })
 }
 
-/// The most bound data sent to PostgreSQL in one statement: a page of rows goes in one, and
-/// a statement stays a bounded buffer. This needs the socket's Nagle algorithm off (see
-/// `nodelay`): with it on, each statement larger than one piece of the socket waits 40 ms
-/// for the server's delayed acknowledgement, whatever its size.
-const PG_MESSAGE_BYTES: usize = 4_000_000;
+/// The most bound data in one statement that writes pulled rows from unnested arrays: a
+/// page of rows goes in one, and a statement stays a bounded buffer. This needs the socket's
+/// Nagle algorithm off (see `nodelay`): with it on, each statement larger than one piece of
+/// the socket waits 40 ms for the server's delayed acknowledgement, whatever its size.
+pub const PG_ROWS_BYTES: usize = 4_000_000;
 
-/// Splits items of the given byte costs into consecutive runs of at most
-/// [`PG_MESSAGE_BYTES`] (an item larger than that goes alone).
-pub fn pg_runs(costs: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
+/// The most bound data in one statement that matches rows against a list of keys
+/// (`= ANY(…)`, a join on the unnested list). The list is bound as text and cast, which
+/// PostgreSQL does not fold into a constant: where the planner scans the table, it casts the
+/// whole list again for every row. Short lists keep that cheap, and keep the planner on the
+/// key's index; a list of 20,000 keys against a table of 20,000 rows ran for minutes.
+const PG_KEY_LIST_BYTES: usize = 12_000;
+
+/// Splits items of the given byte costs into consecutive runs of at most `budget` bytes (an
+/// item larger than that goes alone).
+pub fn pg_runs(
+    costs: impl IntoIterator<Item = usize>,
+    budget: usize,
+) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes, mut end) = (0, 0, 0);
     for (i, cost) in costs.into_iter().enumerate() {
-        if i > start && bytes + cost > PG_MESSAGE_BYTES {
+        if i > start && bytes + cost > budget {
             out.push(start..i);
             (start, bytes) = (i, 0);
         }
@@ -474,9 +484,9 @@ pub fn null_safe_eq(backend: DbBackend) -> &'static str {
     }
 }
 
-/// `items` in runs that one statement takes: under the bind limit on SQLite, where an item
-/// binds `columns` values; under [`PG_MESSAGE_BYTES`] on PostgreSQL, where an item binds
-/// `bytes(item)` bytes.
+/// `items` in runs that one statement keyed by them takes: under the bind limit on SQLite,
+/// where an item binds `columns` values; under [`PG_KEY_LIST_BYTES`] on PostgreSQL, where an
+/// item binds `bytes(item)` bytes.
 pub fn statement_chunks<T>(
     backend: DbBackend,
     items: &[T],
@@ -486,7 +496,7 @@ pub fn statement_chunks<T>(
     if backend != DbBackend::Postgres {
         return items.chunks(rows_per_statement(backend, columns)).collect();
     }
-    pg_runs(items.iter().map(bytes))
+    pg_runs(items.iter().map(bytes), PG_KEY_LIST_BYTES)
         .into_iter()
         .map(|run| &items[run])
         .collect()
@@ -687,18 +697,18 @@ mod tests {
 
     #[test]
     fn key_lists_for_postgresql_stay_small_and_keep_every_key() {
-        let keys: Vec<engine::Key> = (0..200_000).map(|i| format!("{i:036}")).collect();
+        let keys: Vec<engine::Key> = (0..1_000).map(|i| format!("{i:036}")).collect();
         let chunks = key_chunks(DbBackend::Postgres, &keys);
         assert!(chunks.len() > 1);
         assert!(
             chunks
                 .iter()
-                .all(|c| c.iter().map(|k| k.len() + 4).sum::<usize>() <= PG_MESSAGE_BYTES)
+                .all(|c| c.iter().map(|k| k.len() + 4).sum::<usize>() <= PG_KEY_LIST_BYTES)
         );
         assert_eq!(chunks.concat(), keys);
         assert!(key_chunks(DbBackend::Postgres, &[]).is_empty());
         // One key longer than the budget still goes, alone.
-        let long = vec!["x".repeat(PG_MESSAGE_BYTES + 1)];
+        let long = vec!["x".repeat(PG_KEY_LIST_BYTES + 1)];
         assert_eq!(key_chunks(DbBackend::Postgres, &long), vec![&long[..]]);
         assert_eq!(key_chunks(DbBackend::Sqlite, &keys).len(), 1);
     }

@@ -741,7 +741,7 @@ impl SqlStore {
                 .map(|t| t.as_ref().map_or(0, String::len) + 4)
                 .sum()
         });
-        for run in sql::pg_runs(costs) {
+        for run in sql::pg_runs(costs, sql::PG_ROWS_BYTES) {
             let mut arrays: Vec<Vec<Option<String>>> =
                 vec![Vec::with_capacity(run.len()); types.len()];
             for row in &mut texts[run] {
