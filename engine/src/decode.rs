@@ -308,6 +308,26 @@ mod tests {
     }
 
     #[test]
+    fn a_row_taken_whole_decodes_as_a_row_read_in_place() {
+        let c = articles()
+            .with_field("live", FieldType::Boolean)
+            .with_field("tags", FieldType::Csv);
+        let good = json!({"id": "k1", "last_modified": "2026-01-01T00:00:00.000Z", "title": "t",
+            "views": 3, "live": 1, "tags": "a,b", "extra": "not configured"});
+        let owned = remote_row_owned(&c, good.clone()).unwrap();
+        assert_eq!(owned, remote_row(&c, &good).unwrap());
+        assert_eq!(owned.data["tags"], json!(["a", "b"]));
+        assert!(!owned.data.contains_key("extra"));
+        // A row that does not fit comes back as it was, with the reason.
+        let bad = json!({"id": "k2", "last_modified": "2026-01-01T00:00:00.000Z", "title": "t",
+            "views": "many", "live": 1, "tags": ""});
+        let (error, returned) = *remote_row_owned(&c, bad.clone()).unwrap_err();
+        assert_eq!(error, remote_row(&c, &bad).unwrap_err());
+        assert_eq!(error.field, "views");
+        assert_eq!(returned, bad);
+    }
+
+    #[test]
     fn reads_0_and_1_of_a_boolean_field_as_booleans() {
         let c = articles().with_field("live", FieldType::Boolean);
         let raw = |live: Value| json!({"id": "k1", "last_modified": "2026-01-01T00:00:00.000Z", "title": "t", "views": 3, "live": live});

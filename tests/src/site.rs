@@ -135,8 +135,9 @@ impl Site {
     /// from a schema cache that a concurrent request can refill with the schema from before
     /// a collection was created: a sync started at once could find its fields missing. Such a
     /// cache stays stale until the next schema change, so every second of waiting it is
-    /// cleared (`POST /utils/cache/clear?system=true`, admin only).
-    async fn until_listed(&self, collection: &str, fields: &[&str]) {
+    /// cleared (`POST /utils/cache/clear?system=true`, admin only). The same holds for a field
+    /// added to an existing collection.
+    pub async fn until_listed(&self, collection: &str, fields: &[&str]) {
         for attempt in 1..=50 {
             let listed = self.client.fields(collection).await.ok();
             let names: Vec<&str> = listed
