@@ -85,7 +85,10 @@ fn check(
         .ok_or_else(|| fail(None, pk, "missing or not a string or integer".into()))?;
     let stamp =
         version(collection, object).map_err(|(field, message)| fail(Some(&key), field, message))?;
-    for field in collection.fields.iter().filter(|_| fields) {
+    if !fields {
+        return Ok((key, stamp));
+    }
+    for field in &collection.fields {
         let value = object.get(&field.name).ok_or_else(|| {
             fail(
                 Some(&key),
